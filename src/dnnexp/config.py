@@ -8,7 +8,9 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,13 +164,13 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
 def _expected_type(full_key: str) -> str:
     node: Any = Config
     for part in full_key.split("."):
-        fields = getattr(node, "__dataclass_fields__", {})
-        if part not in fields:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        if part not in hints:
             return "a value of the right type"
-        node = fields[part].type
-    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
-    text = node if isinstance(node, str) else getattr(node, "__name__", str(node))
-    return names.get(text.split(" |")[0], text)
+        node = hints[part]
+    allowed = [t for t in typing.get_args(node) if t is not type(None)] or [node]
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(allowed[0], getattr(allowed[0], "__name__", str(allowed[0])))
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -1,0 +1,88 @@
+"""The config schema: every choice composes, and every bad value is refused by name (no TensorFlow)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import compose_config
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from dnnexp import config as schema
+from dnnexp.cli import config_dir
+from dnnexp.config import ConfigError, hidden_units, validate
+
+
+@pytest.mark.parametrize(
+    "group, names",
+    [
+        ("dataset", schema.DATASETS),
+        ("activation", schema.ACTIVATIONS),
+        ("initializer", schema.INITIALIZERS),
+        ("normalization", schema.NORMALIZATIONS),
+        ("optimizer", schema.OPTIMIZERS),
+        ("scheduler", schema.SCHEDULERS),
+        ("clipping", schema.CLIPPINGS),
+    ],
+)
+def test_every_choice_has_a_yaml_that_composes_and_validates(group, names):
+    from pathlib import Path
+
+    files = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+    assert files == sorted(names)
+    for name in names:
+        cfg = validate(compose_config(f"{group}={name}"))
+        assert getattr(cfg, group).name == name
+
+
+def test_default_config_is_the_lecture_baseline():
+    cfg = validate(compose_config())
+    assert (cfg.dataset.name, cfg.activation.name, cfg.initializer.name) == ("mnist_5k", "relu", "auto")
+    assert (cfg.normalization.name, cfg.scheduler.name, cfg.clipping.name) == ("none", "constant", "none")
+    assert cfg.optimized_metric == "best_val_accuracy"
+
+
+def test_units_list_sets_depth_and_sizes():
+    cfg = validate(compose_config("model.units=[300,100]", "model.hidden_layers=7"))
+    assert hidden_units(cfg.model) == [300, 100]
+    cfg = validate(compose_config("model.units=50", "model.hidden_layers=3"))
+    assert hidden_units(cfg.model) == [50, 50, 50]
+
+
+def test_dropout_and_early_stopping_together():
+    cfg = validate(compose_config("regularization=dropout_early_stopping", "regularization.rate=0.3"))
+    assert cfg.regularization.rate == 0.3 and cfg.regularization.early_stopping
+
+
+BAD_VALUES = [
+    ("trainer.epochs=abc", "trainer.epochs must be an integer, got 'abc'"),
+    ("trainer.epochs=0", "trainer.epochs must be in [1, inf], got 0"),
+    ("trainer.batch_size=0", "trainer.batch_size must be in [1, inf], got 0"),
+    ("regularization.rate=1.5", "regularization.rate must be in [0, 1), got 1.5"),
+    ("optimizer.lr=-0.1", "optimizer.lr must be in (0, inf), got -0.1"),
+    ("optimizer.lr=fast", "optimizer.lr must be a number, got 'fast'"),
+    ("optimizer.momentum=1.0", "optimizer.momentum must be in [0, 1), got 1.0"),
+    ("scheduler=power scheduler.s=0", "scheduler.s must be in (0, inf), got 0.0"),
+    ("scheduler=performance scheduler.factor=2", "scheduler.factor must be in (0, 1), got 2.0"),
+    ("clipping.threshold=-1", "clipping.threshold must be in (0, inf), got -1"),
+    ("activation.name=relux", "activation.name must be one of relu, leaky_relu"),
+    ("regularization.layers=output", "regularization.layers must be one of all, hidden, input, last; got 'output'"),
+    ("model.units=[10,0]", "model.units must be a positive integer or a list of them, got [10, 0]"),
+    ("normalization=batchnorm_after normalization.momentum=1.5", "normalization.momentum must be in [0, 1], got 1.5"),
+    ("dataset.standardize=maybe", "dataset.standardize must be true or false, got 'maybe'"),
+    ("optimized_metric=speed", "optimized_metric must be one of best_val_accuracy"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_VALUES)
+def test_bad_value_is_refused_with_key_value_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(*override.split()))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["activation=relux", "scheduler=foo", "clipping=maybe"])
+def test_unknown_choice_is_refused_by_hydra_with_the_options(override):
+    with pytest.raises((MissingConfigException, ConfigCompositionException)) as err:
+        compose_config(override)
+    group = override.split("=")[0]
+    assert f"Could not find '{group}/" in str(err.value)

@@ -1,0 +1,119 @@
+"""Loaders: the embedded digits, and Fashion-MNIST / CIFAR-10 files in their real formats."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+from formats import idx_bytes, write_cifar10, write_cifar_batch, write_fashion_mnist, write_idx
+
+from dnnexp.config import ConfigError, DatasetConfig
+from dnnexp.data import FASHION_MNIST_FILES, DataError, load, load_raw, read_idx
+
+
+def test_mnist_5k_split_is_stratified_seeded_and_scaled():
+    data = load(DatasetConfig(name="mnist_5k", val_size=500, test_size=1000))
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3500, 500, 1000)
+    assert data.x_train.shape[1:] == (28, 28) and data.x_train.dtype == np.float32
+    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    # The file is sorted by class; a stratified shuffle keeps every class at 10 %.
+    assert np.bincount(data.y_test).tolist() == [100] * 10
+    assert np.bincount(data.y_val).tolist() == [50] * 10
+    again = load(DatasetConfig(name="mnist_5k", val_size=500, test_size=1000))
+    np.testing.assert_array_equal(data.x_val, again.x_val)
+    assert data.class_names == [str(d) for d in range(10)]
+
+
+def test_limit_keeps_only_n_training_samples():
+    data = load(DatasetConfig(name="mnist_5k", limit=123))
+    assert len(data.x_train) == 123 and len(data.x_val) == 500
+
+
+def test_standardize_fits_on_training_split():
+    data = load(DatasetConfig(name="mnist_5k", standardize=True))
+    mean, std = data.x_train.mean(axis=0), data.x_train.std(axis=0)
+    varying = std > 0
+    np.testing.assert_allclose(mean[varying], 0, atol=1e-4)
+    np.testing.assert_allclose(std[varying], 1, atol=1e-3)
+    assert abs(data.x_test.mean()) < 0.2  # other splits use the training statistics, so only close to 0
+
+
+def test_validation_larger_than_data_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"dataset.test_size=1000 \+ dataset.val_size=4500 must be less than the 5000"):
+        load(DatasetConfig(name="mnist_5k", val_size=4500))
+
+
+def test_fashion_mnist_reads_idx_gz_files(tmp_path):
+    folder = write_fashion_mnist(tmp_path / "fmnist", n_train=200, n_test=50)
+    data = load(DatasetConfig(name="fashion_mnist", data_dir=str(folder), val_size=40))
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (160, 40, 50)
+    assert data.input_shape == (28, 28) and data.class_names[0] == "T-shirt/top"
+    raw = load_raw("fashion_mnist", str(folder))
+    with gzip.open(folder / FASHION_MNIST_FILES["test_images"]) as f:
+        assert raw.x_test.tobytes() == f.read()[16:]
+
+
+def test_cifar10_reads_python_batches_channel_last(tmp_path):
+    folder = write_cifar10(tmp_path, n_per_batch=40)
+    expected_first = write_cifar_batch(folder / "data_batch_1", 40, seed=0)
+    load_raw.cache_clear()
+    for data_dir in (tmp_path, folder):  # the folder itself or its parent
+        raw = load_raw("cifar10", str(data_dir))
+        assert raw.x.shape == (200, 32, 32, 3) and raw.x_test.shape == (40, 32, 32, 3)
+        np.testing.assert_array_equal(raw.x[:40], expected_first)
+        assert raw.class_names[-1] == "truck"
+
+
+def test_missing_files_name_what_to_put_where(tmp_path):
+    (tmp_path / FASHION_MNIST_FILES["train_images"]).write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        load_raw("fashion_mnist", str(tmp_path))
+    message = str(err.value)
+    assert f"dataset.data_dir={tmp_path}" in message
+    assert "t10k-images-idx3-ubyte.gz" in message and "train-labels-idx1-ubyte.gz" in message
+
+
+def test_data_dir_that_is_not_a_folder(tmp_path):
+    with pytest.raises(DataError, match="is not a folder"):
+        load_raw("cifar10", str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(100), "truncated"),
+        (b"\x08\x03\x00\x00" + bytes(20), "not an IDX file"),
+        (idx_bytes(np.zeros(5, np.uint8)), "1-dimensional data, expected 3"),
+        (b"\x00\x00", "not an IDX file"),
+    ],
+)
+def test_malformed_idx_is_refused(tmp_path, blob, message):
+    path = tmp_path / "x.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(blob)
+    with pytest.raises(DataError, match=message):
+        read_idx(path, expected_ndim=3)
+
+
+def test_idx_that_is_not_gzip_is_refused(tmp_path):
+    path = tmp_path / "x.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot read"):
+        read_idx(path, expected_ndim=3)
+
+
+def test_image_and_label_counts_must_match(tmp_path):
+    folder = write_fashion_mnist(tmp_path, n_train=30, n_test=10)
+    write_idx(folder / FASHION_MNIST_FILES["train_labels"], np.zeros(29, np.uint8))
+    with pytest.raises(DataError, match="30 images but .* 29 labels"):
+        load_raw("fashion_mnist", str(folder))
+
+
+def test_cifar_batch_with_wrong_shape_is_refused(tmp_path):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
+    with pytest.raises(DataError, match=r"shape \(10, 784\), expected \(N, 3072\)"):
+        load_raw("cifar10", str(folder))

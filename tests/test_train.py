@@ -1,0 +1,77 @@
+"""One run, trained for real on tiny data: its files, its determinism, and its callbacks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+
+from dnnexp.files import HISTORY_COLUMNS
+from dnnexp.train import train
+
+METRIC_KEYS = {
+    "status", "best_val_accuracy", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs_run",
+    "stopped_early", "train_seconds", "params_total", "params_trainable", "params_non_trainable",
+}
+
+
+def test_run_writes_history_metrics_and_model(trained_run):
+    run_dir, metrics = trained_run
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2]
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert METRIC_KEYS <= saved.keys()
+    assert saved["status"] == "completed" and saved["epochs_run"] == 2 and not saved["stopped_early"]
+    assert saved["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+    # 784 -> 16 -> 16 -> 10 with biases
+    assert saved["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 == saved["params_trainable"]
+    assert 0.1 < saved["test_accuracy"] <= 1.0
+
+
+def test_saved_model_reproduces_test_accuracy(trained_run):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    run_dir, metrics = trained_run
+    model = keras.models.load_model(run_dir / "model.keras")
+    data = load(tiny_config().dataset)
+    predicted = model.predict(data.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
+    _, first = trained_run
+    again = train(tiny_config(), tmp_path)
+    for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy"):
+        assert again[key] == first[key]
+
+
+def test_history_learning_rate_follows_schedule_at_epoch_end_step(tmp_path):
+    # 300 samples / batch 32 = 10 steps per epoch
+    cfg = tiny_config("scheduler=exponential", "scheduler.s=25", "optimizer.lr=0.1", "trainer.epochs=3")
+    train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    expected = [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)]
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-5)
+
+
+def test_performance_scheduling_cuts_rate_when_val_loss_stalls(tmp_path):
+    # A rate so small the validation loss cannot improve by ReduceLROnPlateau's min_delta (1e-4).
+    cfg = tiny_config("scheduler=performance", "scheduler.patience=1", "scheduler.factor=0.5",
+                      "optimizer.lr=1e-9", "trainer.epochs=4")
+    train(cfg, tmp_path)
+    lr = pd.read_csv(tmp_path / "history.csv")["learning_rate"].tolist()
+    np.testing.assert_allclose(lr, [1e-9, 1e-9, 5e-10, 2.5e-10], rtol=1e-5)
+
+
+def test_early_stopping_stops_and_says_so(tmp_path):
+    cfg = tiny_config("regularization=early_stopping", "regularization.monitor=val_accuracy",
+                      "regularization.patience=1", "optimizer.lr=1e-12", "trainer.epochs=10")
+    metrics = train(cfg, tmp_path)
+    assert metrics["stopped_early"] is True
+    assert metrics["epochs_run"] == 2
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
