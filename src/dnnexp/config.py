@@ -9,7 +9,9 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ SCHEDULERS = ("constant", "power", "exponential", "performance")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(ValueError):
@@ -116,6 +119,12 @@ class TrainerConfig:
     batch_size: int = 32
     seed: int = 42
     verbose: bool = True
+    # How fast, and where: see README "Performance". "auto" or an int for the two below.
+    steps_per_execution: Any = "auto"  # training steps per call into TensorFlow
+    threads: Any = "auto"  # TensorFlow intra- and inter-op threads of this process
+    jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
+    strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
+    mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
 
 
 @dataclass
@@ -191,6 +200,23 @@ def _positive(key: str, value: float) -> None:
     _in_range(key, value, 0, math.inf, low_open=True, high_open=True)
 
 
+def _auto_or_positive_int(key: str, value: Any) -> None:
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{key} must be auto or a positive integer, got {value!r}")
+
+
+def _check_tf_config(text: str | None) -> None:
+    """multi_worker reads the cluster from TF_CONFIG; without it TensorFlow trains as one local worker."""
+    if text is None:
+        return
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError:
+        spec = None
+    if not isinstance(spec, dict) or "cluster" not in spec or "task" not in spec:
+        raise ConfigError(f"TF_CONFIG must be JSON with 'cluster' and 'task' for trainer.strategy=multi_worker, got {text!r}")
+
+
 def _check_ranges(c: Config) -> None:
     """Range and name checks, next to the schema they guard (scikit-learn style)."""
     d = c.dataset
@@ -247,6 +273,11 @@ def _check_ranges(c: Config) -> None:
     _in_range("trainer.epochs", t.epochs, 1, math.inf)
     _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
     _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
+    _auto_or_positive_int("trainer.steps_per_execution", t.steps_per_execution)
+    _auto_or_positive_int("trainer.threads", t.threads)
+    _one_of("trainer.strategy", t.strategy, STRATEGIES)
+    if t.strategy == "multi_worker":
+        _check_tf_config(os.environ.get("TF_CONFIG"))
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
 
 

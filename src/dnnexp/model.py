@@ -71,10 +71,13 @@ def dropout_flags(cfg: Config, n_hidden: int) -> tuple[bool, list[bool]]:
 
 
 def output_layer(n_classes: int) -> keras.layers.Dense:
-    """Softmax over the classes, or one sigmoid unit for a binary task."""
+    """Softmax over the classes, or one sigmoid unit for a binary task.
+
+    Always float32: under mixed precision a float16 softmax and loss lose too much (Keras' advice).
+    """
     if n_classes == 2:
-        return keras.layers.Dense(1, activation="sigmoid", name="output")
-    return keras.layers.Dense(n_classes, activation="softmax", name="output")
+        return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="output")
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="output")
 
 
 def loss_for(n_classes: int) -> str:

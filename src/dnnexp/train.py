@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
+from dnnexp import runtime
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
 from dnnexp.files import MODEL, write_history, write_metrics
@@ -23,12 +24,15 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
+    threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
+    strategy = runtime.build_strategy(cfg.trainer.strategy)
+    runtime.set_precision(cfg.trainer.mixed_precision)
     keras.utils.set_random_seed(cfg.trainer.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
 
     data = datasets.load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
-    model.compile(optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"])
+    steps_per_call = runtime.steps_per_execution(cfg.trainer, len(data.x_train))
+    model = compiled_model(cfg, data, strategy, steps_per_call)
 
     recorder = HistoryRecorder(run_dir)
     callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
@@ -60,17 +64,46 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
+        "steps_per_execution": steps_per_call,
+        "threads": threads,
+        "replicas": strategy.num_replicas_in_sync,
     }
     write_metrics(run_dir, metrics)
     return metrics
 
 
+def compiled_model(cfg: Config, data: datasets.Data, strategy: tf.distribute.Strategy, steps_per_call: int) -> keras.Model:
+    """Build and compile in the strategy's scope, so the model's and optimizer's variables live on its devices."""
+    with strategy.scope():
+        model = build_model(cfg, data.input_shape, data.n_classes)
+        model.compile(
+            optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"],
+            steps_per_execution=steps_per_call, jit_compile=cfg.trainer.jit_compile,
+        )
+    return model
+
+
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """In-memory arrays -> cached, (re)shuffled each epoch, batched, prefetched tf.data pipeline."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    """In-memory arrays -> batches, in a new seeded order every epoch, prefetched while the model trains.
+
+    The arrays enter TensorFlow once; each epoch shuffles only the indices and each batch
+    gathers its rows, which costs a fraction of shuffling and batching sample by sample.
+    Under a multi-worker strategy every worker keeps its share of each batch (DATA sharding).
+    """
+    indices = tf.data.Dataset.range(len(x))
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
+    batches = tf.data.Dataset.zip(indices.batch(batch_size), arrays).map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+@tf.autograph.experimental.do_not_convert
+def _gather(index, arrays):
+    x, y = arrays
+    return tf.gather(x, index), tf.gather(y, index)
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:

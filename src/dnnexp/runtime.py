@@ -1,0 +1,102 @@
+"""How a run uses the machine: threads, steps per call, distribution strategy, precision.
+
+None of this changes what is computed (mixed precision aside, which rounds to float16),
+only how fast. train.py calls :func:`configure_threads` and :func:`build_strategy`
+before anything else touches TensorFlow, because TensorFlow fixes its thread pools
+and a multi-worker strategy's collectives when its runtime starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+from hydra.core.hydra_config import HydraConfig
+
+from dnnexp.backend import keras, tf
+from dnnexp.config import TrainerConfig
+
+log = logging.getLogger(__name__)
+
+# steps_per_execution=auto: enough steps per call that the fixed cost of a call into
+# TensorFlow (about a millisecond) disappears, measured best at 50 steps for batch 32
+# and 20 for batch 128 on a 2-core CPU (README "Performance").
+AUTO_SAMPLES_PER_CALL = 2560
+AUTO_MAX_STEPS = 50
+
+STRATEGIES = {
+    "default": tf.distribute.get_strategy,
+    "mirrored": tf.distribute.MirroredStrategy,  # one replica per local GPU, or the CPU when there is none
+    "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,  # the cluster and this worker's task from TF_CONFIG
+}
+
+
+def steps_per_execution(trainer: TrainerConfig, n_train: int) -> int:
+    """Training steps per call into TensorFlow, never more than the steps of one epoch.
+
+    Several steps per call keep the per-step learning-rate schedules exact (they read
+    the optimizer's step count) and epochs still end where they end, so history,
+    early stopping and the progress bar stay per epoch.
+    """
+    steps_per_epoch = math.ceil(n_train / trainer.batch_size)
+    wanted = trainer.steps_per_execution
+    if wanted == "auto":
+        wanted = max(1, min(AUTO_MAX_STEPS, round(AUTO_SAMPLES_PER_CALL / trainer.batch_size)))
+    return min(wanted, steps_per_epoch)
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_jobs() -> int:
+    """Jobs of this sweep running at once: the launcher's n_jobs (joblib's launcher), else 1."""
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    # joblib's convention: -1 means all cores, -2 all but one, and so on.
+    return max(1, n_jobs if n_jobs > 0 else cores() + 1 + n_jobs)
+
+
+def thread_count(setting: int | str, jobs: int, n_cores: int) -> int | None:
+    """Threads for each of TensorFlow's two pools; None keeps its default (all cores)."""
+    if setting != "auto":
+        return int(setting)
+    return max(1, n_cores // jobs) if jobs > 1 else None
+
+
+def configure_threads(setting: int | str) -> int:
+    """Size TensorFlow's intra- and inter-op thread pools, and return the intra-op size in force.
+
+    Only possible before TensorFlow's runtime starts. A joblib worker that runs several
+    jobs of one sweep asks for the same size each time, which is no change; a different
+    size cannot take effect, so it is logged and the run goes on with the pools it has.
+    """
+    wanted = thread_count(setting, parallel_jobs(), cores())
+    if wanted is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(wanted)
+            tf.config.threading.set_inter_op_parallelism_threads(wanted)
+        except RuntimeError:
+            log.warning("trainer.threads=%s cannot take effect: TensorFlow already runs in this process", wanted)
+    return tf.config.threading.get_intra_op_parallelism_threads() or cores()
+
+
+def build_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy whose scope the model is built and compiled in."""
+    try:
+        return STRATEGIES[name]()
+    except RuntimeError as err:  # multi_worker after TensorFlow's runtime started (e.g. a reused sweep worker)
+        raise RuntimeError(f"trainer.strategy={name} must be the first thing a process does with TensorFlow: {err}") from None
+
+
+def set_precision(mixed: bool) -> None:
+    """Mixed precision computes in float16 and keeps variables in float32 (the output layer stays float32).
+
+    The policy is global to the process, so every run sets it, on or off.
+    """
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")

@@ -1,0 +1,145 @@
+"""Speed settings change how fast a run goes, never what it computes: steps per call,
+threads per sweep job, distribution strategy, mixed precision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, compose_config, run_cli, tiny_config
+
+from dnnexp import config as schema
+from dnnexp import runtime
+from dnnexp.backend import keras
+from dnnexp.config import ConfigError, TrainerConfig, validate
+from dnnexp.train import train
+
+
+@pytest.mark.parametrize(
+    "batch_size, n_train, setting, expected",
+    [
+        (32, 55_000, "auto", 50),  # the measured best at batch 32
+        (128, 55_000, "auto", 20),  # and at batch 128
+        (512, 55_000, "auto", 5),
+        (8192, 55_000, "auto", 1),
+        (32, 300, "auto", 10),  # never more than the 10 steps of an epoch
+        (32, 55_000, 7, 7),
+        (32, 300, 100, 10),
+    ],
+)
+def test_steps_per_execution_follows_batch_size_within_one_epoch(batch_size, n_train, setting, expected):
+    trainer = TrainerConfig(batch_size=batch_size, steps_per_execution=setting)
+    assert runtime.steps_per_execution(trainer, n_train) == expected
+
+
+@pytest.mark.parametrize(
+    "setting, jobs, cores, expected",
+    [("auto", 1, 2, None), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 3, 8, 2), (3, 4, 8, 3)],
+)
+def test_threads_split_the_cores_among_parallel_jobs(setting, jobs, cores, expected):
+    assert runtime.thread_count(setting, jobs, cores) == expected
+
+
+@pytest.mark.parametrize("n_jobs, expected", [(3, 3), (-1, runtime.cores()), (None, 1)])
+def test_parallel_jobs_is_the_joblib_launchers_n_jobs(n_jobs, expected):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra import compose, initialize_config_dir
+
+    from dnnexp.cli import config_dir
+
+    overrides = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert runtime.parallel_jobs() == expected
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_registry_of_strategies_matches_the_config_names():
+    assert tuple(runtime.STRATEGIES) == schema.STRATEGIES
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.steps_per_execution=0", "trainer.steps_per_execution must be auto or a positive integer, got 0"),
+        ("trainer.threads=many", "trainer.threads must be auto or a positive integer, got 'many'"),
+        ("trainer.strategy=tpu", "trainer.strategy must be one of default, mirrored, multi_worker; got 'tpu'"),
+    ],
+)
+def test_bad_speed_setting_is_refused_by_name(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(override))
+
+
+def test_multi_worker_refuses_a_tf_config_without_cluster(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with 'cluster' and 'task'"):
+        validate(compose_config("trainer.strategy=multi_worker"))
+
+
+def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(trained_run, tmp_path):
+    # 300 samples / batch 32 = 10 steps per epoch, run as calls of 4, 4 and 2 steps.
+    cfg = tiny_config("scheduler=exponential", "scheduler.s=25", "optimizer.lr=0.1", "trainer.epochs=3",
+                      "trainer.steps_per_execution=4")
+    metrics = train(cfg, tmp_path / "four")
+    assert metrics["steps_per_execution"] == 4
+    history = pd.read_csv(tmp_path / "four" / "history.csv")
+    np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)], rtol=1e-5)
+
+    one = train(tiny_config("trainer.steps_per_execution=1"), tmp_path / "one")
+    _, auto = trained_run  # the same run with the default: all 10 steps of an epoch in one call
+    assert auto["steps_per_execution"] == 10 and one["steps_per_execution"] == 1
+    for key in ("val_loss", "test_loss", "val_accuracy"):
+        assert one[key] == pytest.approx(auto[key], rel=1e-5)
+
+
+def test_model_and_optimizer_variables_are_created_in_the_strategys_scope():
+    from dnnexp.backend import tf
+    from dnnexp.data import load
+    from dnnexp.train import compiled_model
+
+    cfg = tiny_config()
+    strategy = tf.distribute.MirroredStrategy()  # on a machine without GPUs: one replica, the CPU
+    model = compiled_model(cfg, load(cfg.dataset), strategy, steps_per_call=4)
+    model.optimizer.build(model.trainable_variables)
+    assert strategy.num_replicas_in_sync == 1 and model.steps_per_execution == 4
+    assert all(strategy.extended.variable_created_in_scope(v.value) for v in [*model.weights, *model.optimizer.variables])
+
+
+def test_one_device_mirrored_run_trains_and_saves_a_model_that_reproduces_its_metrics(tmp_path):
+    metrics = train(tiny_config("trainer.strategy=mirrored", "optimizer.lr=0.1"), tmp_path)
+    assert metrics["replicas"] == 1 and metrics["status"] == "completed"
+    assert metrics["val_accuracy"] > 0.2  # ten classes: twice chance, so it learned
+    model = keras.models.load_model(tmp_path / "model.keras")
+    from dnnexp.data import load
+
+    data = load(tiny_config().dataset)
+    predicted = model.predict(data.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
+    try:
+        metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1"), tmp_path)
+        model = keras.models.load_model(tmp_path / "model.keras")
+    finally:
+        runtime.set_precision(False)
+    dense, output = model.get_layer("dense_1"), model.get_layer("output")
+    assert (dense.compute_dtype, dense.kernel.dtype) == ("float16", "float32")
+    assert output.compute_dtype == "float32"
+    assert metrics["status"] == "completed" and np.isfinite(metrics["val_loss"])
+
+
+def test_joblib_sweep_gives_each_job_its_share_of_the_cores(tmp_path):
+    result = run_cli(
+        "-m", *TINY, "trainer.epochs=1", "trainer.seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    threads = [json.loads((tmp_path / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
+    assert threads == [max(1, runtime.cores() // 2)] * 2
