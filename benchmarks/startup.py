@@ -1,0 +1,82 @@
+"""Start-up: the commands that train nothing must answer in under 1.5 seconds.
+
+    python benchmarks/startup.py [--repeats 5]
+
+Times, as fresh processes, ``dnnexp --help``, ``dnnexp --cfg job``, a config error
+(``dnnexp trainer.epochs=abc``) and ``dnnexp-report`` on a folder of 100 run folders
+(copies of one real tiny run with different overrides and metrics), and says whether
+TensorFlow was imported. The commands run as ``python -m dnnexp.cli`` and
+``python -m dnnexp.report_cli`` from this checkout, which is what the ``dnnexp`` and
+``dnnexp-report`` scripts call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from common import dnnexp, machine, run_timed
+
+LIMIT_SECONDS = 1.5
+N_RUNS = 100
+TINY = ["dataset.limit=300", "dataset.val_size=100", "dataset.test_size=200", "model.units=16",
+        "trainer.epochs=1", "trainer.verbose=false"]
+# Prints whether TensorFlow got imported: the command runs in this process through runpy.
+PROBE = "import runpy, sys; sys.argv = [{module!r}, *{args!r}]\ntry:\n    runpy.run_module({module!r}, run_name='__main__')\nexcept SystemExit:\n    pass\nprint('TENSORFLOW_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TENSORFLOW', file=sys.stderr)\n"
+
+
+def hundred_runs(scratch: Path) -> Path:
+    """A sweep folder of 100 runs: one real tiny run, copied with other seeds and metrics."""
+    first = scratch / "source_run"
+    result = run_timed(dnnexp(*TINY, f"hydra.run.dir={first}"), scratch)
+    if result.returncode != 0:
+        sys.exit(f"the tiny run failed:\n{result.stderr}")
+    sweep = scratch / "sweep"
+    for i in range(N_RUNS):
+        run = sweep / str(i)
+        shutil.copytree(first, run)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- trainer.seed={i}\n- optimizer.lr={0.001 * (i % 10 + 1)}\n")
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics.update(best_val_accuracy=0.5 + i / 1000, val_accuracy=0.5 + i / 1000, test_accuracy=0.4 + i / 1000)
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return sweep
+
+
+def measure(module: str, args: list[str], scratch: Path, repeats: int) -> tuple[list[float], bool]:
+    """Wall seconds of ``repeats`` fresh runs, and whether TensorFlow got imported."""
+    cmd = [sys.executable, "-c", PROBE.format(module=module, args=args)]
+    runs = [run_timed(cmd, scratch) for _ in range(repeats)]
+    return [r.seconds for r in runs], "TENSORFLOW_IMPORTED" in runs[-1].stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        commands = [
+            ("dnnexp --help", "dnnexp.cli", ["--help"]),
+            ("dnnexp --cfg job", "dnnexp.cli", ["--cfg", "job"]),
+            ("dnnexp trainer.epochs=abc (config error)", "dnnexp.cli", ["trainer.epochs=abc"]),
+        ]
+        if importlib.util.find_spec("dnnexp.report_cli") is not None:
+            commands.append((f"dnnexp-report on {N_RUNS} run folders", "dnnexp.report_cli", [str(hundred_runs(scratch))]))
+        else:
+            print("dnnexp-report: not in this checkout (dnnexp.report_cli is missing), not measured")
+        print(f"{'command':<42} {'median s':>8} {'max s':>6}  {'< 1.5 s':>7}  TensorFlow  (of {args.repeats} runs)")
+        for label, module, cmd_args in commands:
+            seconds, tf_loaded = measure(module, cmd_args, scratch, args.repeats)
+            verdict = "yes" if max(seconds) < LIMIT_SECONDS else "NO"
+            print(f"{label:<42} {statistics.median(seconds):>8.2f} {max(seconds):>6.2f}  {verdict:>7}  {'imported' if tf_loaded else 'not imported'}")
+
+
+if __name__ == "__main__":
+    main()
