@@ -98,16 +98,17 @@ def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(traine
         assert one[key] == pytest.approx(auto[key], rel=1e-5)
 
 
-def test_model_and_optimizer_variables_are_created_in_the_strategys_scope():
+def test_model_is_built_and_compiled_in_the_strategys_scope_with_the_speed_settings():
     from dnnexp.backend import tf
     from dnnexp.data import load
     from dnnexp.train import compiled_model
 
-    cfg = tiny_config()
+    cfg = tiny_config("trainer.jit_compile=true")
     strategy = tf.distribute.MirroredStrategy()  # on a machine without GPUs: one replica, the CPU
     model = compiled_model(cfg, load(cfg.dataset), strategy, steps_per_call=4)
     model.optimizer.build(model.trainable_variables)
-    assert strategy.num_replicas_in_sync == 1 and model.steps_per_execution == 4
+    assert strategy.num_replicas_in_sync == 1
+    assert model.steps_per_execution == 4 and model.jit_compile is True
     assert all(strategy.extended.variable_created_in_scope(v.value) for v in [*model.weights, *model.optimizer.variables])
 
 
