@@ -105,7 +105,12 @@ def test_model_is_built_and_compiled_in_the_strategys_scope_with_the_speed_setti
 
     cfg = tiny_config("trainer.jit_compile=true")
     strategy = tf.distribute.MirroredStrategy()  # on a machine without GPUs: one replica, the CPU
-    model = compiled_model(cfg, load(cfg.dataset), strategy, steps_per_call=4)
+    runtime.set_determinism(jit_compile=False)  # as after any earlier run in this process
+    runtime.set_determinism(jit_compile=True)  # else Keras silently drops XLA
+    try:
+        model = compiled_model(cfg, load(cfg.dataset), strategy, steps_per_call=4)
+    finally:
+        runtime.set_determinism(jit_compile=False)
     model.optimizer.build(model.trainable_variables)
     assert strategy.num_replicas_in_sync == 1
     assert model.steps_per_execution == 4 and model.jit_compile is True

@@ -94,6 +94,21 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
         raise RuntimeError(f"trainer.strategy={name} must be the first thing a process does with TensorFlow: {err}") from None
 
 
+def set_determinism(jit_compile: bool) -> None:
+    """Same seed, same metrics: TensorFlow's op determinism, which costs nothing measurable here.
+
+    Keras silently drops XLA when op determinism is on, so a run with jit_compile turns
+    it off (the same seed may then differ in the last bits). The switch is global to
+    the process and TensorFlow names only the way on, so the way off is its internal one.
+    """
+    if jit_compile:
+        from tensorflow.python.framework.config import disable_op_determinism
+
+        disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
+
+
 def set_precision(mixed: bool) -> None:
     """Mixed precision computes in float16 and keeps variables in float32 (the output layer stays float32).
 

@@ -27,8 +27,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
     strategy = runtime.build_strategy(cfg.trainer.strategy)
     runtime.set_precision(cfg.trainer.mixed_precision)
+    runtime.set_determinism(cfg.trainer.jit_compile)
     keras.utils.set_random_seed(cfg.trainer.seed)
-    tf.config.experimental.enable_op_determinism()  # same seed, same metrics
 
     data = datasets.load(cfg.dataset)
     steps_per_call = runtime.steps_per_execution(cfg.trainer, len(data.x_train))
