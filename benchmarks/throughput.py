@@ -1,11 +1,13 @@
 """Training throughput: dnnexp's own training path against a plain ``model.fit`` on NumPy arrays.
 
-    python benchmarks/throughput.py [--batch-sizes 32 128] [--data-dir FOLDER]
+    python benchmarks/throughput.py [--batch-sizes 32 128] [--data-dir FOLDER] [--set KEY=VALUE ...]
 
 The lecture's Fashion-MNIST MLP (784-300-100-10, ReLU, SGD), 55,000 training samples,
 one epoch, same data and batch size for both, in this one process:
 
 - plain: ``model.fit(X, y, batch_size=B)`` on float32 NumPy arrays with Keras' defaults;
+  TensorFlow sizes its thread pools once per process, so both run with the ones
+  dnnexp's ``trainer.threads`` gives;
 - dnnexp: ``dnnexp.train.train`` as ``dnnexp dataset=fashion_mnist ...`` runs it (its
   pipeline, steps per call, callbacks, and its validation pass over 5,000 samples,
   which the plain loop does not do: the ratio is conservative).
@@ -15,7 +17,8 @@ their ratio against the targets (at least 4x at batch 32, 2x at batch 128), and 
 achieved GFLOP/s with its share of this machine's float32 matrix-multiply peak,
 measured here with NumPy. Without the real Fashion-MNIST files (``--data-dir``, or
 the Keras cache) it writes random images of the same shape: speed does not depend on
-the pixel values.
+the pixel values. ``--set`` adds overrides to dnnexp's runs, to measure a setting
+(``--set trainer.jit_compile=true``, ``--set trainer.threads=1``).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def fashion_mnist_dir(given: str | None, scratch: Path) -> tuple[str, str]:
     return str(scratch), "random images of Fashion-MNIST's shape (the real files are not here)"
 
 
-def dnnexp_config(data_dir: str, batch_size: int):
+def dnnexp_config(data_dir: str, batch_size: int, extra: list[str]):
     from hydra import compose, initialize_config_dir
 
     from dnnexp.cli import config_dir
@@ -95,7 +98,7 @@ def dnnexp_config(data_dir: str, batch_size: int):
     overrides = [
         "dataset=fashion_mnist", f"dataset.data_dir={data_dir}", f"dataset.val_size={N_VAL}",
         f"model.units=[{UNITS[0]},{UNITS[1]}]", "trainer.epochs=1", f"trainer.batch_size={batch_size}",
-        "trainer.verbose=false",
+        "trainer.verbose=false", *extra,
     ]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return validate(compose(config_name="config", overrides=overrides))
@@ -123,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--data-dir", help="a folder with the four Fashion-MNIST .gz files")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for dnnexp's runs")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,8 +138,11 @@ def main() -> None:
 
         from dnnexp.data import load
         from dnnexp.model import build_model
+        from dnnexp.runtime import configure_threads
 
-        configs = {b: dnnexp_config(data_dir, b) for b in args.batch_sizes}
+        configs = {b: dnnexp_config(data_dir, b, args.set) for b in args.batch_sizes}
+        # TensorFlow's thread pools are fixed once it starts, so both loops run with the ones dnnexp asks for.
+        threads = configure_threads(configs[args.batch_sizes[0]].trainer.threads)
         data = load(configs[args.batch_sizes[0]].dataset)
         assert len(data.x_train) == N_TRAIN, len(data.x_train)
         flops = training_flops_per_sample(build_model(configs[args.batch_sizes[0]], data.input_shape, data.n_classes))
@@ -143,7 +150,8 @@ def main() -> None:
         plain = {b: plain_fit(configs[b], data) for b in args.batch_sizes}
         ours = {b: dnnexp_fit(configs[b], scratch) for b in args.batch_sizes}
 
-    print(f"model 784-{UNITS[0]}-{UNITS[1]}-10, {flops / 1e6:.2f} MFLOP per training sample, {N_TRAIN:,} samples, one epoch")
+    print(f"model 784-{UNITS[0]}-{UNITS[1]}-10, {flops / 1e6:.2f} MFLOP per training sample, {N_TRAIN:,} samples, one epoch"
+          + (f"; dnnexp with {' '.join(args.set)}" if args.set else "") + f"; {threads} TensorFlow threads for both")
     header = f"{'batch':>5}  {'plain samples/s':>15}  {'dnnexp samples/s':>16}  {'ratio':>6}  {'target':>6}  {'GFLOP/s':>7}  {'of peak':>7}  steps/call"
     print(header)
     for b in args.batch_sizes:
@@ -154,7 +162,7 @@ def main() -> None:
         target = TARGETS.get(b)
         verdict = "" if target is None else f"{'>=' if ratio >= target else '< '}{target:g}x"
         gflops = rate * flops / 1e9
-        print(f"{b:>5}  {plain_rate:>15,.0f}  {rate:>16,.0f}  {ratio:>5.2f}x  {verdict:>6}  {gflops:>7.1f}  {gflops / peak:>6.0%}  {metrics['steps_per_execution']}")
+        print(f"{b:>5}  {plain_rate:>15,.0f}  {rate:>16,.0f}  {ratio:>5.2f}x  {verdict:>6}  {gflops:>7.1f}  {gflops / peak:>6.0%}  {metrics['steps_per_execution']:>10}")
 
 
 if __name__ == "__main__":
