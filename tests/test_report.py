@@ -15,7 +15,7 @@ from conftest import TINY, run_cli
 from rich.console import Console
 from scipy.stats import ttest_ind
 
-from dnnexp.report import build_report, load_runs, render, render_rich, write_sweep_report
+from dnnexp.report import build_report, load_runs, render, welch_p_value, write_sweep_report
 
 # ---------------------------------------------------------------- run folders with known numbers
 
@@ -87,6 +87,30 @@ def test_noise_verdict_is_welchs_test_at_five_percent(seed_sweep):
     assert p_selu >= 0.05 > p_relu  # the data is built so: selu's gap is noise, relu's is not
     assert verdicts == {"elu": "best", "selu": f"within noise (p={p_selu:.2f})", "relu": f"worse (p={p_relu:.3f})"}
     assert "no clear winner over: activation=selu." in report.notes[0]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy's, for the constant sample
+@pytest.mark.parametrize("a, b", [
+    ([0.90, 0.91, 0.93], [0.92, 0.88, 0.90]),
+    ([0.5, 0.6], [0.1, 0.2, 0.3, 0.35]),
+    ([0.75, 0.75, 0.75], [0.6, 0.65, 0.61]),  # one side without spread
+])
+def test_welch_p_value_matches_scipy(a, b):
+    expected = ttest_ind(a, b, equal_var=False).pvalue
+    assert welch_p_value(pd.Series(a), pd.Series(b)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_welch_p_value_needs_two_values_and_handles_no_spread():
+    assert welch_p_value(pd.Series([0.9]), pd.Series([0.8, 0.7])) is None
+    assert welch_p_value(pd.Series([0.9, 0.9]), pd.Series([0.9, 0.9])) == 1.0
+    assert welch_p_value(pd.Series([0.9, 0.9]), pd.Series([0.8, 0.8])) == 0.0
+
+
+def test_runs_of_different_commands_show_the_option_they_ran_with(tmp_path):
+    write_run(tmp_path / "a", {"activation": "elu"}, {"best_val_accuracy": 0.9})
+    write_run(tmp_path / "b", {"optimizer.lr": 0.1}, {"best_val_accuracy": 0.8})  # default activation, from hydra.yaml
+    table = build_report(load_runs([tmp_path])).table
+    assert table[["activation", "optimizer.lr"]].values.tolist() == [["elu", 0.01], ["relu", 0.1]]
 
 
 def test_group_by_where_and_sort_options(seed_sweep):

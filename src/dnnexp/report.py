@@ -19,7 +19,6 @@ import io
 import json
 import math
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +111,7 @@ def load_runs(paths: Iterable[Path], finished: bool = False) -> Runs:
         rows.append(row)
         params.update(dict.fromkeys(overrides))
         metrics.update(dict.fromkeys(k for k in result if k not in ("status", "error")))
+    fill_choices(rows, list(params))
     rows += [{"status": "missing", "run": str(d)} for d in missing_jobs(paths, run_dirs)]
     frame = pd.DataFrame(rows)
     for column in ("status", "run", "error", *DEFAULT_METRICS):
@@ -125,17 +125,28 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     """One run folder -> (row, the override keys it was started with, its result). Never raises on bad files."""
     hydra_dir = run_dir / ".hydra"
     config = _read_yaml(hydra_dir / "config.yaml")
-    hydra = _read_yaml(hydra_dir / "hydra.yaml")
     overrides = _parse_overrides(_read_yaml(hydra_dir / "overrides.yaml"))
-    choices = _get(hydra, "hydra", "runtime", "choices") or {}
-    row: dict[str, Any] = {g: v for g, v in choices.items() if not g.startswith("hydra")}
-    row.update(flatten(config if isinstance(config, dict) else {}))
-    for key, value in overrides.items():  # an override no config key shows (e.g. +experiment)
+    row = flatten(config if isinstance(config, dict) else {})
+    for key, value in overrides.items():  # a group choice (activation=elu) or a key no config shows (+experiment)
         row.setdefault(key, value)
     result = _read_result(run_dir, finished)
     row.update(result)
     row["run"] = str(run_dir)
     return row, list(overrides), result
+
+
+def fill_choices(rows: list[dict[str, Any]], params: list[str]) -> None:
+    """Give runs that did not override a group (``activation``) the option they ran with.
+
+    Only Hydra's hydra.yaml knows it (``hydra.runtime.choices``); it is read for just
+    those runs, because parsing it for every run would take most of a report's second.
+    """
+    for row in rows:
+        absent = [p for p in params if p not in row]
+        if absent:
+            hydra = _read_yaml(Path(row["run"]) / ".hydra" / "hydra.yaml")
+            choices = _get(hydra, "hydra", "runtime", "choices") or {}
+            row.update({p: choices[p] for p in absent if p in choices})
 
 
 def _read_result(run_dir: Path, finished: bool) -> dict[str, Any]:
@@ -384,16 +395,23 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
 
 
 def welch_p_value(a: pd.Series, b: pd.Series) -> float | None:
-    """Two-sided p-value of Welch's t-test, or None with fewer than two values on a side."""
+    """Two-sided p-value of Welch's t-test (unequal variances), or None with fewer than two values on a side.
+
+    Written out from the test's formula with scipy's Student t distribution
+    (``scipy.special.stdtr``) instead of calling ``scipy.stats.ttest_ind``: importing
+    scipy.stats alone takes longer than the rest of ``dnnexp-report``. The tests
+    check it against ``ttest_ind(a, b, equal_var=False)``.
+    """
     if len(a) < 2 or len(b) < 2:
         return None
-    if a.std() == 0 and b.std() == 0:  # no spread at all: equal means tie, else the gap is certain
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:  # no spread at all (deterministic runs): equal means tie, else the gap is certain
         return 1.0 if a.mean() == b.mean() else 0.0
-    from scipy.stats import ttest_ind  # imported only when there are seeds to compare
+    from scipy.special import stdtr
 
-    with warnings.catch_warnings():  # one side constant (a deterministic variant): scipy warns, the test still holds
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(ttest_ind(a, b, equal_var=False).pvalue)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    return float(2 * stdtr(df, -abs(t)))
 
 
 def describe_row(row: pd.Series, keys: list[str]) -> str:
