@@ -229,3 +229,17 @@ def test_report_command_rebuilds_the_sweeps_table(real_sweep, capsys):
     rebuilt = capsys.readouterr().out
     table_in_report_md = (sweep / "report.md").read_text().split("best first.")[1].split("![")[0]
     assert rebuilt.strip() == table_in_report_md.strip()
+
+
+def test_an_optuna_search_ends_in_the_same_table(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
+    sweep = tmp_path / "optuna"
+    result = run_cli("+hparams_search=lr_optuna", *tiny, "trainer.epochs=1", "hydra.sweeper.n_trials=2",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 2 and set(summary["status"]) == {"completed"}
+    assert summary["optimizer.lr"].nunique() == 2  # Optuna's trials: the lr column varies
+    assert "optimizer.lr" in result.stdout[result.stdout.index("dnnexp sweep:"):]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(summary["best_val_accuracy"].max())

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class SweepReport(Callback):
@@ -26,9 +26,10 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
-        from dnnexp.report import ReportError, wide_console, write_sweep_report
+        from dnnexp.report import ReportError, sweep_command, wide_console, write_sweep_report
 
+        command = sweep_command(OmegaConf.to_container(config.hydra.overrides))
         try:
-            write_sweep_report(self.sweep_dir or Path(config.hydra.sweep.dir), wide_console())
+            write_sweep_report(self.sweep_dir or Path(config.hydra.sweep.dir), wide_console(), command)
         except ReportError as err:
             Console(stderr=True).print(f"[bold red]dnnexp: report:[/] {err}", highlight=False)

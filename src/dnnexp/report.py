@@ -415,7 +415,7 @@ def welch_p_value(a: pd.Series, b: pd.Series) -> float | None:
 
 
 def describe_row(row: pd.Series, keys: list[str]) -> str:
-    return ", ".join(f"{k}={row[k]}" for k in keys) or "all runs"
+    return ", ".join(f"{k}={format_value(row[k])}" for k in keys) or "all runs"
 
 
 def failure_notes(frame: pd.DataFrame) -> list[str]:
@@ -440,9 +440,14 @@ def format_cell(row: pd.Series, metric: str) -> str:
     return text
 
 
+def format_value(value: Any) -> str:
+    """A parameter as a person reads it: Optuna's 0.0026994114136168193 as 0.002699."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def display_frame(report: Report) -> pd.DataFrame:
     """The table as text cells with readable headers: what the terminal, Markdown and HTML show."""
-    columns: dict[str, list[str]] = {k: [str(v) for v in report.table[k]] for k in report.keys}
+    columns: dict[str, list[str]] = {k: [format_value(v) for v in report.table[k]] for k in report.keys}
     for m in report.metrics:
         columns[METRIC_COLUMNS.get(m, (m, ""))[0]] = [format_cell(row, m) for _, row in report.table.iterrows()]
     if report.grouped:
@@ -525,8 +530,8 @@ SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 
 
-def write_sweep_report(sweep_dir: Path, console: Console, finished: bool = True) -> Report | None:
-    """Print the sweep's table and write summary.csv, report.md and the plots into its folder."""
+def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = None, finished: bool = True) -> Report | None:
+    """Print the sweep's table and write summary.csv, report.md (with ``command``) and the plots into its folder."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs([sweep_dir], finished=finished)
     if runs.frame.empty:
@@ -538,16 +543,13 @@ def write_sweep_report(sweep_dir: Path, console: Console, finished: bool = True)
     from dnnexp.plots import write_plots  # matplotlib only when there is something to draw
 
     figures = write_plots(runs, report, sweep_dir)
-    write_atomic(sweep_dir / REPORT_MD, markdown_report(report, sweep_command(sweep_dir), figures))
+    write_atomic(sweep_dir / REPORT_MD, markdown_report(report, command, figures))
     console.print(f"Wrote {SUMMARY_CSV}, {REPORT_MD} and {len(figures)} plots into {sweep_dir}", highlight=False)
     return report
 
 
-def sweep_command(sweep_dir: Path) -> str | None:
-    """The command that started the sweep, from the multirun.yaml Hydra keeps in its folder."""
-    overrides = _get(_read_yaml(Path(sweep_dir) / SWEEP_FILE), "hydra", "overrides")
-    if not isinstance(overrides, dict):
-        return None
+def sweep_command(overrides: dict[str, list[str]]) -> str:
+    """The command that started a sweep, from Hydra's ``hydra.overrides`` (task and hydra ones)."""
     hydra = [o for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
     return " ".join(["dnnexp", "-m", *map(str, hydra), *map(str, overrides.get("task") or [])])
 
