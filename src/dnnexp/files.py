@@ -15,6 +15,7 @@ from typing import Any
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
 
