@@ -11,10 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from conftest import TINY, compose_config, run_cli, tiny_config
+from hydra import compose, initialize_config_dir
 from rich.console import Console
 from scipy.stats import ttest_ind
 
+from dnnexp.cli import config_dir
+from dnnexp.config import ConfigError, validate
 from dnnexp.report import build_report, load_runs, render, welch_p_value, write_sweep_report
 
 # ---------------------------------------------------------------- run folders with known numbers
@@ -246,9 +249,7 @@ def test_an_optuna_search_ends_in_the_same_table(tmp_path):
 
 
 def test_tensorboard_logs_are_written_into_the_run_folder(tmp_path):
-    from conftest import tiny_config
-
-    from dnnexp.train import train
+    from dnnexp.train import train  # TensorFlow
 
     config = tiny_config("trainer.tensorboard=true", "trainer.epochs=1")
     train(config, tmp_path)
@@ -257,10 +258,28 @@ def test_tensorboard_logs_are_written_into_the_run_folder(tmp_path):
 
 
 def test_tensorboard_without_its_package_is_a_config_error(monkeypatch):
-    from conftest import tiny_config
-
-    from dnnexp.config import ConfigError
-
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp\[tensorboard\]'"):
         tiny_config("trainer.tensorboard=true")
+
+
+# ---------------------------------------------------------------- presets
+
+
+PRESETS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+def test_the_lecture_has_its_presets():
+    assert {"activations", "batchnorm", "lr_schedules", "clipping", "regularization", "learning_rate"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_variant_of_a_preset_is_a_valid_config(name):
+    """Each value the preset sweeps composes and passes validation, so `dnnexp -m +experiment=NAME` cannot fail on a typo."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        swept = compose(config_name="config", overrides=[f"+experiment={name}"], return_hydra_config=True).hydra.sweeper.params
+    assert swept, f"{name} sweeps nothing"
+    for key, values in swept.items():
+        for value in str(values).split(","):
+            config = validate(compose_config(f"+experiment={name}", f"{key}={value}"))
+            assert config.task_name == name  # its runs write under outputs/<preset>/

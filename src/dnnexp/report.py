@@ -289,7 +289,7 @@ def _matches(value: Any, wanted: str) -> bool:
     try:
         return float(value) == float(wanted)
     except (TypeError, ValueError):
-        return str(value) == wanted
+        return str(value).lower() == wanted.lower()  # Hydra writes booleans as false, YAML reads False
 
 
 def _require(frame: pd.DataFrame, keys: Iterable[str], what: str) -> None:
