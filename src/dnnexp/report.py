@@ -517,10 +517,10 @@ def render(report: Report, fmt: str) -> str:
 
 
 def wide_console(**kwargs: Any) -> Console:
-    """A console for tables: the terminal's width, or 160 columns when writing to a pipe or log."""
+    """A console for tables: the terminal's width, or 200 columns when writing to a pipe or log."""
     console = Console(**kwargs)
     if not console.is_terminal:
-        console.width = 160
+        console.width = 200
     return console
 
 
