@@ -184,6 +184,20 @@ def test_report_command_names_an_unknown_key(seed_sweep):
     assert "Traceback" not in result.stderr
 
 
+def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
+    from dnnexp.report_cli import main
+
+    main([str(seed_sweep), "--format", "json", "--plots", str(tmp_path / "figures")])
+    records = json.loads(capsys.readouterr().out)
+    assert [r["activation"] for r in records] == ["elu", "selu", "relu"]
+    assert records[0]["best_val_accuracy_std"] == pytest.approx(statistics.stdev(SEED_ACCURACIES["elu"]))
+    assert records[0]["vs_best"] == "best" and records[0]["n"] == 3
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"val_accuracy.png", "val_loss.png", "best_val_accuracy.png"}
+    main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
+    html = (tmp_path / "table.html").read_text()
+    assert "<table" in html and "0.9133 ± 0.0153" in html
+
+
 # ---------------------------------------------------------------- a real sweep through the CLI
 
 
