@@ -118,8 +118,9 @@ def test_runs_of_different_commands_show_the_option_they_ran_with(tmp_path):
 
 def test_group_by_where_and_sort_options(seed_sweep):
     runs = load_runs([seed_sweep])
-    by_seed = build_report(runs, group_by=["trainer.seed"], where=["activation=elu"]).table
-    assert list(by_seed["trainer.seed"]) == [2, 1, 0] and list(by_seed["n"]) == [1, 1, 1]
+    by_seed = build_report(runs, group_by=["trainer.seed"], where=["activation=elu"])
+    assert list(by_seed.table["trainer.seed"]) == [2, 1, 0] and list(by_seed.table["n"]) == [1, 1, 1]
+    assert "the noise is unknown" in by_seed.notes[0]  # one run per row: no verdict
     fastest_first = build_report(runs, sort="seconds_per_epoch", metrics=["test_accuracy"]).table
     assert list(fastest_first["activation"]) == ["relu", "selu", "elu"]  # time sorts low to high
     assert list(fastest_first.columns[:3]) == ["activation", "seconds_per_epoch", "seconds_per_epoch_std"]

@@ -373,24 +373,26 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
     best = next((i for i, v in enumerate(values) if len(v)), None)
     if best is None:
         return ["" for _ in values], "No run has a value of " + metric + "."
-    cells, within = [], []
+    cells, within, behind = [], [], 0
     for i, v in enumerate(values):
+        p = None if i == best else welch_p_value(values[best], v)
         if i == best:
             cells.append("best")
-            continue
-        p = welch_p_value(values[best], v)
-        if p is None:
+        elif p is None:
             cells.append("n < 2" if len(v) else "")
         elif p >= NOISE_LEVEL:
             cells.append(f"within noise (p={p:.2f})")
             within.append(describe_row(table.iloc[i], keys))
         else:
             cells.append(f"worse (p={p:.3f})")
+            behind += 1
     head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} (n={len(values[best])})."
     if within:
         tail = f" Within the noise of the best (Welch's t-test, p >= {NOISE_LEVEL:.0%}), so no clear winner over: {'; '.join(within)}."
-    else:
+    elif behind:
         tail = f" Every other variant with 2+ runs is behind by more than the noise (Welch's t-test at {NOISE_LEVEL:.0%})."
+    else:
+        tail = " No two variants have 2+ runs each, so the noise is unknown: add seeds (trainer.seed=0,1,2)."
     return cells, head + tail
 
 
