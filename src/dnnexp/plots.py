@@ -23,14 +23,14 @@ CURVES = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
 
 
 def write_plots(runs: Runs, report: Report, folder: Path) -> list[str]:
-    """Write val_accuracy.png, val_loss.png and <metric>.png into ``folder``; return their file names."""
+    """Write val_accuracy_curves.png, val_loss_curves.png and <metric>_bars.png into ``folder``; return their names."""
     written = []
     histories = [[_history(run) for run in row_runs] for row_runs in report.table["runs"]]
     for column, label in CURVES.items():
         if any(h is not None and column in h for hs in histories for h in hs):
-            written.append(_save(curves_figure(report, histories, column, label), Path(folder) / f"{column}.png"))
+            written.append(_save(curves_figure(report, histories, column, label), Path(folder) / f"{column}_curves.png"))
     if report.table[report.metric].notna().any():
-        written.append(_save(bars_figure(report), Path(folder) / f"{report.metric}.png"))
+        written.append(_save(bars_figure(report), Path(folder) / f"{report.metric}_bars.png"))
     return written
 
 
