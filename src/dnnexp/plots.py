@@ -42,13 +42,18 @@ def _history(run: str) -> pd.DataFrame | None:
 
 
 def curves_figure(report: Report, histories: list[list[pd.DataFrame | None]], column: str, label: str) -> plt.Figure:
-    """One line per run, one colour per variant (its seeds share it), labelled once per variant."""
+    """One line per run, one colour per variant (its seeds share it), labelled once per variant.
+
+    Runs that share a seed follow the same curve until they differ (early stopping
+    ends one of them), so the better variant is drawn on top.
+    """
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, row_histories in enumerate(histories):
         name = describe_row(report.table.iloc[i], report.keys)
         for j, history in enumerate(h for h in row_histories if h is not None and column in h):
-            ax.plot(history["epoch"], history[column], color=colors[i % len(colors)], alpha=0.8, label=name if j == 0 else None)
+            ax.plot(history["epoch"], history[column], color=colors[i % len(colors)], alpha=0.8,
+                    label=name if j == 0 else None, zorder=len(histories) - i)  # the best on top
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(label)
