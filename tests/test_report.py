@@ -18,7 +18,7 @@ from scipy.stats import ttest_ind
 
 from dnnexp.cli import config_dir
 from dnnexp.config import ConfigError, validate
-from dnnexp.report import build_report, load_runs, render, welch_p_value, write_sweep_report
+from dnnexp.report import ReportError, build_report, load_runs, render, welch_p_value, write_sweep_report
 
 # ---------------------------------------------------------------- run folders with known numbers
 
@@ -183,6 +183,8 @@ def test_report_command_names_an_unknown_key(seed_sweep):
     assert result.returncode == 2
     assert "--where key 'activaton' is not in these runs; they have: activation," in result.stderr
     assert "Traceback" not in result.stderr
+    with pytest.raises(ReportError, match="metric 'best_val_acc' is not in these runs; they have: best_val_accuracy, epochs_run,"):
+        build_report(load_runs([seed_sweep]), metrics=["best_val_acc"])
 
 
 def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):

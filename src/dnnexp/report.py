@@ -260,7 +260,7 @@ def build_report(
         raise ReportError("no runs to report" + (" match " + " and ".join(where) if where else ""))
     metric = sort or optimized_metric(frame)
     metrics = metrics or default_metrics(frame)
-    _require(frame, [metric, *metrics], "metric")
+    _require(frame, [metric, *metrics], "metric", known=[m for m in runs.metrics if m in frame])
     if metric not in metrics:
         metrics = [metric, *metrics]
     keys, grouped = choose_groups(frame, runs.params, group_by)
@@ -292,11 +292,12 @@ def _matches(value: Any, wanted: str) -> bool:
         return str(value).lower() == wanted.lower()  # Hydra writes booleans as false, YAML reads False
 
 
-def _require(frame: pd.DataFrame, keys: Iterable[str], what: str) -> None:
+def _require(frame: pd.DataFrame, keys: Iterable[str], what: str, known: Iterable[str] | None = None) -> None:
+    """Raise ReportError naming the first key the runs lack, and listing the ``known`` ones (default: every column)."""
     for key in keys:
         if key not in frame:
-            known = ", ".join(sorted(c for c in frame.columns if c not in ("run", "error")))
-            raise ReportError(f"{what} {key!r} is not in these runs; they have: {known}")
+            names = known if known is not None else (c for c in frame.columns if c not in ("run", "error"))
+            raise ReportError(f"{what} {key!r} is not in these runs; they have: {', '.join(sorted(names))}")
 
 
 def optimized_metric(frame: pd.DataFrame) -> str:
