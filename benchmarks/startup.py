@@ -4,7 +4,7 @@
 
 Times, as fresh processes, ``dnnexp --help``, ``dnnexp --cfg job``, a config error
 (``dnnexp trainer.epochs=abc``) and ``dnnexp-report`` on a folder of 100 run folders
-(copies of one real tiny run with different overrides and metrics), and says whether
+(written by ``report_speed.py``: 5 activations x 4 learning rates x 5 seeds), and says whether
 TensorFlow was imported. The commands run as ``python -m dnnexp.cli`` and
 ``python -m dnnexp.report_cli`` from this checkout, which is what the ``dnnexp`` and
 ``dnnexp-report`` scripts call.
@@ -14,37 +14,25 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from common import dnnexp, machine, run_timed
+from common import machine, run_timed
 
 LIMIT_SECONDS = 1.5
 N_RUNS = 100
-TINY = ["dataset.limit=300", "dataset.val_size=100", "dataset.test_size=200", "model.units=16",
-        "trainer.epochs=1", "trainer.verbose=false"]
 # Prints whether TensorFlow got imported: the command runs in this process through runpy.
 PROBE = "import runpy, sys; sys.argv = [{module!r}, *{args!r}]\ntry:\n    runpy.run_module({module!r}, run_name='__main__')\nexcept SystemExit:\n    pass\nprint('TENSORFLOW_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TENSORFLOW', file=sys.stderr)\n"
 
 
 def hundred_runs(scratch: Path) -> Path:
-    """A sweep folder of 100 runs: one real tiny run, copied with other seeds and metrics."""
-    first = scratch / "source_run"
-    result = run_timed(dnnexp(*TINY, f"hydra.run.dir={first}"), scratch)
-    if result.returncode != 0:
-        sys.exit(f"the tiny run failed:\n{result.stderr}")
+    """A sweep folder of 100 runs shaped like real ones (the report benchmark's, reused)."""
+    from report_speed import write_runs
+
     sweep = scratch / "sweep"
-    for i in range(N_RUNS):
-        run = sweep / str(i)
-        shutil.copytree(first, run)
-        (run / ".hydra" / "overrides.yaml").write_text(f"- trainer.seed={i}\n- optimizer.lr={0.001 * (i % 10 + 1)}\n")
-        metrics = json.loads((run / "metrics.json").read_text())
-        metrics.update(best_val_accuracy=0.5 + i / 1000, val_accuracy=0.5 + i / 1000, test_accuracy=0.4 + i / 1000)
-        (run / "metrics.json").write_text(json.dumps(metrics))
+    assert write_runs(sweep) == N_RUNS
     return sweep
 
 

@@ -9,6 +9,7 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -125,6 +126,7 @@ class TrainerConfig:
     jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
+    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
 
 
 @dataclass
@@ -278,6 +280,8 @@ def _check_ranges(c: Config) -> None:
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
+    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
 
 

@@ -15,7 +15,7 @@ from dnnexp import data as datasets
 from dnnexp import runtime
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
-from dnnexp.files import MODEL, write_history, write_metrics
+from dnnexp.files import MODEL, TENSORBOARD, write_history, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
 
@@ -36,6 +36,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     recorder = HistoryRecorder(run_dir)
     callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
+    if cfg.trainer.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
     train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
