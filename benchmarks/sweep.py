@@ -7,13 +7,15 @@ Both are one ``dnnexp -m trainer.seed=1,...,8`` command (the default experiment 
 each job's TensorFlow gets cores / n_jobs threads (``trainer.threads=auto``), while the
 sequential one runs its jobs in one process with all cores. Target on 2 cores: the
 parallel sweep takes at most 0.75 of the sequential wall time. Also prints the peak
-resident memory of the largest process of each.
+resident memory of the largest process of each, and the median training time of a run
+(``train_seconds``), which shows what parallel jobs cost each other.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -45,9 +47,10 @@ def main() -> None:
         par, par_metrics = sweep(scratch, "joblib", args.runs, ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"])
     ratio = par.seconds / seq.seconds
     print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs})")
-    print(f"{'launcher':<26} {'wall s':>7} {'threads/job':>11} {'peak RSS MB':>11}")
-    print(f"{'basic (sequential)':<26} {seq.seconds:>7.1f} {seq_metrics[0]['threads']:>11} {seq.peak_rss_mb:>11.0f}")
-    print(f"{f'joblib, n_jobs={args.jobs}':<26} {par.seconds:>7.1f} {par_metrics[0]['threads']:>11} {par.peak_rss_mb:>11.0f}")
+    print(f"{'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'peak RSS MB':>11}")
+    for label, result, metrics in (("basic (sequential)", seq, seq_metrics), (f"joblib, n_jobs={args.jobs}", par, par_metrics)):
+        train_s = statistics.median(m["train_seconds"] for m in metrics)
+        print(f"{label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {result.peak_rss_mb:>11.0f}")
     print(f"parallel / sequential: {ratio:.2f} ({'meets' if ratio <= TARGET else 'MISSES'} the target <= {TARGET})")
 
 
