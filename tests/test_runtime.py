@@ -36,9 +36,9 @@ def test_steps_per_execution_follows_batch_size_within_one_epoch(batch_size, n_t
 
 @pytest.mark.parametrize(
     "setting, jobs, cores, expected",
-    [("auto", 1, 2, None), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 3, 8, 2), (3, 4, 8, 3)],
+    [("auto", 1, 2, 1), ("auto", 1, 8, 7), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 2, 8, 3), (3, 4, 8, 3)],
 )
-def test_threads_split_the_cores_among_parallel_jobs(setting, jobs, cores, expected):
+def test_threads_split_the_cores_among_parallel_jobs_leaving_one_to_feed_data(setting, jobs, cores, expected):
     assert runtime.thread_count(setting, jobs, cores) == expected
 
 
@@ -148,4 +148,4 @@ def test_joblib_sweep_gives_each_job_its_share_of_the_cores(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     threads = [json.loads((tmp_path / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
-    assert threads == [max(1, runtime.cores() // 2)] * 2
+    assert threads == [max(1, runtime.cores() // 2 - 1)] * 2
