@@ -149,3 +149,21 @@ def test_joblib_sweep_gives_each_job_its_share_of_the_cores(tmp_path):
     assert result.returncode == 0, result.stderr
     threads = [json.loads((tmp_path / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
     assert threads == [max(1, runtime.cores() // 2 - 1)] * 2
+
+
+def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
+    from dnnexp.train import pipeline
+
+    x, y = np.arange(10, dtype="float32").reshape(10, 1), np.arange(10)
+
+    def epochs(seed):
+        ds = pipeline(x, y, batch_size=4, shuffle_seed=seed)
+        return [[batch_y.numpy().tolist() for _, batch_y in ds] for _ in range(3)]
+
+    first = epochs(seed=7)
+    for epoch in first:
+        assert [len(b) for b in epoch] == [4, 4, 2]
+        assert sorted(sum(epoch, [])) == list(range(10))
+    assert first[0] != first[1] != first[2]
+    assert epochs(seed=7) == first  # the same seed, the same orders
+    assert sum(epochs(seed=None)[0], []) == list(range(10))  # validation and test data keep their order
