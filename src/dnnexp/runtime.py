@@ -66,9 +66,9 @@ def thread_count(setting: int | str, jobs: int, n_cores: int) -> int:
     """Threads for each of TensorFlow's two pools: the job's share of the cores, less one.
 
     The core left over runs the input pipeline and Keras' Python loop beside the
-    training step. Measured on 2 cores, one thread ran the lecture's MLP 1.5x faster
-    than two (splitting small operations costs more than it saves) and a 3072-1000-1000
-    MLP as fast (README "Performance").
+    training step. Measured on 2 cores, one thread ran the lecture's MLP 1.2-1.8x
+    faster than two (splitting small operations costs more than it saves) and a
+    3072-1000-1000 MLP as fast (README "Performance").
     """
     if setting != "auto":
         return int(setting)
