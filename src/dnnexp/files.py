@@ -5,27 +5,34 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
+LOCK = ".dnnexp.lock"
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
 
-def write_atomic(path: Path, text: str) -> None:
+class RunFolderError(RuntimeError):
+    """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,3 +63,35 @@ def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of history.csv (none if it does not exist yet), as plain Python values."""
+    import pandas as pd
+
+    path = Path(run_dir) / HISTORY
+    if not path.exists():
+        return []
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"cannot read {path} to resume the run: {err}") from None
+    return table.to_dict("records")
+
+
+def lock_run_folder(run_dir: Path) -> IO:
+    """Claim ``run_dir`` for this process; raise RunFolderError if another process holds it.
+
+    An flock, not a marker file: the kernel releases it when the process dies, even by
+    SIGKILL, so a killed run can be resumed in its folder at once. Keep the returned file
+    open for as long as the run writes.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunFolderError(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
+    return handle

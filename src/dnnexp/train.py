@@ -14,13 +14,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
-from dnnexp.files import MODEL, write_history, write_metrics
+from dnnexp.files import BACKUP, MODEL, read_history, write_history, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
+from dnnexp.resume import TrainingBackup
 
 
 def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
-    """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``."""
+    """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``.
+
+    If ``run_dir`` holds the backup of a run that was killed, training continues from its
+    last completed epoch and ends with the metrics the uninterrupted run would have.
+    """
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
     keras.utils.set_random_seed(cfg.trainer.seed)
@@ -30,15 +35,26 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     model = build_model(cfg, data.input_shape, data.n_classes)
     model.compile(optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"])
 
-    recorder = HistoryRecorder(run_dir)
-    callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
-    train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
+    stateful = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
+    backup = TrainingBackup(run_dir / BACKUP, stateful)
+    first_epoch = backup.restore(model)
+    if first_epoch:
+        console.print(f"resuming {run_dir} after epoch {first_epoch} of {cfg.trainer.epochs}")
+    recorder = HistoryRecorder(run_dir, read_history(run_dir)[:first_epoch])
+    # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
+    callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN(), backup]
+    epochs = range(first_epoch, cfg.trainer.epochs)
+    train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
-    with RichProgress(cfg.trainer.epochs, console) as progress:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.trainer.epochs, callbacks=[*callbacks, progress], shuffle=False, verbose=0)
-    train_seconds = time.perf_counter() - start
+    with RichProgress(cfg.trainer.epochs, first_epoch, console) as progress:
+        model.fit(
+            train_ds, validation_data=val_ds, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
+            steps_per_epoch=math.ceil(len(data.x_train) / cfg.trainer.batch_size),
+            callbacks=[*callbacks, progress], shuffle=False, verbose=0,
+        )
+    train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:first_epoch])
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
@@ -48,8 +64,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     early = next((cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)), None)
     diverged_at = next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
     metrics = {
-        "status": "diverged" if diverged_at else "completed",
-        "best_val_accuracy": max(r["val_accuracy"] for r in rows),
+        "status": "completed" if diverged_at is None else "diverged",
+        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
@@ -57,6 +73,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "epochs_run": len(rows),
         "stopped_early": bool(early is not None and early.stopped_epoch > 0),
         "diverged_epoch": diverged_at,
+        "resumed": first_epoch > 0,
+        "resumed_from_epoch": first_epoch or None,
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
@@ -65,12 +83,26 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     return metrics
 
 
-def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """In-memory arrays -> cached, (re)shuffled each epoch, batched, prefetched tf.data pipeline."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: range) -> tf.data.Dataset:
+    """The training batches of ``epochs`` back to back, each epoch in an order set by (seed, epoch) alone.
+
+    tf.data's ``shuffle(reshuffle_each_iteration=True)`` draws each epoch's order from a
+    generator that starts over in every process, so a run resumed at epoch k would see
+    epoch 1's order again; a stateless shuffle keyed by the epoch number does not.
+    """
+    images, labels = tf.constant(x), tf.constant(y)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    return batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))).prefetch(tf.data.AUTOTUNE)
+
+
+def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """In-memory arrays -> cached, batched, prefetched tf.data pipeline, in order (for evaluation)."""
+    return tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
@@ -98,10 +130,10 @@ class HistoryRecorder(keras.callbacks.Callback):
     this epoch's validation loss triggers, since this callback runs first).
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]]):
         super().__init__()
         self.run_dir = run_dir
-        self.rows: list[dict[str, Any]] = []
+        self.rows = rows  # the earlier epochs' rows when the run is resumed
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -120,7 +152,7 @@ class HistoryRecorder(keras.callbacks.Callback):
 class RichProgress(keras.callbacks.Callback):
     """A rich progress bar over epochs showing the latest metrics (replaces Keras' verbose output)."""
 
-    def __init__(self, epochs: int, console: Console):
+    def __init__(self, epochs: int, done: int, console: Console):
         super().__init__()
         self.progress = Progress(
             TextColumn("[bold]epoch"),
@@ -131,7 +163,7 @@ class RichProgress(keras.callbacks.Callback):
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=epochs, metrics="")
+        self.task = self.progress.add_task("train", total=epochs, completed=done, metrics="")
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
