@@ -7,12 +7,17 @@ TensorFlow is imported only once a run is about to train, so ``--help``,
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from rich.console import Console
+
+from dnnexp.files import RunFolderError, lock_run_folder, read_metrics, write_metrics
 
 
 def config_dir() -> str:
@@ -26,27 +31,30 @@ def config_dir() -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
-    from rich.console import Console
-
     from dnnexp.config import ConfigError, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
-    from dnnexp.files import write_metrics
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    err_console = Console(stderr=True)
     try:
         config = validate(cfg)
         from dnnexp.train import train  # TensorFlow loads here
 
         metrics = train(config, run_dir)
-    except (ConfigError, DataError) as err:
-        err_console.print(f"[bold red]dnnexp: error:[/] {err}", highlight=False, soft_wrap=True)
+    except (ConfigError, DataError, RunFolderError) as err:
+        _print_error(str(err))
         if not multirun:
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
         write_metrics(run_dir, {"status": "failed", "error": str(err)})
+        return float("nan")
+    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
+        message = f"{type(err).__name__}: {err}"
+        _print_error(message)
+        write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+        if not multirun:
+            raise  # Hydra prints the traceback
         return float("nan")
     from dnnexp.report import print_run_summary
 
@@ -54,9 +62,71 @@ def _app(cfg: DictConfig) -> float | None:
     return metrics.get(config.optimized_metric)
 
 
+def _print_error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]dnnexp: error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class ClaimOutputFolder(Callback):
+    """Holds a lock on the run or sweep folder from before Hydra writes into it, so two runs never share one.
+
+    The folder names carry microseconds, so two commands started in the same second
+    already get different folders; the lock also refuses a run pointed (hydra.run.dir=...)
+    at a folder another live run is writing.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._claim(Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._claim(Path(config.hydra.sweep.dir))
+
+    def _claim(self, folder: Path) -> None:
+        try:
+            self._lock = lock_run_folder(folder)
+        except RunFolderError as err:
+            _print_error(str(err))
+            sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
+
+
+class FailedJobs(Callback):
+    """At the end of a multirun, names the jobs that failed; main() then exits with status 1."""
+
+    failed: list[str] = []
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: d.name)
+        FailedJobs.failed = [f"{job}: {why}" for job in jobs if (why := _failure(job))]
+        if FailedJobs.failed:
+            lines = "\n".join(f"  {line}" for line in FailedJobs.failed)
+            Console(stderr=True).print(
+                f"[bold red]dnnexp: {len(FailedJobs.failed)} of {len(jobs)} jobs failed:[/]\n{lines}", highlight=False, soft_wrap=True
+            )
+
+
+def _failure(job_dir: Path) -> str | None:
+    """Why a sweep job has no usable result, or None if it completed or diverged (a result too)."""
+    try:
+        metrics = read_metrics(job_dir)
+    except FileNotFoundError:
+        return "no metrics.json (the job did not finish)"
+    except (OSError, ValueError) as err:
+        return f"unreadable metrics.json ({err})"
+    if metrics.get("status") == "failed":
+        return str(metrics.get("error"))
+    return None
+
+
 def main() -> None:
+    FailedJobs.failed = []
     _app()
+    if FailedJobs.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    # Hydra imports the callbacks from the module dnnexp.cli, which under `python -m` is not
+    # this __main__ copy: run that module's main() so it sees what FailedJobs recorded.
+    from dnnexp import cli
+
+    cli.main()

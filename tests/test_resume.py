@@ -1,0 +1,131 @@
+"""A killed run, started again with the same command and folder, ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, run_cli, tiny_config
+
+from dnnexp import train as train_module
+from dnnexp.backend import keras
+from dnnexp.files import BACKUP, RunFolderError
+from dnnexp.train import train
+
+COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
+# Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
+# per-step schedule make the end result depend on every piece of state a resume must restore.
+RESUMABLE = [
+    *TINY, "dataset.limit=1000", "trainer.batch_size=10", "trainer.epochs=4",
+    "optimizer=adam", "optimizer.lr=0.002", "scheduler=exponential", "scheduler.s=200",
+    "regularization=dropout", "regularization.rate=0.2",
+]
+
+
+def saved_epoch(run_dir: Path) -> int:
+    with np.load(run_dir / BACKUP) as backup:
+        return json.loads(str(backup["meta"]))["epoch"]
+
+
+def start_and_kill_mid_run(args: list[str], cwd: Path, history: Path) -> None:
+    """Start `dnnexp ARGS`, SIGKILL it as soon as history.csv shows two finished epochs.
+
+    Epoch k's row is written just before its backup, so two rows guarantee a backup of
+    at least epoch 1 to resume from.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (history.exists() and len(history.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no epoch finished within 180 s"
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no handler, no cleanup
+    proc.wait()
+    proc.stderr.close()
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
+    start_and_kill_mid_run(args, tmp_path, run_dir / "history.csv")
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
+    done = saved_epoch(run_dir)
+    assert 1 <= done < 4
+    before = pd.read_csv(run_dir / "history.csv")
+
+    result = run_cli(*args, cwd=tmp_path)  # the same command again
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["status"] == "completed"
+    assert resumed["resumed"] is True and resumed["resumed_from_epoch"] == done
+    assert not (run_dir / BACKUP).exists()
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    # The finished epochs' rows are the killed process's own (their timings included), not retrained.
+    pd.testing.assert_frame_equal(history.iloc[:done], before.iloc[:done])
+
+    straight_dir = tmp_path / "straight"
+    straight = train(tiny_config(*RESUMABLE), straight_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(history[columns], pd.read_csv(straight_dir / "history.csv")[columns])
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a kill at the start of epoch ``at`` (0-based), after the backup of the one before."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_keeps_early_stopping_and_performance_schedule_counters(tmp_path, monkeypatch):
+    # At lr 1e-12 nothing improves: uninterrupted, ReduceLROnPlateau (patience 2) halves the
+    # rate after epoch 3 and EarlyStopping (patience 3) stops after epoch 4. A resume that
+    # forgot their counters, saved after epoch 2, would do neither.
+    cfg = tiny_config("trainer.epochs=6", "optimizer.lr=1e-12", "scheduler=performance", "scheduler.patience=2",
+                      "regularization=dropout_early_stopping", "regularization.rate=0.3",
+                      "regularization.monitor=val_accuracy", "regularization.patience=3")
+    straight = train(cfg, tmp_path / "straight")
+    assert straight["stopped_early"] and straight["epochs_run"] == 4
+
+    run_dir = tmp_path / "run"
+    original = train_module.regularization_callbacks
+    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=2)])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    monkeypatch.undo()
+    assert saved_epoch(run_dir) == 2
+
+    resumed = train(cfg, run_dir)
+    assert resumed["resumed_from_epoch"] == 2
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    lr = pd.read_csv(run_dir / "history.csv")["learning_rate"].tolist()
+    np.testing.assert_allclose(lr, [1e-12, 1e-12, 1e-12, 5e-13], rtol=1e-5)
+
+
+def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    original = train_module.regularization_callbacks
+    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=1)])
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(), tmp_path)
+    monkeypatch.undo()
+
+    with pytest.raises(RunFolderError, match="written by a run with another model or optimizer"):
+        train(tiny_config("model.units=8"), tmp_path)
+    backup = tmp_path / BACKUP
+    backup.write_bytes(backup.read_bytes()[:100])  # a truncated backup
+    with pytest.raises(RunFolderError, match=f"cannot read the backup {backup}.*delete it to start the run over"):
+        train(tiny_config(), tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
