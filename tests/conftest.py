@@ -25,10 +25,10 @@ TINY = [
 ]
 
 
-def compose_config(*overrides: str) -> DictConfig:
+def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
     """The config `dnnexp <overrides>` would compose, without Hydra's runtime."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def tiny_config(*overrides: str) -> Config:
