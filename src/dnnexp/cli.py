@@ -80,6 +80,12 @@ class ClaimOutputFolder(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._claim(Path(config.hydra.sweep.dir))
 
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        self._lock.close()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self._lock.close()
+
     def _claim(self, folder: Path) -> None:
         try:
             self._lock = lock_run_folder(folder)

@@ -154,10 +154,10 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     msg = str(err).splitlines()[0]
     if "is not in struct" in msg or "Key '" in msg and "not in" in msg:
         return f"{key} is not a known key ({msg})"
-    if "could not be converted" in msg or "Value '" in msg:
-        expected = _expected_type(key)
-        value = msg.split("'")[1] if "'" in msg else "?"
-        return f"{key} must be {expected}, got {value!r}"
+    if "could not be converted" in msg or "Cannot convert" in msg or "Value '" in msg:
+        value = getattr(err, "value", None)
+        shown = repr(value) if isinstance(value, str) else str(value)
+        return f"{key} must be {_expected_type(key)}, got {shown}"
     return f"{key}: {msg}"
 
 
