@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -41,14 +42,18 @@ def start_and_kill_mid_run(args: list[str], cwd: Path, history: Path) -> None:
     """
     proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *args], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while not (history.exists() and len(history.read_text().splitlines()) >= 3):
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "no epoch finished within 180 s"
-        time.sleep(0.01)
+    wait_for_epochs(proc, history, 2)
     proc.kill()  # SIGKILL: no handler, no cleanup
     proc.wait()
     proc.stderr.close()
+
+
+def wait_for_epochs(proc: subprocess.Popen, history: Path, epochs: int) -> None:
+    deadline = time.monotonic() + 180
+    while not (history.exists() and len(history.read_text().splitlines()) > epochs):
+        assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"{epochs} epochs did not finish within 180 s"
+        time.sleep(0.01)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -76,6 +81,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
     pd.testing.assert_frame_equal(history[columns], pd.read_csv(straight_dir / "history.csv")[columns])
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *RESUMABLE, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(proc, run_dir / "history.csv", 2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"interrupted; to continue after the last finished epoch, run the same command with hydra.run.dir={run_dir}" in stderr
+    assert "Traceback" not in stderr
+    assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
 
 
 class Interrupt(keras.callbacks.Callback):

@@ -49,6 +49,10 @@ def _app(cfg: DictConfig) -> float | None:
         # In a sweep, one bad job is recorded and the others go on.
         write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
+    except KeyboardInterrupt:
+        folder = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
+        _print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
+        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
         message = f"{type(err).__name__}: {err}"
         _print_error(message)
