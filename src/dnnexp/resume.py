@@ -54,10 +54,8 @@ class TrainingBackup(keras.callbacks.Callback):
         """Load the saved state into ``model`` (compiled); return the epochs already done, 0 if none."""
         if not self.path.exists():
             return 0
-        arrays = self._read()
-        meta = json.loads(str(arrays.pop("meta")))
+        meta, arrays, saved = self._read()
         model.optimizer.build(model.trainable_variables)  # its variables must exist to be assigned
-        saved = [arrays[f"var_{i}"] for i in range(meta["n_variables"])]
         variables = _training_variables(model)
         if [v.shape for v in variables] != [tuple(a.shape) for a in saved]:
             raise RunFolderError(
@@ -98,12 +96,15 @@ class TrainingBackup(keras.callbacks.Callback):
         # Training is over; a kill from here on reruns it from the start, to the same result.
         self.path.unlink(missing_ok=True)
 
-    def _read(self) -> dict[str, np.ndarray]:
+    def _read(self) -> tuple[dict[str, Any], dict[str, np.ndarray], list[np.ndarray]]:
+        """(meta, all arrays, the variables' values in order), or RunFolderError if the file is damaged."""
         try:
             with np.load(self.path, allow_pickle=False) as saved:
-                return dict(saved)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise RunFolderError(f"cannot read the backup {self.path} ({err}); delete it to start the run over") from None
+                arrays = dict(saved)
+            meta = json.loads(str(arrays.pop("meta")))
+            return meta, arrays, [arrays[f"var_{i}"] for i in range(meta["n_variables"])]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise RunFolderError(f"cannot read the backup {self.path} ({type(err).__name__}: {err}); delete it to start the run over") from None
 
 
 def _training_variables(model: keras.Model) -> list:
