@@ -105,7 +105,7 @@ class FailedJobs(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: d.name)
+        jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name))
         FailedJobs.failed = [f"{job}: {why}" for job in jobs if (why := _failure(job))]
         if FailedJobs.failed:
             lines = "\n".join(f"  {line}" for line in FailedJobs.failed)
@@ -122,6 +122,8 @@ def _failure(job_dir: Path) -> str | None:
         return "no metrics.json (the job did not finish)"
     except (OSError, ValueError) as err:
         return f"unreadable metrics.json ({err})"
+    if not isinstance(metrics, dict):
+        return "unreadable metrics.json (not a JSON object)"
     if metrics.get("status") == "failed":
         return str(metrics.get("error"))
     return None
