@@ -17,7 +17,7 @@ from conftest import TINY, run_cli, tiny_config
 from dnnexp import train as train_module
 from dnnexp.backend import keras
 from dnnexp.files import BACKUP, RunFolderError
-from dnnexp.train import train
+from dnnexp.train import train, training_pipeline
 
 COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
@@ -94,6 +94,15 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert f"interrupted; to continue after the last finished epoch, run the same command with hydra.run.dir={run_dir}" in stderr
     assert "Traceback" not in stderr
     assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_each_epochs_order_depends_on_seed_and_epoch_only():
+    x, y = np.arange(50, dtype=np.float32).reshape(50, 1), np.arange(50)
+    epochs = [np.concatenate([b[1] for b in training_pipeline(x, y, 8, 7, range(e, 3))]) for e in (0, 2)]
+    from_start, resumed = epochs[0].reshape(3, 50), epochs[1]
+    np.testing.assert_array_equal(from_start[2], resumed)  # epoch 3 alike, however the run got there
+    assert all(sorted(order) == list(range(50)) for order in from_start)  # every sample once per epoch
+    assert len({tuple(order) for order in from_start}) == 3  # a new order each epoch
 
 
 class Interrupt(keras.callbacks.Callback):
