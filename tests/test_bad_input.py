@@ -29,7 +29,8 @@ from dnnexp.data import FASHION_MNIST_FILES
 TRAIN_IMAGES = FASHION_MNIST_FILES["train_images"]
 
 # (name, arguments, what the message must say, exit code). {d} is the folder of broken datasets.
-CASES = [
+# These never get as far as TensorFlow.
+CONFIG_CASES = [
     # wrong types
     ("epochs text", ["trainer.epochs=abc"], "trainer.epochs must be an integer, got 'abc'", 2),
     ("epochs empty", ["trainer.epochs="], "trainer.epochs must be an integer, got ''", 2),
@@ -72,9 +73,6 @@ CASES = [
     ("units negative", ["model.units=-3"], "model.units must be a positive integer or a list of them, got -3", 2),
     ("units zero in list", ["model.units=[10,0]"], "model.units must be a positive integer or a list of them, got [10, 0]", 2),
     ("hidden layers negative", ["model.hidden_layers=-1"], "model.hidden_layers must be in [0, 1000], got -1", 2),
-    ("splits larger than data", ["dataset.val_size=9000"], "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
-    ("val size larger than files", ["dataset=fashion_mnist", "dataset.data_dir={d}/fashion_ok", "dataset.val_size=500"],
-     "dataset.val_size=500 must be less than the 200 samples of fashion_mnist", 2),
     # unknown groups and choices
     ("unknown activation", ["activation=relux"], "Could not find 'activation/relux'", 1),
     ("unknown optimizer", ["optimizer=sgdd"], "Could not find 'optimizer/sgdd'", 1),
@@ -96,7 +94,14 @@ CASES = [
     ("no key", ["=relu"], "Could not override ''", 1),
     ("append existing", ["+trainer.epochs=3"], "Could not append to config. An item is already at 'trainer.epochs'", 1),
     ("sweep of bad values", ["-m", "trainer.epochs=0,abc"], "2 of 2 jobs failed", 1),
-    # missing, unreadable or malformed dataset files
+]
+
+# Cases that load data, so TensorFlow (imported just before): missing, unreadable or
+# malformed dataset files, and split sizes larger than the data.
+DATA_CASES = [
+    ("splits larger than data", ["dataset.val_size=9000"], "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
+    ("val size larger than files", ["dataset=fashion_mnist", "dataset.data_dir={d}/fashion_ok", "dataset.val_size=500"],
+     "dataset.val_size=500 must be less than the 200 samples of fashion_mnist", 2),
     ("no such folder", ["dataset=fashion_mnist", "dataset.data_dir={d}/nowhere"], "dataset.data_dir={d}/nowhere is not a folder", 2),
     ("folder is a file", ["dataset=cifar10", "dataset.data_dir={d}/a_file"], "dataset.data_dir={d}/a_file is not a folder", 2),
     ("file missing", ["dataset=fashion_mnist", "dataset.data_dir={d}/fashion_missing"],
@@ -119,6 +124,7 @@ CASES = [
     ("cifar label count", ["dataset=cifar10", "dataset.data_dir={d}/cifar_labels"], "data_batch_2: 10 images but 9 labels", 2),
     ("sweep of broken data", ["-m", "dataset=fashion_mnist,cifar10", "dataset.data_dir={d}/nowhere"], "2 of 2 jobs failed", 1),
 ]
+CASES = CONFIG_CASES + DATA_CASES
 
 
 def broken_datasets(d: Path) -> None:
@@ -149,17 +155,27 @@ def broken_datasets(d: Path) -> None:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> tuple[Path, dict]:
-    """Run every case through the command once: (dataset folder, results by case name)."""
+    """Run every case through the command once: (dataset folder, results by case name).
+
+    Two drivers side by side: one for the cases that never load TensorFlow, one for the rest.
+    """
     root = tmp_path_factory.mktemp("bad_input")
-    broken_datasets(root / "data")
-    cases = {name: [*TINY, *(a.replace("{d}", str(root / "data")) for a in args)] for name, args, _, _ in CASES}
-    # Hydra's -m must come before the overrides.
-    cases = {name: sorted(args, key=lambda a: a != "-m") for name, args in cases.items()}
-    (root / "cases.json").write_text(json.dumps(cases))
-    driver = Path(__file__).parent / "cli_driver.py"
-    subprocess.run([sys.executable, str(driver), str(root / "cases.json"), str(root / "results.json")],
-                   check=True, timeout=600, capture_output=True)
-    return root / "data", json.loads((root / "results.json").read_text())
+    data = root / "data"
+    broken_datasets(data)
+    drivers = []
+    for group, cases in (("config_cases", CONFIG_CASES), ("data_cases", DATA_CASES)):
+        # Hydra's -m must come before the overrides.
+        argv = {name: sorted([*TINY, *(a.replace("{d}", str(data)) for a in args)], key=lambda a: a != "-m")
+                for name, args, _, _ in cases}
+        (root / group).mkdir()
+        (root / group / "cases.json").write_text(json.dumps(argv))
+        command = [sys.executable, str(Path(__file__).parent / "cli_driver.py"), "cases.json", "results.json"]
+        drivers.append(subprocess.Popen(command, cwd=root / group, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    assert [d.wait(timeout=600) for d in drivers] == [0, 0]
+    results = {}
+    for group in ("config_cases", "data_cases"):
+        results.update(json.loads((root / group / "results.json").read_text()))
+    return data, results
 
 
 def test_at_least_fifty_distinct_bad_inputs():
