@@ -18,6 +18,7 @@ HISTORY = "history.csv"
 MODEL = "model.keras"
 BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
 LOCK = ".dnnexp.lock"
+TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
 
@@ -25,14 +26,18 @@ class RunFolderError(RuntimeError):
     """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX).
+
+    ``text`` is written as UTF-8; bytes (a PNG, a backup) as they are.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
-from dnnexp.files import BACKUP, MODEL, read_history, write_history, write_metrics
+from dnnexp.files import BACKUP, MODEL, TENSORBOARD, read_history, write_history, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
 from dnnexp.resume import TrainingBackup
@@ -42,7 +42,10 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         console.print(f"resuming {run_dir} after epoch {first_epoch} of {cfg.trainer.epochs}")
     recorder = HistoryRecorder(run_dir, read_history(run_dir)[:first_epoch])
     # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
-    callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN(), backup]
+    callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN()]
+    if cfg.trainer.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
+    callbacks.append(backup)
     epochs = range(first_epoch, cfg.trainer.epochs)
     train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
