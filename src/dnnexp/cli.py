@@ -12,12 +12,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp.files import RunFolderError, lock_run_folder, read_metrics, write_metrics
+from dnnexp.files import RunFolderError, write_metrics
+from dnnexp.hydra_callbacks import FailedJobs, print_error
 
 
 def config_dir() -> str:
@@ -43,7 +43,7 @@ def _app(cfg: DictConfig) -> float | None:
 
         metrics = train(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
-        _print_error(str(err))
+        print_error(str(err))
         if not multirun:
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
@@ -51,11 +51,11 @@ def _app(cfg: DictConfig) -> float | None:
         return float("nan")
     except KeyboardInterrupt:
         folder = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
-        _print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
+        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
         message = f"{type(err).__name__}: {err}"
-        _print_error(message)
+        print_error(message)
         write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
         if not multirun:
             raise  # Hydra prints the traceback
@@ -66,79 +66,12 @@ def _app(cfg: DictConfig) -> float | None:
     return metrics.get(config.optimized_metric)
 
 
-def _print_error(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]dnnexp: error:[/] {message}", highlight=False, soft_wrap=True)
-
-
-class ClaimOutputFolder(Callback):
-    """Holds a lock on the run or sweep folder from before Hydra writes into it, so two runs never share one.
-
-    The folder names carry microseconds, so two commands started in the same second
-    already get different folders; the lock also refuses a run pointed (hydra.run.dir=...)
-    at a folder another live run is writing.
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._claim(Path(config.hydra.run.dir))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._claim(Path(config.hydra.sweep.dir))
-
-    def on_run_end(self, config: DictConfig, **kwargs) -> None:
-        self._lock.close()
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        self._lock.close()
-
-    def _claim(self, folder: Path) -> None:
-        try:
-            self._lock = lock_run_folder(folder)
-        except RunFolderError as err:
-            _print_error(str(err))
-            sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
-
-
-class FailedJobs(Callback):
-    """At the end of a multirun, names the jobs that failed; main() then exits with status 1."""
-
-    failed: list[str] = []
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name))
-        FailedJobs.failed = [f"{job}: {why}" for job in jobs if (why := _failure(job))]
-        if FailedJobs.failed:
-            lines = "\n".join(f"  {line}" for line in FailedJobs.failed)
-            Console(stderr=True).print(
-                f"[bold red]dnnexp: {len(FailedJobs.failed)} of {len(jobs)} jobs failed:[/]\n{lines}", highlight=False, soft_wrap=True
-            )
-
-
-def _failure(job_dir: Path) -> str | None:
-    """Why a sweep job has no usable result, or None if it completed or diverged (a result too)."""
-    try:
-        metrics = read_metrics(job_dir)
-    except FileNotFoundError:
-        return "no metrics.json (the job did not finish)"
-    except (OSError, ValueError) as err:
-        return f"unreadable metrics.json ({err})"
-    if not isinstance(metrics, dict):
-        return "unreadable metrics.json (not a JSON object)"
-    if metrics.get("status") == "failed":
-        return str(metrics.get("error"))
-    return None
-
-
 def main() -> None:
     FailedJobs.failed = []
     _app()
-    if FailedJobs.failed:
+    if FailedJobs.failed:  # recorded at the end of a multirun
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    # Hydra imports the callbacks from the module dnnexp.cli, which under `python -m` is not
-    # this __main__ copy: run that module's main() so it sees what FailedJobs recorded.
-    from dnnexp import cli
-
-    cli.main()
+    main()
