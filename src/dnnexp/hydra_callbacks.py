@@ -76,29 +76,20 @@ class ClaimOutputFolder(Callback):
 class FailedJobs(Callback):
     """At the end of a multirun, names the jobs that failed; cli.main() then exits with status 1."""
 
-    failed: list[str] = []
+    failed: list[str] = []  # the failed jobs' folders
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name))
-        FailedJobs.failed = [f"{job}: {why}" for job in jobs if (why := _failure(job))]
-        if FailedJobs.failed:
-            lines = "\n".join(f"  {line}" for line in FailedJobs.failed)
-            Console(stderr=True).print(
-                f"[bold red]dnnexp: {len(FailedJobs.failed)} of {len(jobs)} jobs failed:[/]\n{lines}", highlight=False, soft_wrap=True
-            )
+        FailedJobs.failed = [str(job) for job in jobs if _failed(job)]
+        if FailedJobs.failed:  # the report's notes above say why each one failed
+            print_error(f"{len(FailedJobs.failed)} of {len(jobs)} jobs failed: {', '.join(FailedJobs.failed)}")
 
 
-def _failure(job_dir: Path) -> str | None:
-    """Why a sweep job has no usable result, or None if it completed or diverged (a result too)."""
+def _failed(job_dir: Path) -> bool:
+    """A job with no usable result: failed, or no readable metrics.json (a diverged run is a result)."""
     try:
         metrics = read_metrics(job_dir)
-    except FileNotFoundError:
-        return "no metrics.json (the job did not finish)"
-    except (OSError, ValueError) as err:
-        return f"unreadable metrics.json ({err})"
-    if not isinstance(metrics, dict):
-        return "unreadable metrics.json (not a JSON object)"
-    if metrics.get("status") == "failed":
-        return str(metrics.get("error"))
-    return None
+    except (OSError, ValueError):
+        return True
+    return not isinstance(metrics, dict) or metrics.get("status") == "failed"
