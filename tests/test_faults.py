@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from conftest import TINY, compose_config, run_cli
 
 from dnnexp.files import lock_run_folder
+from dnnexp.report import load_runs
 
 
 def test_sweep_records_each_failure_goes_on_and_exits_nonzero(tmp_path):
@@ -106,3 +108,46 @@ def test_run_into_a_folder_in_use_is_refused(tmp_path, mode, key):
     assert f"{busy} is in use by another dnnexp run" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (busy / ".hydra").exists() and not list(busy.rglob("metrics.json"))
+
+
+def test_report_flags_killed_live_and_broken_run_folders(tmp_path, capsys):
+    from test_report import write_run, write_sweep
+
+    from dnnexp.report_cli import main as report_main
+
+    root = tmp_path / "outputs"
+
+    def killed(name: str, *, backup: bool) -> Path:
+        run = write_run(root / name, {"activation": "elu"}, None, history=[0.5, 0.6])
+        lock_run_folder(run).close()  # the process that held it is gone
+        if backup:
+            (run / "backup.npz").write_bytes(b"state after epoch 2")
+        return run
+
+    killed("resumable", backup=True)
+    killed("before_a_backup", backup=False)
+    live = write_run(root / "live", {"activation": "selu"}, None, history=[0.7])
+    (write_run(root / "binary", {"activation": "tanh"}, None) / "metrics.json").write_bytes(b"\xff\xfe\x00garbage")
+    write_run(root / "a_list", {"activation": "relu"}, "[1, 2]")
+    write_run(root / "zero_bytes", {"activation": "gelu"}, "")
+    garbled = write_run(root / "garbled", {"activation": "swish"}, {"best_val_accuracy": 0.8})
+    (garbled / ".hydra" / "config.yaml").write_text("{{{: [")
+    (garbled / "history.csv").write_bytes(bytes(range(256)))
+    (root / "empty").mkdir()  # not a run: no row
+    sweep = write_sweep(root / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9})] * 3)
+    shutil.rmtree(sweep / "1")
+    (sweep / "1").mkdir()  # a job folder holding nothing
+    (sweep / "3").mkdir()  # the last job's folder, just created when the sweep was killed
+
+    with lock_run_folder(live):
+        runs = load_runs([root])
+        status = dict(zip(runs.frame["run"].map(lambda r: Path(r).name), runs.frame["status"]))
+        assert status == {"resumable": "interrupted", "before_a_backup": "incomplete", "live": "running",
+                          "binary": "corrupt", "a_list": "corrupt", "zero_bytes": "corrupt", "garbled": "completed",
+                          "0": "completed", "1": "missing", "2": "completed", "3": "missing"}
+        assert runs.frame.set_index("status").loc["interrupted", "epochs_run"] == 2
+
+        report_main([str(root)])  # the dnnexp-report command: a table, no crash
+    printed = " ".join(capsys.readouterr().out.split())
+    for word in ("interrupted", "incomplete", "running", "corrupt", "completed", "missing"):
+        assert word in printed

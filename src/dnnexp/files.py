@@ -100,3 +100,17 @@ def lock_run_folder(run_dir: Path) -> IO:
         handle.close()
         raise RunFolderError(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
     return handle
+
+
+def lock_held(folder: Path) -> bool | None:
+    """Whether a live process holds ``folder``'s lock: None if the folder never had one."""
+    try:
+        handle = open(Path(folder) / LOCK)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

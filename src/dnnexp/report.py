@@ -29,7 +29,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from dnnexp.files import HISTORY, METRICS, write_atomic
+from dnnexp.files import BACKUP, HISTORY, METRICS, lock_held, write_atomic
 
 # The metric columns a report can show: key in metrics.json -> (column label, format).
 METRIC_COLUMNS: dict[str, tuple[str, str]] = {
@@ -101,7 +101,7 @@ def load_runs(paths: Iterable[Path], finished: bool = False) -> Runs:
     """Read every run under ``paths``; missing jobs of a sweep become rows with status ``missing``.
 
     ``finished`` says the sweep is over (the multirun-end callback): a run without
-    metrics then is ``incomplete`` (it crashed or was killed) instead of ``running``.
+    metrics then is ``incomplete`` or ``interrupted`` (it crashed or was killed) instead of ``running``.
     """
     paths = [Path(p) for p in paths]
     run_dirs = find_run_dirs(paths)
@@ -157,9 +157,20 @@ def _read_result(run_dir: Path, finished: bool) -> dict[str, Any]:
         metrics.setdefault("status", "completed")
         return metrics
     except FileNotFoundError:
-        return {"status": "incomplete" if finished else "running", **_progress(run_dir)}
+        return {"status": _unfinished_status(run_dir, finished), **_progress(run_dir)}
     except (OSError, ValueError) as err:
         return {"status": "corrupt", "error": f"{METRICS}: {err}", **_progress(run_dir)}
+
+
+def _unfinished_status(run_dir: Path, finished: bool) -> str:
+    """A run without metrics.json: running, or, once no live process holds its folder (a
+    run's own, a job's sweep folder), interrupted (its backup lets the same command resume
+    it) or incomplete. Folders written before dnnexp locked them count as running.
+    """
+    held = [lock_held(folder) for folder in (run_dir, run_dir.parent)]
+    if not finished and (True in held or held == [None, None]):
+        return "running"
+    return "interrupted" if (run_dir / BACKUP).exists() else "incomplete"
 
 
 def _progress(run_dir: Path) -> dict[str, Any]:
@@ -175,12 +186,13 @@ def _progress(run_dir: Path) -> dict[str, Any]:
 
 
 def missing_jobs(paths: list[Path], run_dirs: list[Path]) -> list[Path]:
-    """Numbered job folders absent from a sweep folder although later jobs exist (deleted or never written)."""
+    """Numbered job folders of a sweep that are empty, or absent although later jobs exist (deleted or never written)."""
     present = set(run_dirs)
     missing = []
     for sweep in {p for p in paths if (p / SWEEP_FILE).is_file()} | {d.parent for d in run_dirs if (d.parent / SWEEP_FILE).is_file()}:
         numbers = {int(d.name) for d in present if d.parent == sweep and d.name.isdigit()}
-        missing += [sweep / str(n) for n in range(max(numbers, default=-1)) if n not in numbers]
+        empty = {int(d.name) for d in sweep.iterdir() if d.name.isdigit() and d not in present}
+        missing += [sweep / str(n) for n in range(max(numbers | empty, default=-1) + 1) if n not in numbers]
     return sorted(missing, key=_natural_key)
 
 
@@ -472,7 +484,8 @@ def data_frame(report: Report) -> pd.DataFrame:
     return table[columns].rename(columns={"runs": "run"})
 
 
-STATUS_STYLES = {"failed": "red", "corrupt": "red", "missing": "red", "diverged": "yellow", "running": "dim", "incomplete": "dim"}
+STATUS_STYLES = {"failed": "red", "corrupt": "red", "missing": "red", "diverged": "yellow", "running": "dim", "incomplete": "dim",
+                 "interrupted": "yellow"}
 
 
 def render_rich(report: Report, title: str | None = None) -> Table:
