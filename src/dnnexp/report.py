@@ -397,7 +397,7 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
             cells.append(f"within noise (p={p:.2f})")
             within.append(describe_row(table.iloc[i], keys))
         else:
-            cells.append(f"worse (p={p:.3f})")
+            cells.append(f"worse (p={p:.3f})" if p >= 0.001 else "worse (p<0.001)")
             behind += 1
     head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} (n={len(values[best])})."
     if within:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     if args.output:
         write_atomic(args.output, render(report, fmt))
     elif fmt == "table":
-        wide_console().print(render_rich(report))
+        wide_console().print(render_rich(report, title=f"dnnexp: {len(runs.frame)} runs in {', '.join(map(str, args.paths))}"))
     else:
         sys.stdout.write(render(report, fmt))
     if args.plots:
