@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
-    model.save(run_dir / MODEL)
+    save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
     early = next((cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)), None)
@@ -84,6 +85,13 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     }
     write_metrics(run_dir, metrics)
     return metrics
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Keras writes the .keras zip in place; save it beside ``path`` and rename, so a kill never leaves half a model."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # Keras wants the .keras suffix
+    model.save(partial)
+    os.replace(partial, path)
 
 
 def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: range) -> tf.data.Dataset:
