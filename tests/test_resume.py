@@ -76,6 +76,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     # The finished epochs' rows are the killed process's own (their timings included), not retrained.
     pd.testing.assert_frame_equal(history.iloc[:done], before.iloc[:done])
 
+    again = run_cli(*args, cwd=tmp_path)  # once more: the folder holds this run, finished
+    assert again.returncode == 0 and "already holds this run, finished: not training it again" in again.stderr
+    assert json.loads((run_dir / "metrics.json").read_text()) == resumed
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), history)
+
     straight_dir = tmp_path / "straight"
     straight = train(tiny_config(*RESUMABLE), straight_dir)
     assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}

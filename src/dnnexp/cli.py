@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp.files import RunFolderError, write_metrics
+from dnnexp.files import RunFolderError, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FailedJobs, print_error
 
 
@@ -31,7 +32,7 @@ def config_dir() -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
-    from dnnexp.config import ConfigError, validate
+    from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
     hydra_cfg = HydraConfig.get()
@@ -39,9 +40,11 @@ def _app(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         config = validate(cfg)
-        from dnnexp.train import train  # TensorFlow loads here
+        metrics = _finished_run(run_dir, config_hash(config))
+        if metrics is None:
+            from dnnexp.train import train  # TensorFlow loads here
 
-        metrics = train(config, run_dir)
+            metrics = train(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:
@@ -64,6 +67,22 @@ def _app(cfg: DictConfig) -> float | None:
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
     return metrics.get(config.optimized_metric)
+
+
+def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
+    """The metrics of the run with this config that ``run_dir`` already holds, finished; else None.
+
+    So a sweep started again in its folder to resume its killed job does not train the
+    jobs that had finished.
+    """
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("status") not in ("completed", "diverged") or metrics.get("config_hash") != config_hash:
+        return None
+    Console(stderr=True).print(f"{run_dir} already holds this run, finished: not training it again", highlight=False, soft_wrap=True)
+    return metrics
 
 
 def main() -> None:

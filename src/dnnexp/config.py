@@ -9,7 +9,9 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -252,6 +254,19 @@ def _check_ranges(c: Config) -> None:
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+
+
+def config_hash(cfg: Config) -> str:
+    """Twelve hex digits of the config's SHA-256; what only changes the display does not count.
+
+    metrics.json keeps it, so a sweep started again in its folder knows which jobs already
+    finished with exactly this config.
+    """
+    fields = dataclasses.asdict(cfg)
+    fields["trainer"].pop("verbose")
+    for key in ("task_name", "optimized_metric"):
+        fields.pop(key)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config
+from dnnexp.config import Config, config_hash
 from dnnexp.files import BACKUP, MODEL, TENSORBOARD, read_history, write_history, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
@@ -79,6 +79,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "diverged_epoch": diverged_at,
         "resumed": first_epoch > 0,
         "resumed_from_epoch": first_epoch or None,
+        "config_hash": config_hash(cfg),
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
