@@ -15,7 +15,9 @@ from typing import Any
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+DIAGNOSTICS = "diagnostics.csv"
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -51,8 +53,28 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows of a table -> CSV with exactly ``columns``, written atomically."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
+    write_atomic(Path(path), pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(Path(run_dir) / HISTORY, rows, HISTORY_COLUMNS)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib ``Figure`` as PNG through a temporary file, then rename (atomic).
+
+    Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
+    GUI backend is chosen or needed and nothing stays open.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
