@@ -83,6 +83,7 @@ BAD_VALUES = [
     ("normalization=batchnorm_after normalization.momentum=1.5", "normalization.momentum must be in [0, 1], got 1.5"),
     ("dataset.standardize=maybe", "dataset.standardize must be true or false, got 'maybe'"),
     ("optimized_metric=speed", "optimized_metric must be one of best_val_accuracy"),
+    ("mode=plot_schedule scheduler=performance", "scheduler=performance cannot be plotted before training"),
     ("mode=train_fast", "mode must be one of train, lr_find, plot_schedule; got 'train_fast'"),
     ("scheduler=piecewise scheduler.boundaries=[10] scheduler.values=[0.1]",
      "scheduler.values must have one more entry than scheduler.boundaries, got 1 values for 1 boundaries"),

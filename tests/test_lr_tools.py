@@ -10,7 +10,6 @@ import pytest
 from conftest import TINY, run_cli, tiny_config
 
 from dnnexp.backend import keras
-from dnnexp.config import ConfigError
 from dnnexp.data import load
 from dnnexp.lr_tools import find_lr, lr_find, schedule_rows, suggest
 from dnnexp.model import build_model, loss_for
@@ -78,11 +77,6 @@ def test_schedule_rows_cover_the_planned_steps():
     assert [r["step"] for r in rows] == list(range(20))
     assert rows[10]["epoch"] == 1.0
     np.testing.assert_allclose([r["learning_rate"] for r in rows], 0.1 * 0.1 ** (np.arange(20) / 5), rtol=1e-5)
-
-
-def test_performance_schedule_cannot_be_planned():
-    with pytest.raises(ConfigError, match="scheduler=performance cannot be plotted before training"):
-        schedule_rows(tiny_config("scheduler=performance"), n_train=300)
 
 
 def test_cli_plot_schedule_writes_csv_and_png_without_training(tmp_path):

@@ -329,6 +329,8 @@ def _check_new_schedules(s: SchedulerConfig) -> None:
 def _check_tools(c: Config) -> None:
     """MC Dropout, diagnostics, the learning-rate finder and the run mode."""
     _one_of("mode", c.mode, MODES)
+    if c.mode == "plot_schedule" and c.scheduler.name == "performance":
+        raise ConfigError("scheduler=performance cannot be plotted before training: its cuts depend on the validation loss")
     _in_range("evaluation.mc_samples", c.evaluation.mc_samples, 0, math.inf)
     if c.evaluation.mc_samples > 0 and c.regularization.rate == 0:
         raise ConfigError(

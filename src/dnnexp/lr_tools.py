@@ -20,7 +20,7 @@ from rich.console import Console
 
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config, ConfigError, SchedulerConfig
+from dnnexp.config import Config, SchedulerConfig
 from dnnexp.files import save_figure, write_csv, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, build_schedule, planned_steps
@@ -103,8 +103,6 @@ def _plot_lr_find(rows: list[dict[str, float]], result: dict[str, Any], path: Pa
 
 def schedule_rows(cfg: Config, n_train: int) -> list[dict[str, float]]:
     """The rate the optimizer uses at every step t = 0 .. T-1 of the planned run, T = epochs x batches."""
-    if cfg.scheduler.name == "performance":
-        raise ConfigError("scheduler=performance cannot be plotted before training: its cuts depend on the validation loss")
     total = planned_steps(cfg, n_train)
     per_epoch = total / cfg.trainer.epochs
     schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler, total)
