@@ -33,11 +33,11 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     model.compile(optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"])
 
     recorder = HistoryRecorder(run_dir)
+    callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
     diagnostics = None
     if cfg.diagnostics.enabled:
         diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes))
-    callbacks = [recorder, *([diagnostics] if diagnostics else []), *schedule_callbacks(cfg),
-                 *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
+        callbacks.append(diagnostics)
     train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
