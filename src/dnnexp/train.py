@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
-from dnnexp.files import MODEL, write_history, write_metrics
 from dnnexp.diagnostics import GradientDiagnostics
+from dnnexp.files import MODEL, TENSORBOARD, write_history, write_metrics
 from dnnexp.model import DROPOUTS, build_model, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 
@@ -38,6 +38,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     if cfg.diagnostics.enabled:
         diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes))
         callbacks.append(diagnostics)
+    if cfg.trainer.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
     train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
