@@ -5,6 +5,7 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -70,16 +71,11 @@ def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib ``Figure`` as PNG through a temporary file, then rename (atomic).
+    """Write a matplotlib ``Figure`` as PNG, atomically.
 
     Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
     GUI backend is chosen or needed and nothing stays open.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
