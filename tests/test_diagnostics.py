@@ -146,3 +146,37 @@ def test_diagnostics_off_writes_nothing_extra(trained_run):
     run_dir, metrics = trained_run
     assert not (run_dir / "diagnostics.csv").exists()
     assert "grad_ratio" not in metrics
+
+
+def test_comparison_table_shows_grad_ratio_and_verdict_per_variant(tmp_path):
+    from test_report import write_sweep
+
+    from dnnexp.report import build_report, load_runs, render
+
+    jobs = [
+        ({"activation": act, "trainer.seed": seed}, {"best_val_accuracy": acc, "grad_ratio": ratio, "gradient_verdict": verdict})
+        for act, acc, ratio, verdict in (("sigmoid", 0.1, 3e-12, "vanishing"), ("relu", 0.86, 0.6, "healthy"))
+        for seed in (0, 1)
+    ]
+    report = build_report(load_runs([write_sweep(tmp_path / "sweep", jobs)]))
+    assert {"grad_ratio", "gradient_verdict"} <= set(report.metrics)
+    rows = report.table.set_index("activation")
+    assert rows.loc["sigmoid", "gradient_verdict"] == "vanishing" and rows.loc["relu", "gradient_verdict"] == "healthy"
+    markdown = render(report, "markdown")
+    assert "grad ratio" in markdown and "3e-12" in markdown and "vanishing" in markdown
+
+
+def test_run_summary_shows_gradient_rows_only_when_measured(diagnosed_run, trained_run):
+    from rich.console import Console
+
+    from dnnexp.report import print_run_summary
+
+    def summary(run) -> str:
+        console = Console(record=True, width=100)
+        print_run_summary(run[1], run[0], console)
+        return console.export_text()
+
+    measured = summary(diagnosed_run)
+    assert "gradient flow" in measured and "healthy" in measured
+    assert f"{diagnosed_run[1]['grad_ratio']:.3g}" in measured
+    assert "gradient flow" not in summary(trained_run)
