@@ -141,3 +141,15 @@ def test_cnn_is_conv_blocks_then_the_dense_head(shape, first):
 def test_hidden_blocks_pair_weights_with_their_activations():
     model = build_model(tiny_config("model=cnn", "model.filters=[4]", "model.hidden_layers=2"), (28, 28), 10)
     assert hidden_blocks(model) == [("conv_1", "activation_conv_1"), ("dense_1", "activation_1"), ("dense_2", "activation_2")]
+
+
+@pytest.mark.parametrize("kind, keeps_moments", [("alpha_dropout", True), ("dropout", False)])
+def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind, keeps_moments):
+    # Self-normalized activations (SELU of N(0, 1)) have mean 0 and std 1; in training mode alpha
+    # dropout keeps them there, plain dropout scales the kept units by 1 / (1 - rate) and inflates the std.
+    keras.utils.set_random_seed(0)
+    model = build("activation=selu", f"regularization={kind}", "regularization.rate=0.3", f"regularization.dropout_kind={kind}")
+    x = keras.activations.selu(np.random.default_rng(0).standard_normal((20000, 16)).astype("float32"))
+    dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
+    assert abs(dropped.mean()) < 0.05
+    assert (abs(dropped.std() - 1) < 0.05) == keeps_moments
