@@ -109,11 +109,14 @@ def test_kernel_penalty_adds_its_formula_to_the_loss(penalty, expected):
 
 
 def test_max_norm_caps_each_units_incoming_weights_after_a_step():
-    model = build("regularization=max_norm", "regularization.max_norm=0.5")
+    cfg = tiny_config("model=cnn", "model.filters=[4]", "regularization=max_norm", "regularization.max_norm=0.5")
+    model = build_model(cfg, (28, 28), 10)
     model.compile(optimizer=keras.optimizers.SGD(10.0), loss="sparse_categorical_crossentropy")
     model.train_on_batch(np.random.default_rng(0).random((8, 28, 28)), np.arange(8))
-    column_norms = np.linalg.norm(model.get_layer("dense_1").kernel.numpy(), axis=0)
-    assert column_norms.max() <= 0.5 + 1e-5
+    dense_units = np.linalg.norm(model.get_layer("dense_1").kernel.numpy(), axis=0)  # (in, out): one column per unit
+    filters = np.linalg.norm(model.get_layer("conv_1").kernel.numpy().reshape(-1, 4), axis=0)  # (rows, cols, in, out)
+    assert dense_units.max() <= 0.5 + 1e-5 and filters.max() <= 0.5 + 1e-5
+    assert dense_units.max() > 0.49 and filters.max() > 0.49  # the step of 10 pushed them to the cap
 
 
 def test_alpha_dropout_for_selu_nets():
