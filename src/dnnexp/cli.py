@@ -6,6 +6,7 @@ TensorFlow is imported only once a run is about to train, so ``--help``,
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -30,6 +31,15 @@ def config_dir() -> str:
     raise FileNotFoundError(f"dnnexp's conf/ folder is missing (looked in {here / 'conf'} and {here.parents[1] / 'conf'})")
 
 
+# What each `mode` runs, as "module:function(config, run_dir)"; imported only when chosen,
+# since each loads TensorFlow.
+RUNNERS = {
+    "train": "dnnexp.train:train",
+    "lr_find": "dnnexp.lr_tools:lr_find",
+    "plot_schedule": "dnnexp.lr_tools:plot_schedule",
+}
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     from dnnexp.config import ConfigError, config_hash, validate
@@ -40,11 +50,11 @@ def _app(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         config = validate(cfg)
-        metrics = _finished_run(run_dir, config_hash(config))
+        metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
-            from dnnexp.train import train  # TensorFlow loads here
-
-            metrics = train(config, run_dir)
+            module, function = RUNNERS[config.mode].split(":")
+            run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
+            metrics = run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:
@@ -63,6 +73,8 @@ def _app(cfg: DictConfig) -> float | None:
         if not multirun:
             raise  # Hydra prints the traceback
         return float("nan")
+    if config.mode != "train":
+        return None  # the tools print their own one-line result
     from dnnexp.report import print_run_summary
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))

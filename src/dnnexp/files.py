@@ -6,6 +6,7 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import math
 import os
@@ -18,8 +19,10 @@ HISTORY = "history.csv"
 MODEL = "model.keras"
 BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
 LOCK = ".dnnexp.lock"
+DIAGNOSTICS = "diagnostics.csv"
 TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
 
 
 class RunFolderError(RuntimeError):
@@ -63,11 +66,26 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows of a table -> CSV with exactly ``columns``, written atomically."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
+    write_atomic(Path(path), pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(Path(run_dir) / HISTORY, rows, HISTORY_COLUMNS)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib ``Figure`` as PNG, atomically.
+
+    Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
+    GUI backend is chosen or needed and nothing stays open.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config, config_hash
+from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import BACKUP, MODEL, TENSORBOARD, read_history, write_history, write_metrics
-from dnnexp.model import build_model, loss_for
-from dnnexp.optim import build_optimizer, schedule_callbacks
+from dnnexp.model import DROPOUTS, build_model, forward, loss_for
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 from dnnexp.resume import TrainingBackup
 
 
@@ -34,7 +35,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     data = datasets.load(cfg.dataset)
     model = build_model(cfg, data.input_shape, data.n_classes)
-    model.compile(optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"])
+    optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train)))
+    model.compile(optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"])
 
     stateful = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
     backup = TrainingBackup(run_dir / BACKUP, stateful)
@@ -44,6 +46,10 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     recorder = HistoryRecorder(run_dir, read_history(run_dir)[:first_epoch])
     # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
     callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN()]
+    diagnostics = None
+    if cfg.diagnostics.enabled:
+        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes))
+        callbacks.append(diagnostics)
     if cfg.trainer.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
     callbacks.append(backup)
@@ -84,6 +90,10 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
     }
+    if diagnostics:
+        metrics.update(diagnostics.summary())
+    if cfg.evaluation.mc_samples:
+        metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
     write_metrics(run_dir, metrics)
     return metrics
 
@@ -112,9 +122,30 @@ def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, 
     return batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))).prefetch(tf.data.AUTOTUNE)
 
 
-def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """In-memory arrays -> cached, batched, prefetched tf.data pipeline, in order (for evaluation)."""
-    return tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
+    """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
+    inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
+    which is high where the passes disagree or are unsure.
+    """
+    chunks, size = [], max(batch_size, 1024)  # bounded memory for CNN activations on a large test set
+    for start in range(0, len(x), size):
+        batch = x[start : start + size]
+        passes = [keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
+                  for _ in range(samples)]
+        chunks.append(np.mean(passes, axis=0))
+    probs = np.concatenate(chunks)
+    if probs.shape[-1] == 1:  # one sigmoid unit: P(class 1)
+        probs = np.concatenate([1 - probs, probs], axis=-1)
+    entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
+    return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
+
+
+def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """In-memory arrays -> cached, (re)shuffled each epoch, batched, prefetched tf.data pipeline."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
