@@ -122,13 +122,14 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_keeps_early_stopping_and_performance_schedule_counters(tmp_path, monkeypatch):
+def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monkeypatch):
     # At lr 1e-12 nothing improves: uninterrupted, ReduceLROnPlateau (patience 2) halves the
     # rate after epoch 3 and EarlyStopping (patience 3) stops after epoch 4. A resume that
-    # forgot their counters, saved after epoch 2, would do neither.
+    # forgot their counters, saved after epoch 2, would do neither. The gradient diagnostics
+    # must keep their measurement from before training.
     cfg = tiny_config("trainer.epochs=6", "optimizer.lr=1e-12", "scheduler=performance", "scheduler.patience=2",
                       "regularization=dropout_early_stopping", "regularization.rate=0.3",
-                      "regularization.monitor=val_accuracy", "regularization.patience=3")
+                      "regularization.monitor=val_accuracy", "regularization.patience=3", "diagnostics=on")
     straight = train(cfg, tmp_path / "straight")
     assert straight["stopped_early"] and straight["epochs_run"] == 4
 
@@ -142,9 +143,12 @@ def test_resume_keeps_early_stopping_and_performance_schedule_counters(tmp_path,
 
     resumed = train(cfg, run_dir)
     assert resumed["resumed_from_epoch"] == 2
-    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    compared = (*COMPARED, "grad_ratio", "gradient_verdict")
+    assert {k: resumed[k] for k in compared} == {k: straight[k] for k in compared}
     lr = pd.read_csv(run_dir / "history.csv")["learning_rate"].tolist()
     np.testing.assert_allclose(lr, [1e-12, 1e-12, 1e-12, 5e-13], rtol=1e-5)
+    diagnostics = [pd.read_csv(d / "diagnostics.csv") for d in (run_dir, tmp_path / "straight")]
+    pd.testing.assert_frame_equal(*diagnostics)
 
 
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):

@@ -77,13 +77,14 @@ def gradient_summary(first_measurement: dict[str, dict[str, float]], cfg: Diagno
 class GradientDiagnostics(keras.callbacks.Callback):
     """Measures before training and after every epoch; writes diagnostics.csv as it goes and the PNG at the end."""
 
-    def __init__(self, run_dir: Path, cfg: DiagnosticsConfig, x: np.ndarray, y: np.ndarray, loss: str):
+    def __init__(self, run_dir: Path, cfg: DiagnosticsConfig, x: np.ndarray, y: np.ndarray, loss: str,
+                 rows: list[dict[str, Any]] | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.x, self.y = x[: cfg.batch_size], y[: cfg.batch_size]  # the same batch every time
         self.loss = loss
-        self.rows: list[dict[str, Any]] = []
+        self.rows = rows or []  # a resumed run's measurements so far, from diagnostics.csv
         self.first: dict[str, dict[str, float]] = {}
         self._kernels_at_start: dict[str, np.ndarray] = {}
 
@@ -96,6 +97,11 @@ class GradientDiagnostics(keras.callbacks.Callback):
         write_csv(self.run_dir / DIAGNOSTICS, self.rows, DIAGNOSTICS_COLUMNS)
 
     def on_train_begin(self, logs=None):
+        if self.rows:  # resumed: the measurement before training is on file, not at the restored weights
+            self.first = {}
+            for row in (r for r in self.rows if r["epoch"] == 0):
+                self.first.setdefault(row["layer"], {})[row["metric"]] = row["value"]
+            return
         self.first = measure(self.model, self.x, self.y, self.loss)
         self._record(0, self.first)
 

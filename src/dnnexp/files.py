@@ -88,11 +88,14 @@ def save_figure(fig: Any, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of history.csv (none if it does not exist yet), as plain Python values."""
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV the run wrote (none if it does not exist yet), as plain Python values.
+
+    A resumed run starts from them, so one it cannot read is a RunFolderError.
+    """
     import pandas as pd
 
-    path = Path(run_dir) / HISTORY
+    path = Path(path)
     if not path.exists():
         return []
     try:

@@ -16,7 +16,7 @@ from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config, config_hash
 from dnnexp.diagnostics import GradientDiagnostics
-from dnnexp.files import BACKUP, MODEL, TENSORBOARD, read_history, write_history, write_metrics
+from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
 from dnnexp.model import DROPOUTS, build_model, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 from dnnexp.resume import TrainingBackup
@@ -43,12 +43,13 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     first_epoch = backup.restore(model)
     if first_epoch:
         console.print(f"resuming {run_dir} after epoch {first_epoch} of {cfg.trainer.epochs}")
-    recorder = HistoryRecorder(run_dir, read_history(run_dir)[:first_epoch])
+    recorder = HistoryRecorder(run_dir, read_rows(run_dir / HISTORY)[:first_epoch])
     # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
     callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN()]
     diagnostics = None
     if cfg.diagnostics.enabled:
-        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes))
+        done = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= first_epoch] if first_epoch else []
+        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), done)
         callbacks.append(diagnostics)
     if cfg.trainer.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
