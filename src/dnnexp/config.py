@@ -12,6 +12,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,10 @@ SCHEDULERS = ("constant", "power", "exponential", "performance")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
+TRANSFERS = ("none", "frozen", "finetune", "mobilenet_v2")
+
+# Classes per dataset, so a task split (dataset.classes) is checked before any data loads.
+DATASET_CLASSES = {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,7 @@ class DatasetConfig:
     limit: int | None = None
     standardize: bool = False
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
 @dataclass
@@ -119,6 +125,28 @@ class TrainerConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Reuse a pretrained network (lecture: "Transfer Learning"); see conf/transfer/."""
+
+    name: str = "none"
+    source: str | None = None  # a .keras file or a dnnexp run folder; null: pretrain task A (below), cached
+    pretrain_classes: list[int] | None = None  # task A: these classes of the same dataset and split
+    pretrain_epochs: int = 10
+    pretrain_seed: int = 0
+    cache_dir: str = "outputs/pretrained"  # pretrained task-A runs, one folder per config hash
+    reuse_layers: int | None = None  # the lower hidden blocks to reuse; null: all of them
+    new_units: list[int] = field(default_factory=list)  # new hidden layers on top of the reused ones
+    frozen_epochs: int | None = None  # null: trainer.epochs - finetune_epochs
+    finetune_epochs: int = 0
+    unfreeze_top: int = 1  # reused blocks (or base layers) made trainable again for the fine-tuning phase
+    lr_factor: float = 0.1  # fine-tuning learning rate = optimizer.lr * lr_factor
+    resize: bool = False  # resize and channel-map inputs to the source's input shape
+    weights: str | None = "imagenet"  # mobilenet_v2: pretrained weights, or null for random ones
+    input_size: int = 96  # mobilenet_v2: images are resized to input_size x input_size x 3
+    alpha: float = 0.35  # mobilenet_v2: width multiplier
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -130,6 +158,7 @@ class Config:
     clipping: ClippingConfig = field(default_factory=ClippingConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     optimized_metric: str = "best_val_accuracy"
     task_name: str = "train"
 
@@ -199,6 +228,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("dataset.test_size", d.test_size, 1, math.inf)
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
+    _check_classes("dataset.classes", d.classes, d.name)
 
     _one_of("model.name", c.model.name, ("mlp",))
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
@@ -248,6 +278,92 @@ def _check_ranges(c: Config) -> None:
     _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
     _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+    _check_transfer(c)
+
+
+def _check_classes(key: str, classes: list[int] | None, dataset: str) -> None:
+    if classes is None:
+        return
+    n = DATASET_CLASSES.get(dataset, 10)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(0 <= k < n for k in classes):
+        raise ConfigError(f"{key} must list at least 2 different class numbers in [0, {n - 1}], got {classes}")
+
+
+# MobileNetV2's published ImageNet weights exist only for these widths and input sizes.
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+
+
+def _check_transfer(c: Config) -> None:
+    t = c.transfer
+    _one_of("transfer.name", t.name, TRANSFERS)
+    if t.name == "none":
+        return
+    if t.name != "mobilenet_v2":
+        _check_source(t, c.dataset.name)
+        if t.reuse_layers is not None:
+            _in_range("transfer.reuse_layers", t.reuse_layers, 1, math.inf)
+    for u in t.new_units:
+        _in_range("transfer.new_units", u, 1, math.inf)
+    _check_phases(t, c.trainer.epochs)
+    _positive("transfer.alpha", t.alpha)
+    _in_range("transfer.input_size", t.input_size, 32, math.inf)
+    if t.name == "mobilenet_v2":
+        _check_weights(t)
+
+
+def _check_weights(t: TransferConfig) -> None:
+    if t.weights is None:
+        return
+    if t.weights != "imagenet":
+        if not Path(t.weights).is_file():
+            raise ConfigError(f"transfer.weights must be imagenet, null or a weights file, got {t.weights!r} (no such file)")
+        return
+    for key, value, allowed in (("input_size", t.input_size, IMAGENET_SIZES), ("alpha", t.alpha, IMAGENET_ALPHAS)):
+        if value not in allowed:
+            shown = ", ".join(str(a) for a in allowed)
+            raise ConfigError(f"transfer.{key} must be one of {shown} with transfer.weights=imagenet, got {value}")
+
+
+def _check_source(t: TransferConfig, dataset: str) -> None:
+    if t.source is None:
+        if t.pretrain_classes is None:
+            raise ConfigError(
+                f"transfer={t.name} needs transfer.source (a .keras file or a dnnexp run folder) "
+                "or transfer.pretrain_classes (task A, pretrained first)"
+            )
+        _check_classes("transfer.pretrain_classes", t.pretrain_classes, dataset)
+        _in_range("transfer.pretrain_epochs", t.pretrain_epochs, 1, math.inf)
+        _in_range("transfer.pretrain_seed", t.pretrain_seed, 0, 2**32 - 1)
+        return
+    path = Path(t.source)
+    if not path.exists():
+        raise ConfigError(f"transfer.source={t.source} does not exist (expected a .keras file or a dnnexp run folder)")
+    if path.is_dir() and not (path / "model.keras").is_file():
+        raise ConfigError(f"transfer.source={t.source} is a folder without model.keras (not a finished dnnexp run)")
+
+
+def _check_phases(t: TransferConfig, epochs: int) -> None:
+    """Phase 1 trains with every reused layer frozen; phase 2 unfreezes the top ones at a lower rate."""
+    _in_range("transfer.finetune_epochs", t.finetune_epochs, 0, math.inf)
+    if t.name == "frozen" and t.finetune_epochs:
+        raise ConfigError(f"transfer.finetune_epochs must be 0 for transfer=frozen, got {t.finetune_epochs} (use transfer=finetune)")
+    if t.frozen_epochs is None and t.finetune_epochs >= epochs:
+        raise ConfigError(
+            f"transfer.finetune_epochs={t.finetune_epochs} must be less than trainer.epochs={epochs} "
+            "(transfer.frozen_epochs=null trains the rest of trainer.epochs frozen)"
+        )
+    if t.frozen_epochs is not None:
+        _in_range("transfer.frozen_epochs", t.frozen_epochs, 1, math.inf)
+    if t.finetune_epochs:
+        _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+
+
+def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
+    """(frozen, fine-tuning) epochs: frozen_epochs=null leaves trainer.epochs in total."""
+    frozen = epochs - t.finetune_epochs if t.frozen_epochs is None else t.frozen_epochs
+    return frozen, t.finetune_epochs
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

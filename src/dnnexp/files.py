@@ -15,7 +15,8 @@ from typing import Any
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+# `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -83,25 +83,30 @@ def loss_for(n_classes: int) -> str:
 
 def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     units = hidden_units(cfg.model)
-    placement = NORMALIZATION_PLACEMENT[cfg.normalization.name]
-    init = initializer_name(cfg)
     drop_input, drop_hidden = dropout_flags(cfg, len(units))
 
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input"), keras.layers.Flatten(name="flatten")]
     if drop_input:
         layers.append(keras.layers.Dropout(cfg.regularization.rate, name="dropout_input"))
     for i, (width, dropout) in enumerate(zip(units, drop_hidden), start=1):
-        # Before-activation BN has its own shift (beta), so the Dense bias would be redundant.
-        layers.append(keras.layers.Dense(width, use_bias=placement != "before", kernel_initializer=init, name=f"dense_{i}"))
-        if placement == "before":
-            layers.append(_batchnorm(cfg, i))
-        layers.append(ACTIVATIONS[cfg.activation.name](cfg.activation, f"activation_{i}"))
-        if placement == "after":
-            layers.append(_batchnorm(cfg, i))
-        if dropout:
-            layers.append(keras.layers.Dropout(cfg.regularization.rate, name=f"dropout_{i}"))
+        layers.extend(hidden_block(cfg, i, width, dropout))
     layers.append(output_layer(n_classes))
     return keras.Sequential(layers, name="mlp")
+
+
+def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:
+    """Hidden block i: Dense -> [BatchNorm] -> activation -> [BatchNorm] -> [Dropout], as configured."""
+    placement = NORMALIZATION_PLACEMENT[cfg.normalization.name]
+    # Before-activation BN has its own shift (beta), so the Dense bias would be redundant.
+    layers = [keras.layers.Dense(width, use_bias=placement != "before", kernel_initializer=initializer_name(cfg), name=f"dense_{i}")]
+    if placement == "before":
+        layers.append(_batchnorm(cfg, i))
+    layers.append(ACTIVATIONS[cfg.activation.name](cfg.activation, f"activation_{i}"))
+    if placement == "after":
+        layers.append(_batchnorm(cfg, i))
+    if dropout:
+        layers.append(keras.layers.Dropout(cfg.regularization.rate, name=f"dropout_{i}"))
+    return layers
 
 
 def _batchnorm(cfg: Config, i: int) -> keras.layers.BatchNormalization:

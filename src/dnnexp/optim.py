@@ -65,8 +65,9 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
     return {arg: cfg.threshold} if arg else {}
 
 
-def build_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-    schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler)
+def build_optimizer(cfg: Config, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
+    schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler)
     return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -12,10 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
+from dnnexp import transfer
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
 from dnnexp.files import MODEL, write_history, write_metrics
-from dnnexp.model import build_model, loss_for
+from dnnexp.model import loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
 
 
@@ -23,21 +25,25 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
+    data = datasets.load(cfg.dataset)
+    # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
+    source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     keras.utils.set_random_seed(cfg.trainer.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
 
-    data = datasets.load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
-    model.compile(optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"])
-
+    network = transfer.build(cfg, data, source)
+    model = network.model
     recorder = HistoryRecorder(run_dir)
-    callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
     train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
-    with RichProgress(cfg.trainer.epochs, console) as progress:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.trainer.epochs, callbacks=[*callbacks, progress], shuffle=False, verbose=0)
+    callbacks: list[keras.callbacks.Callback] = []
+    with RichProgress(sum(p.epochs for p in network.phases), console) as progress:
+        for phase in network.phases:
+            callbacks += fit_phase(cfg, model, phase, data.n_classes, (train_ds, val_ds), recorder, progress)
+            if diverged_epoch(recorder.rows):
+                break
     train_seconds = time.perf_counter() - start
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
@@ -45,8 +51,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     model.save(run_dir / MODEL)
 
     rows = recorder.rows
-    early = next((cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)), None)
-    diverged_at = next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
+    diverged_at = diverged_epoch(rows)
     metrics = {
         "status": "diverged" if diverged_at else "completed",
         "best_val_accuracy": max(r["val_accuracy"] for r in rows),
@@ -55,14 +60,37 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "epochs_run": len(rows),
-        "stopped_early": bool(early is not None and early.stopped_epoch > 0),
+        "stopped_early": any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in callbacks),
         "diverged_epoch": diverged_at,
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
+        **network.info,
     }
     write_metrics(run_dir, metrics)
     return metrics
+
+
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes: int, splits: tuple,
+              recorder: HistoryRecorder, progress: RichProgress) -> list[keras.callbacks.Callback]:
+    """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
+
+    Keras fixes the trainable weights when the model is compiled, so every phase compiles
+    anew, with a fresh optimizer (its schedule restarts at the phase's rate).
+    """
+    transfer.apply_phase(model, phase)
+    model.compile(optimizer=build_optimizer(cfg, phase.lr_factor), loss=loss_for(n_classes), metrics=["accuracy"])
+    recorder.phase = phase.name
+    done = len(recorder.rows)
+    train_ds, val_ds = splits
+    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=done, epochs=done + phase.epochs,
+              callbacks=[recorder, *callbacks, progress], shuffle=False, verbose=0)
+    return callbacks
+
+
+def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
+    return next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -102,6 +130,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         super().__init__()
         self.run_dir = run_dir
         self.rows: list[dict[str, Any]] = []
+        self.phase = "train"  # set by fit_phase: train (from scratch), frozen, finetune
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -113,6 +142,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         row["epoch"] = epoch + 1
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self._epoch_start
+        row["phase"] = self.phase
         self.rows.append(row)
         write_history(self.run_dir, self.rows)
 
