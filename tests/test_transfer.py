@@ -204,8 +204,6 @@ def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():
         (["transfer=frozen"], "transfer=frozen needs transfer.source (a .keras file or a dnnexp run folder)"),
         (["transfer=frozen", "transfer.source=/no/such/model.keras"], "transfer.source=/no/such/model.keras does not exist"),
         (["transfer=frozen", "transfer.pretrain_classes=[1]"], "transfer.pretrain_classes must list at least 2 different"),
-        (["transfer=frozen", "transfer.pretrain_classes=[1,2]", "transfer.finetune_epochs=3"],
-         "transfer.finetune_epochs must be 0 for transfer=frozen, got 3 (use transfer=finetune)"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "transfer.lr_factor=1.5"],
          "transfer.lr_factor must be in (0, 1), got 1.5"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "trainer.epochs=5"],
@@ -237,3 +235,28 @@ def test_corrupt_source_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert f"transfer.source: cannot read {bad} as a Keras model" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# ----------------------------------------------------------------------------- the chained preset
+
+
+def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
+    sweep, cache = tmp_path / "sweep", tmp_path / "cache"
+    result = run_cli("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
+                     "model.units=[16,16]", "trainer.seed=0,1", "trainer.verbose=false",
+                     f"transfer.cache_dir={cache}", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(list(cache.iterdir())) == 1  # task A trained once, reused by the four transfer jobs
+    jobs = [(json.loads((job / "metrics.json").read_text()), (job / ".hydra" / "overrides.yaml").read_text())
+            for job in sorted(sweep.iterdir()) if job.is_dir()]
+    accuracy = {arm: [m["test_accuracy"] for m, o in jobs if f"transfer={arm}" in o] for arm in ("none", "frozen", "finetune")}
+    assert all(len(values) == 2 for values in accuracy.values())
+    table = pd.read_csv(sweep / "transfer_table.csv")
+    assert table["transfer"].tolist() == ["none", "frozen", "finetune"] and table["n"].tolist() == [2, 2, 2]
+    means = {arm: np.mean(values) for arm, values in accuracy.items()}
+    np.testing.assert_allclose(table["test_accuracy"], [means["none"], means["frozen"], means["finetune"]], rtol=1e-9)
+    err = {arm: 1 - mean for arm, mean in means.items()}
+    expected = [(err["none"] - err[arm]) / err["none"] for arm in ("none", "frozen", "finetune")]
+    np.testing.assert_allclose(table["error_rate_reduction"], expected, rtol=1e-9)
+    assert "error-rate reduction vs none" in result.stdout
+    assert f"{means['frozen']:.4f}" in result.stdout

@@ -346,24 +346,26 @@ def _check_source(t: TransferConfig, dataset: str) -> None:
 def _check_phases(t: TransferConfig, epochs: int) -> None:
     """Phase 1 trains with every reused layer frozen; phase 2 unfreezes the top ones at a lower rate."""
     _in_range("transfer.finetune_epochs", t.finetune_epochs, 0, math.inf)
-    if t.name == "frozen" and t.finetune_epochs:
-        raise ConfigError(f"transfer.finetune_epochs must be 0 for transfer=frozen, got {t.finetune_epochs} (use transfer=finetune)")
-    if t.frozen_epochs is None and t.finetune_epochs >= epochs:
+    if t.frozen_epochs is not None:
+        _in_range("transfer.frozen_epochs", t.frozen_epochs, 1, math.inf)
+    frozen, finetune = phase_epochs(t, epochs)
+    if frozen < 1:
         raise ConfigError(
             f"transfer.finetune_epochs={t.finetune_epochs} must be less than trainer.epochs={epochs} "
             "(transfer.frozen_epochs=null trains the rest of trainer.epochs frozen)"
         )
-    if t.frozen_epochs is not None:
-        _in_range("transfer.frozen_epochs", t.frozen_epochs, 1, math.inf)
-    if t.finetune_epochs:
+    if finetune:
         _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
     _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
 
 
 def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
-    """(frozen, fine-tuning) epochs: frozen_epochs=null leaves trainer.epochs in total."""
-    frozen = epochs - t.finetune_epochs if t.frozen_epochs is None else t.frozen_epochs
-    return frozen, t.finetune_epochs
+    """(frozen, fine-tuning) epochs. transfer=frozen never fine-tunes, so one sweep over
+    transfer=none,frozen,finetune accepts the same overrides in every job; frozen_epochs=null
+    leaves trainer.epochs in total."""
+    finetune = 0 if t.name == "frozen" else t.finetune_epochs
+    frozen = epochs - finetune if t.frozen_epochs is None else t.frozen_epochs
+    return frozen, finetune
 
 
 def hidden_units(model: ModelConfig) -> list[int]:
