@@ -306,9 +306,9 @@ def _check_transfer(c: Config) -> None:
     for u in t.new_units:
         _in_range("transfer.new_units", u, 1, math.inf)
     _check_phases(t, c.trainer.epochs)
-    _positive("transfer.alpha", t.alpha)
-    _in_range("transfer.input_size", t.input_size, 32, math.inf)
     if t.name == "mobilenet_v2":
+        _positive("transfer.alpha", t.alpha)
+        _in_range("transfer.input_size", t.input_size, 32, math.inf)  # MobileNetV2's smallest input
         _check_weights(t)
 
 

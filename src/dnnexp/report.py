@@ -72,7 +72,7 @@ def transfer_table(sweep_dir: Path) -> pd.DataFrame:
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / METRICS).is_file()):
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
         rows.append({"transfer": cfg.transfer.name, "seed": cfg.trainer.seed, **read_metrics(job)})
-    runs = pd.DataFrame(rows)
+    runs = pd.DataFrame(rows, columns=["transfer", "seed", "test_accuracy"])  # a failed job has no test_accuracy
     table = runs.groupby("transfer", sort=False)["test_accuracy"].agg(["mean", "std", "count"]).reset_index()
     table.columns = ["transfer", "test_accuracy", "test_accuracy_std", "n"]
     return add_error_rate_reduction(table)

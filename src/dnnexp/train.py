@@ -71,7 +71,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     return metrics
 
 
-def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes: int, splits: tuple,
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes: int, splits: tuple[tf.data.Dataset, tf.data.Dataset],
               recorder: HistoryRecorder, progress: RichProgress) -> list[keras.callbacks.Callback]:
     """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
 
