@@ -28,11 +28,11 @@ def dense_weights(model, name: str) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def source_run(tmp_path_factory):
-    """Task A (digits 0-7), three hidden blocks, trained once: (run folder, source model file hash)."""
+    """Task A (digits 0-7), three hidden blocks with batch norm, trained once: (run folder, source model file hash)."""
     from dnnexp.train import train
 
     run_dir = tmp_path_factory.mktemp("task_a")
-    train(tiny_config(TASK_A, "model.units=[16,16,16]"), run_dir)
+    train(tiny_config(TASK_A, "model.units=[16,16,16]", "normalization=batchnorm_before"), run_dir)
     return run_dir, sha256(run_dir / "model.keras")
 
 
@@ -73,7 +73,8 @@ def test_frozen_layers_unchanged_unfrozen_layer_changed_new_head(source_run, fin
     source = keras.models.load_model(source_run[0] / "model.keras")
     model = keras.models.load_model(finetune_run[0] / "model.keras")
     # Blocks 1 and 2 were frozen in both phases; block 3, the top one, only in phase 1.
-    for name in ("dense_1", "dense_2"):
+    # Batch norm stays frozen (its moving statistics from task A too) when its Dense layer is unfrozen.
+    for name in ("dense_1", "dense_2", "batchnorm_1", "batchnorm_2", "batchnorm_3"):
         for got, want in zip(dense_weights(model, name), dense_weights(source, name)):
             np.testing.assert_array_equal(got, want)
     changed = [np.abs(g - w).max() for g, w in zip(dense_weights(model, "dense_3"), dense_weights(source, "dense_3"))]
@@ -81,7 +82,7 @@ def test_frozen_layers_unchanged_unfrozen_layer_changed_new_head(source_run, fin
     assert model.get_layer("output").units == 1  # a new binary head, not A's 8-way softmax
     metrics = finetune_run[1]
     assert metrics["reused_layers"] == 3
-    assert metrics["params_trainable"] == 16 * 16 + 16 + 16 + 1  # dense_3 and the head after phase 2
+    assert metrics["params_trainable"] == 16 * 16 + 16 + 1  # dense_3 (no bias before batch norm) and the head
 
 
 def test_phase_one_leaves_every_reused_weight_as_the_source(source_run, tmp_path):
