@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import re
@@ -115,6 +114,12 @@ def pretrained_task_a(cfg: Config, pretrain: Callable[[Config, Path], dict], con
 
 @contextlib.contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive POSIX file lock; without fcntl (Windows) none, so run transfer sweeps there one job at a time."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
