@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,19 @@ def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():
 
 
 # ----------------------------------------------------------------------------- bad input
+
+
+def test_every_transfer_choice_has_a_yaml_and_a_builder():
+    from dnnexp.cli import config_dir
+    from dnnexp.config import TRANSFERS
+    from dnnexp.transfer import BASES
+
+    files = sorted(p.stem for p in (Path(config_dir()) / "transfer").glob("*.yaml"))
+    assert files == sorted(TRANSFERS) and sorted(BASES) == sorted(set(TRANSFERS) - {"none"})
+    needs = {"frozen": "transfer.pretrain_classes=[0,1]", "finetune": "transfer.pretrain_classes=[0,1]"}
+    for name in TRANSFERS:
+        cfg = validate(compose_config(f"transfer={name}", *[needs[name]] if name in needs else []))
+        assert cfg.transfer.name == name
 
 
 @pytest.mark.parametrize(

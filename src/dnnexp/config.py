@@ -18,6 +18,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dnnexp.files import MODEL
+
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
 # is also a YAML file in its conf/ group.
@@ -339,8 +341,8 @@ def _check_source(t: TransferConfig, dataset: str) -> None:
     path = Path(t.source)
     if not path.exists():
         raise ConfigError(f"transfer.source={t.source} does not exist (expected a .keras file or a dnnexp run folder)")
-    if path.is_dir() and not (path / "model.keras").is_file():
-        raise ConfigError(f"transfer.source={t.source} is a folder without model.keras (not a finished dnnexp run)")
+    if path.is_dir() and not (path / MODEL).is_file():
+        raise ConfigError(f"transfer.source={t.source} is a folder without {MODEL} (not a finished dnnexp run)")
 
 
 def _check_phases(t: TransferConfig, epochs: int) -> None:
