@@ -135,7 +135,12 @@ def load_source(path: Path) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # a damaged zip, a foreign format, a missing custom object...
-        raise SourceModelError(f"transfer.source: cannot read {path} as a Keras model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise SourceModelError(f"transfer.source: cannot read {path} as a Keras model ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    """Keras' loading errors run to many lines; the first says what went wrong."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
 
 
 # ----------------------------------------------------------------------------- building
@@ -185,7 +190,7 @@ def mobilenet_v2(cfg: Config, data: Data, source: Path | None) -> Network:
         base = keras.applications.MobileNetV2(input_shape=shape, alpha=t.alpha, include_top=False, weights=t.weights)
     except Exception as err:  # no network, a partial download, a wrong weights file
         raise SourceModelError(
-            f"cannot load MobileNetV2 weights={t.weights} ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            f"cannot load MobileNetV2 weights={t.weights} ({_first_line(err)}); "
             "without network, put the weights file into ~/.keras/models or run with transfer.weights=null"
         ) from None
     inputs = keras.Input(shape=data.input_shape, name="input")
