@@ -256,22 +256,37 @@ def test_corrupt_source_is_one_line_and_exit_2(tmp_path):
 
 
 def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
+    from dnnexp.report import build_report, load_runs
+
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     result = run_cli("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
-                     "model.units=[16,16]", "trainer.seed=0,1", "trainer.verbose=false",
-                     f"transfer.cache_dir={cache}", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=300)
+                     "model.units=[16,16]", "trainer.seed=0,1", f"transfer.cache_dir={cache}", f"hydra.sweep.dir={sweep}",
+                     cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(list(cache.iterdir())) == 1  # task A trained once, reused by the four transfer jobs
     jobs = [(json.loads((job / "metrics.json").read_text()), (job / ".hydra" / "overrides.yaml").read_text())
             for job in sorted(sweep.iterdir()) if job.is_dir()]
     accuracy = {arm: [m["test_accuracy"] for m, o in jobs if f"transfer={arm}" in o] for arm in ("none", "frozen", "finetune")}
     assert all(len(values) == 2 for values in accuracy.values())
-    table = pd.read_csv(sweep / "transfer_table.csv")
-    assert table["transfer"].tolist() == ["none", "frozen", "finetune"] and table["n"].tolist() == [2, 2, 2]
-    means = {arm: np.mean(values) for arm, values in accuracy.items()}
-    np.testing.assert_allclose(table["test_accuracy"], [means["none"], means["frozen"], means["finetune"]], rtol=1e-9)
-    err = {arm: 1 - mean for arm, mean in means.items()}
-    expected = [(err["none"] - err[arm]) / err["none"] for arm in ("none", "frozen", "finetune")]
-    np.testing.assert_allclose(table["error_rate_reduction"], expected, rtol=1e-9)
-    assert "error-rate reduction vs none" in result.stdout
-    assert f"{means['frozen']:.4f}" in result.stdout
+
+    table = build_report(load_runs([sweep])).table.set_index("transfer")
+    error = {arm: 1 - np.mean(values) for arm, values in accuracy.items()}
+    for arm in accuracy:
+        assert table.loc[arm, "n"] == 2
+        assert table.loc[arm, "test_accuracy"] == pytest.approx(1 - error[arm], rel=1e-9)
+        assert table.loc[arm, "error_rate_reduction"] == pytest.approx((error["none"] - error[arm]) / error["none"], rel=1e-9)
+    printed = result.stdout
+    assert "error-rate reduction vs none" in printed and "+0%" in printed
+    assert f"{table.loc['frozen', 'error_rate_reduction']:+.0%}" in printed
+    assert "error-rate reduction vs none" in (sweep / "report.md").read_text()
+
+
+def test_error_rate_reduction_column_only_for_a_transfer_table():
+    from dnnexp.report import with_error_rate_reduction
+
+    arms = pd.DataFrame({"transfer": ["finetune", "none", "frozen"], "test_accuracy": [0.99, 0.96, 0.95]})
+    table, metrics = with_error_rate_reduction(arms, ["transfer"], ["test_accuracy"])
+    assert metrics == ["test_accuracy", "error_rate_reduction"]
+    np.testing.assert_allclose(table["error_rate_reduction"], [(0.04 - 0.01) / 0.04, 0.0, (0.04 - 0.05) / 0.04])
+    other = arms.rename(columns={"transfer": "activation"})
+    assert with_error_rate_reduction(other, ["activation"], ["test_accuracy"])[1] == ["test_accuracy"]

@@ -9,6 +9,7 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import typing
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class TrainerConfig:
     batch_size: int = 32
     seed: int = 42
     verbose: bool = True
+    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
 
 
 @dataclass
@@ -279,6 +281,8 @@ def _check_ranges(c: Config) -> None:
     _in_range("trainer.epochs", t.epochs, 1, math.inf)
     _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
     _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
+    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
 

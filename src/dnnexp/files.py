@@ -15,18 +15,23 @@ from typing import Any
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
 # `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX).
+
+    ``text`` is written as UTF-8; bytes (a PNG) as they are.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

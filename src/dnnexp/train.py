@@ -16,7 +16,7 @@ from dnnexp import data as datasets
 from dnnexp import transfer
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
-from dnnexp.files import MODEL, write_history, write_metrics
+from dnnexp.files import MODEL, TENSORBOARD, write_history, write_metrics
 from dnnexp.model import loss_for
 from dnnexp.optim import build_optimizer, schedule_callbacks
 
@@ -40,8 +40,9 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     start = time.perf_counter()
     callbacks: list[keras.callbacks.Callback] = []
     with RichProgress(sum(p.epochs for p in network.phases), console) as progress:
+        watchers = [*tensorboard_callbacks(cfg, run_dir), progress]  # one each for the whole run, across phases
         for phase in network.phases:
-            callbacks += fit_phase(cfg, model, phase, data.n_classes, (train_ds, val_ds), recorder, progress)
+            callbacks += fit_phase(cfg, model, phase, data.n_classes, (train_ds, val_ds), recorder, watchers)
             if diverged_epoch(recorder.rows):
                 break
     train_seconds = time.perf_counter() - start
@@ -72,7 +73,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes: int, splits: tuple[tf.data.Dataset, tf.data.Dataset],
-              recorder: HistoryRecorder, progress: RichProgress) -> list[keras.callbacks.Callback]:
+              recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
 
     Keras fixes the trainable weights when the model is compiled, so every phase compiles
@@ -85,8 +86,14 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes:
     train_ds, val_ds = splits
     callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
     model.fit(train_ds, validation_data=val_ds, initial_epoch=done, epochs=done + phase.epochs,
-              callbacks=[recorder, *callbacks, progress], shuffle=False, verbose=0)
+              callbacks=[recorder, *callbacks, *watchers], shuffle=False, verbose=0)
     return callbacks
+
+
+def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
+    if not cfg.trainer.tensorboard:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD))]
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:

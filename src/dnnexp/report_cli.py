@@ -1,0 +1,75 @@
+"""``dnnexp-report PATH...``: the comparison table from any run folders, sweep folders or a parent like outputs/.
+
+Imports no TensorFlow (and no matplotlib unless ``--plots``), so it answers in about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from dnnexp.files import write_atomic
+from dnnexp.report import ReportError, build_report, load_runs, render, render_rich, wide_console
+
+FORMATS = ("table", "csv", "markdown", "json", "html")
+SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="dnnexp-report",
+        description="Compare dnnexp runs: one row per variant, runs that differ only in trainer.seed as mean ± std.",
+        epilog="example: dnnexp-report outputs/ --where activation=selu --group-by optimizer.lr --format markdown",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, default=[Path("outputs")], metavar="PATH",
+                        help="run folders, sweep folders or a parent such as outputs/ (default: outputs)")
+    parser.add_argument("--metrics", type=_comma_list, help="metric columns, comma-separated (default: "
+                        "best_val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
+    parser.add_argument("--sort", metavar="METRIC", help="sort by this metric (default: the runs' optimized_metric)")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose config key (or status) has this value; repeat to combine")
+    parser.add_argument("--group-by", type=_comma_list, metavar="KEYS",
+                        help="one row per value of these keys, comma-separated, with mean ± std and n")
+    parser.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv, markdown, json, html")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="also write the learning-curve and bar PNGs into DIR")
+    return parser.parse_args(argv)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except ReportError as err:
+        Console(stderr=True).print(f"[bold red]dnnexp-report: error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def run(args: argparse.Namespace) -> None:
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise ReportError(f"no such folder: {', '.join(missing)}")
+    runs = load_runs(args.paths)
+    report = build_report(runs, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by)
+    fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
+    if args.output:
+        write_atomic(args.output, render(report, fmt))
+    elif fmt == "table":
+        wide_console().print(render_rich(report, title=f"dnnexp: {len(runs.frame)} runs in {', '.join(map(str, args.paths))}"))
+    else:
+        sys.stdout.write(render(report, fmt))
+    if args.plots:
+        from dnnexp.plots import write_plots
+
+        write_plots(runs, report, args.plots)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The comparison report: a real sweep ends in its table, and run folders with known numbers give known rows."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY, compose_config, run_cli, tiny_config
+from hydra import compose, initialize_config_dir
+from rich.console import Console
+from scipy.stats import ttest_ind
+
+from dnnexp.cli import config_dir
+from dnnexp.config import ConfigError, validate
+from dnnexp.report import ReportError, build_report, load_runs, render, welch_p_value, write_sweep_report
+
+# ---------------------------------------------------------------- run folders with known numbers
+
+
+def write_run(run_dir: Path, overrides: dict, metrics: dict | str | None, history: list[float] | None = None) -> Path:
+    """A run folder as train.py and Hydra leave it; ``metrics`` as text writes a broken metrics.json."""
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    config = {"activation": {"name": "relu"}, "optimizer": {"name": "sgd", "lr": 0.01}, "trainer": {"seed": 42},
+              "optimized_metric": "best_val_accuracy"}
+    choices = {"activation": "relu", "optimizer": "sgd", "hydra/launcher": "basic"}
+    for key, value in overrides.items():
+        if "." in key:
+            group, leaf = key.split(".")
+            config[group][leaf] = value
+        else:
+            config[key]["name"] = choices[key] = value
+    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={v}" for k, v in overrides.items()]))
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if isinstance(metrics, dict):
+        (run_dir / "metrics.json").write_text(json.dumps({"status": "completed", **metrics}))
+    elif isinstance(metrics, str):
+        (run_dir / "metrics.json").write_text(metrics)
+    if history is not None:
+        rows = [{"epoch": i + 1, "val_accuracy": v, "val_loss": 1 - v} for i, v in enumerate(history)]
+        pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
+    return run_dir
+
+
+def write_sweep(sweep_dir: Path, jobs: list[tuple[dict, dict | str | None]]) -> Path:
+    """A sweep folder: multirun.yaml and one numbered job folder per (overrides, metrics)."""
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": ["activation=relu,elu"]}}}))
+    for num, (overrides, metrics) in enumerate(jobs):
+        if overrides is not None:
+            write_run(sweep_dir / str(num), overrides, metrics, history=[0.5, 0.6])
+    return sweep_dir
+
+
+SEED_ACCURACIES = {"elu": [0.90, 0.91, 0.93], "relu": [0.80, 0.81, 0.82], "selu": [0.92, 0.88, 0.90]}
+SECONDS = {"elu": 3.0, "relu": 1.0, "selu": 2.0}
+
+
+@pytest.fixture
+def seed_sweep(tmp_path):
+    jobs = [({"activation": act, "trainer.seed": seed}, {"best_val_accuracy": acc, "test_accuracy": acc - 0.01, "epochs_run": 3, "seconds_per_epoch": SECONDS[act]})
+            for act, accs in SEED_ACCURACIES.items() for seed, acc in enumerate(accs)]
+    return write_sweep(tmp_path / "sweep", jobs)
+
+
+def test_seeds_are_grouped_into_mean_std_and_n(seed_sweep):
+    report = build_report(load_runs([seed_sweep]))
+    table = report.table.set_index("activation")
+    assert report.grouped and report.keys == ["activation"]  # the seed is not a column, it is the n
+    assert list(table.index) == ["elu", "selu", "relu"]  # best mean first
+    for act, accs in SEED_ACCURACIES.items():
+        assert table.loc[act, "best_val_accuracy"] == pytest.approx(statistics.mean(accs))
+        assert table.loc[act, "best_val_accuracy_std"] == pytest.approx(statistics.stdev(accs))
+        assert table.loc[act, "n"] == 3
+    assert "0.9133 ± 0.0153" in render(report, "markdown")
+
+
+def test_noise_verdict_is_welchs_test_at_five_percent(seed_sweep):
+    report = build_report(load_runs([seed_sweep]))
+    verdicts = dict(zip(report.table["activation"], report.table["vs_best"]))
+    p_selu = ttest_ind(SEED_ACCURACIES["elu"], SEED_ACCURACIES["selu"], equal_var=False).pvalue
+    p_relu = ttest_ind(SEED_ACCURACIES["elu"], SEED_ACCURACIES["relu"], equal_var=False).pvalue
+    assert p_selu >= 0.05 > p_relu  # the data is built so: selu's gap is noise, relu's is not
+    assert verdicts == {"elu": "best", "selu": f"within noise (p={p_selu:.2f})", "relu": f"worse (p={p_relu:.3f})"}
+    assert "no clear winner over: activation=selu." in report.notes[0]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy's, for the constant sample
+@pytest.mark.parametrize("a, b", [
+    ([0.90, 0.91, 0.93], [0.92, 0.88, 0.90]),
+    ([0.5, 0.6], [0.1, 0.2, 0.3, 0.35]),
+    ([0.75, 0.75, 0.75], [0.6, 0.65, 0.61]),  # one side without spread
+])
+def test_welch_p_value_matches_scipy(a, b):
+    expected = ttest_ind(a, b, equal_var=False).pvalue
+    assert welch_p_value(pd.Series(a), pd.Series(b)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_welch_p_value_needs_two_values_and_handles_no_spread():
+    assert welch_p_value(pd.Series([0.9]), pd.Series([0.8, 0.7])) is None
+    assert welch_p_value(pd.Series([0.9, 0.9]), pd.Series([0.9, 0.9])) == 1.0
+    assert welch_p_value(pd.Series([0.9, 0.9]), pd.Series([0.8, 0.8])) == 0.0
+
+
+def test_runs_of_different_commands_show_the_option_they_ran_with(tmp_path):
+    write_run(tmp_path / "a", {"activation": "elu"}, {"best_val_accuracy": 0.9})
+    write_run(tmp_path / "b", {"optimizer.lr": 0.1}, {"best_val_accuracy": 0.8})  # default activation, from hydra.yaml
+    table = build_report(load_runs([tmp_path])).table
+    assert table[["activation", "optimizer.lr"]].values.tolist() == [["elu", 0.01], ["relu", 0.1]]
+
+
+def test_group_by_where_and_sort_options(seed_sweep):
+    runs = load_runs([seed_sweep])
+    by_seed = build_report(runs, group_by=["trainer.seed"], where=["activation=elu"])
+    assert list(by_seed.table["trainer.seed"]) == [2, 1, 0] and list(by_seed.table["n"]) == [1, 1, 1]
+    assert "the noise is unknown" in by_seed.notes[0]  # one run per row: no verdict
+    fastest_first = build_report(runs, sort="seconds_per_epoch", metrics=["test_accuracy"]).table
+    assert list(fastest_first["activation"]) == ["relu", "selu", "elu"]  # time sorts low to high
+    assert list(fastest_first.columns[:3]) == ["activation", "seconds_per_epoch", "seconds_per_epoch_std"]
+    assert build_report(runs, where=["trainer.seed=1.0"]).table["best_val_accuracy"].tolist() == [0.91, 0.88, 0.81]
+
+
+# ---------------------------------------------------------------- status: failed, missing, half-written
+
+
+def test_failed_missing_corrupt_and_running_runs_are_reported(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", [
+        ({"activation": "relu"}, {"best_val_accuracy": 0.9}),
+        ({"activation": "elu"}, {"status": "failed", "error": "dataset.data_dir does not exist"}),
+        (None, None),  # job 2: its folder is gone
+        ({"activation": "selu"}, '{"status": "compl'),  # half-written metrics.json
+        ({"activation": "tanh"}, None),  # no metrics yet: history.csv holds two epochs
+    ])
+    runs = load_runs([sweep])
+    status = dict(zip(runs.frame["run"].map(lambda r: Path(r).name), runs.frame["status"]))
+    assert status == {"0": "completed", "1": "failed", "2": "missing", "3": "corrupt", "4": "running"}
+    running = runs.frame.set_index("status").loc["running"]
+    assert running["epochs_run"] == 2 and running["best_val_accuracy"] == 0.6
+
+    console = Console(record=True, width=200)
+    report = write_sweep_report(sweep, console, finished=False)
+    assert report.table["status"].iloc[0] == "completed"  # the only finished run is the best
+    printed = console.export_text()
+    for word in ("failed", "missing", "corrupt", "running", "dataset.data_dir does not exist"):
+        assert word in printed
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 5 and set(summary["status"]) == {"completed", "failed", "missing", "corrupt", "running"}
+
+
+def test_a_run_without_metrics_is_incomplete_once_the_sweep_has_ended(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9}), ({"activation": "elu"}, None)])
+    assert list(load_runs([sweep], finished=True).frame["status"]) == ["completed", "incomplete"]
+
+
+# ---------------------------------------------------------------- the dnnexp-report command
+
+
+def test_report_command_filters_exports_and_imports_no_tensorflow(seed_sweep, tmp_path):
+    out = tmp_path / "table.csv"
+    probe = (
+        "import sys\n"
+        "from dnnexp.report_cli import main\n"
+        f"main([{str(seed_sweep.parent)!r}, '--where', 'activation=selu', '--group-by', 'activation', '--output', {str(out)!r}])\n"
+        "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "TF_NOT_LOADED", result.stderr
+    table = pd.read_csv(out)  # the format follows the file's suffix
+    assert list(table["activation"]) == ["selu"] and table["n"].tolist() == [3]
+    assert table["best_val_accuracy"].iloc[0] == pytest.approx(0.90)
+
+
+def test_report_command_names_an_unknown_key(seed_sweep):
+    result = subprocess.run([sys.executable, "-m", "dnnexp.report_cli", str(seed_sweep), "--where", "activaton=elu"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--where key 'activaton' is not in these runs; they have: activation," in result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(ReportError, match="metric 'best_val_acc' is not in these runs; they have: best_val_accuracy, epochs_run,"):
+        build_report(load_runs([seed_sweep]), metrics=["best_val_acc"])
+
+
+def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
+    from dnnexp.report_cli import main
+
+    main([str(seed_sweep), "--format", "json", "--plots", str(tmp_path / "figures")])
+    records = json.loads(capsys.readouterr().out)
+    assert [r["activation"] for r in records] == ["elu", "selu", "relu"]
+    assert records[0]["best_val_accuracy_std"] == pytest.approx(statistics.stdev(SEED_ACCURACIES["elu"]))
+    assert records[0]["vs_best"] == "best" and records[0]["n"] == 3
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"val_accuracy_curves.png", "val_loss_curves.png", "best_val_accuracy_bars.png"}
+    main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
+    html = (tmp_path / "table.html").read_text()
+    assert "<table" in html and "0.9133 ± 0.0153" in html
+
+
+# ---------------------------------------------------------------- a real sweep through the CLI
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory):
+    """`dnnexp -m activation=relu,elu trainer.epochs=1,0`: two tiny runs and two that fail validation."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
+    result = run_cli("-m", *tiny, "activation=relu,elu", "trainer.epochs=1,0", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp)
+    return tmp / "sweep", result
+
+
+def test_a_real_sweep_ends_in_its_table_and_files(real_sweep):
+    sweep, result = real_sweep
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    table_text = result.stdout[result.stdout.index("dnnexp sweep:"):]
+    for header in ("activation", "trainer.epochs", "best val acc", "test acc", "val loss", "epochs", "s/epoch", "params", "status"):
+        assert header in table_text
+    assert "dataset.limit" not in table_text  # the same in every run: no column
+    assert table_text.count("completed") == 2 and table_text.count("failed") >= 2
+
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 4
+    assert list(summary.columns[:7]) == ["dataset.limit", "dataset.val_size", "dataset.test_size", "model.units", "trainer.verbose", "activation", "trainer.epochs"]
+    assert {"status", "best_val_accuracy", "test_accuracy", "params_total", "run"} <= set(summary.columns)
+    by_run = summary.set_index(summary["run"].map(lambda r: Path(r).name))
+    for job in range(4):
+        metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
+        assert by_run.loc[str(job), "status"] == metrics["status"]
+        assert by_run.loc[str(job), "best_val_accuracy"] == pytest.approx(metrics.get("best_val_accuracy", float("nan")), nan_ok=True)
+    assert set(summary.loc[summary["trainer.epochs"] == 0, "status"]) == {"failed"}
+
+    report_md = (sweep / "report.md").read_text()
+    assert "dnnexp -m" in report_md and "activation=relu,elu trainer.epochs=1,0" in report_md
+    assert "| activation | trainer.epochs | best val acc |" in report_md
+    for png in ("val_accuracy_curves.png", "val_loss_curves.png", "best_val_accuracy_bars.png"):
+        assert (sweep / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_command_rebuilds_the_sweeps_table(real_sweep, capsys):
+    from dnnexp.report_cli import main
+
+    sweep, _ = real_sweep
+    main([str(sweep), "--format", "markdown"])
+    rebuilt = capsys.readouterr().out
+    table_in_report_md = (sweep / "report.md").read_text().split("best first.")[1].split("![")[0]
+    assert rebuilt.strip() == table_in_report_md.strip()
+
+
+def test_an_optuna_search_ends_in_the_same_table(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
+    sweep = tmp_path / "optuna"
+    result = run_cli("+hparams_search=lr_optuna", *tiny, "trainer.epochs=1", "hydra.sweeper.n_trials=2",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 2 and set(summary["status"]) == {"completed"}
+    assert summary["optimizer.lr"].nunique() == 2  # Optuna's trials: the lr column varies
+    assert "optimizer.lr" in result.stdout[result.stdout.index("dnnexp sweep:"):]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(summary["best_val_accuracy"].max())
+
+
+def test_tensorboard_logs_are_written_into_the_run_folder(tmp_path):
+    from dnnexp.train import train  # TensorFlow
+
+    config = tiny_config("trainer.tensorboard=true", "trainer.epochs=1")
+    train(config, tmp_path)
+    logs = {p.parent.name for p in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")}
+    assert logs == {"train", "validation"}  # tensorboard --logdir outputs/ overlays them per run
+
+
+def test_tensorboard_without_its_package_is_a_config_error(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp\[tensorboard\]'"):
+        tiny_config("trainer.tensorboard=true")
+
+
+# ---------------------------------------------------------------- presets
+
+
+PRESETS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+def test_the_lecture_has_its_presets():
+    assert {"activations", "batchnorm", "lr_schedules", "clipping", "regularization", "learning_rate"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_variant_of_a_preset_is_a_valid_config(name):
+    """Each value the preset sweeps composes and passes validation, so `dnnexp -m +experiment=NAME` cannot fail on a typo."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        swept = compose(config_name="config", overrides=[f"+experiment={name}"], return_hydra_config=True).hydra.sweeper.params
+    assert swept, f"{name} sweeps nothing"
+    for key, values in swept.items():
+        for value in str(values).split(","):
+            config = validate(compose_config(f"+experiment={name}", f"{key}={value}"))
+            assert config.task_name == name  # its runs write under outputs/<preset>/
