@@ -102,6 +102,27 @@ def test_phase_one_leaves_every_reused_weight_as_the_source(source_run, tmp_path
     assert pd.read_csv(tmp_path / "history.csv")["phase"].tolist() == ["frozen", "frozen"]
 
 
+def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, tmp_path):
+    from dnnexp.train import HistoryRecorder, fit_phase, pipeline
+    from dnnexp.transfer import build
+
+    cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=2",
+                      "transfer.finetune_epochs=1", "optimizer.lr=0.05")
+    data = load(cfg.dataset)
+    network = build(cfg, data, source_run[0] / "model.keras")
+    model, recorder = network.model, HistoryRecorder(tmp_path)
+    splits = (pipeline(data.x_train, data.y_train, 32), pipeline(data.x_val, data.y_val, 32))
+    reused = ("dense_1", "dense_2", "dense_3")
+    start = {name: dense_weights(model, name) for name in (*reused, "output")}
+    fit_phase(cfg, model, network.phases[0], data.n_classes, splits, recorder, [])
+    after_1 = {name: dense_weights(model, name) for name in start}
+    fit_phase(cfg, model, network.phases[1], data.n_classes, splits, recorder, [])
+    after_2 = {name: dense_weights(model, name) for name in start}
+    moved = lambda a, b: any(np.abs(x - y).max() > 0 for x, y in zip(a, b))  # noqa: E731
+    assert [moved(start[n], after_1[n]) for n in (*reused, "output")] == [False, False, False, True]
+    assert [moved(after_1[n], after_2[n]) for n in (*reused, "output")] == [False, False, True, True]
+
+
 def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
     history = pd.read_csv(finetune_run[0] / "history.csv")
     assert history["phase"].tolist() == ["frozen", "frozen", "finetune", "finetune"]
