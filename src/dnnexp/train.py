@@ -1,4 +1,8 @@
-"""One run: load the data, build the model and optimizer, fit, evaluate, write the run's files."""
+"""One run: load the data, build the model, fit it phase by phase, evaluate, write the run's files.
+
+A run from scratch has one phase; transfer learning (transfer.py) has a frozen phase and
+optionally a fine-tuning phase, each compiled with its own optimizer.
+"""
 
 from __future__ import annotations
 
