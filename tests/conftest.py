@@ -31,6 +31,16 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    """The grid a preset sweeps (hydra.sweeper.params), checking that it runs as a multirun."""
+    from hydra.types import RunMode
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    return {key: str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
+
+
 def tiny_config(*overrides: str) -> Config:
     return validate(compose_config(*TINY, *overrides))
 

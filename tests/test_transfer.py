@@ -114,9 +114,9 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
     splits = (pipeline(data.x_train, data.y_train, 32), pipeline(data.x_val, data.y_val, 32))
     reused = ("dense_1", "dense_2", "dense_3")
     start = {name: dense_weights(model, name) for name in (*reused, "output")}
-    fit_phase(cfg, model, network.phases[0], data.n_classes, splits, recorder, [])
+    fit_phase(cfg, model, network.phases[0], data, splits, recorder, [])
     after_1 = {name: dense_weights(model, name) for name in start}
-    fit_phase(cfg, model, network.phases[1], data.n_classes, splits, recorder, [])
+    fit_phase(cfg, model, network.phases[1], data, splits, recorder, [])
     after_2 = {name: dense_weights(model, name) for name in start}
     moved = lambda a, b: any(np.abs(x - y).max() > 0 for x, y in zip(a, b))  # noqa: E731
     assert [moved(start[n], after_1[n]) for n in (*reused, "output")] == [False, False, False, True]
@@ -147,6 +147,35 @@ def test_reuse_fewer_layers_keeps_only_the_lower_blocks(source_run):
     frozen, finetune = network.phases
     assert (frozen.name, frozen.epochs, finetune.name, finetune.epochs) == ("frozen", 2, "finetune", 1)
     assert "dense_1" in frozen.frozen and "dense_1" not in finetune.frozen
+
+
+def test_cnn_source_cut_inside_its_conv_blocks_gets_a_flatten(tmp_path):
+    from dnnexp.model import build_model
+    from dnnexp.transfer import build
+
+    cnn = build_model(tiny_config("model=cnn", "model.filters=[4,4]", "model.units=8"), (28, 28), 8)
+    cnn.save(tmp_path / "cnn.keras")
+    cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={tmp_path / 'cnn.keras'}", "transfer.reuse_layers=1",
+                      "trainer.epochs=3", "transfer.finetune_epochs=1")
+    data = load(cfg.dataset)
+    network = build(cfg, data, tmp_path / "cnn.keras")
+    names = [layer.name for layer in network.model.layers]
+    assert names[:4] == ["channels", "conv_1", "activation_conv_1", "pool_1"] and "conv_2" not in names
+    assert names[-2:] == ["flatten_new", "output"]
+    assert "conv_1" not in network.phases[1].frozen  # the top reused block, a conv block here, is fine-tuned
+    assert network.model.predict(data.x_test[:2], verbose=0).shape == (2, 1)
+
+
+def test_diagnostics_and_mc_dropout_run_on_a_transfer_model(source_run, tmp_path):
+    from dnnexp.train import train
+
+    cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=2",
+                      "transfer.finetune_epochs=1", "transfer.new_units=[8]", "diagnostics=on",
+                      "regularization=dropout", "evaluation.mc_samples=3")
+    metrics = train(cfg, tmp_path)
+    assert metrics["gradient_verdict"] in ("healthy", "vanishing", "exploding") and 0 <= metrics["mc_accuracy"] <= 1
+    measured = pd.read_csv(tmp_path / "diagnostics.csv")
+    assert sorted(measured["epoch"].unique()) == [0, 1, 2]  # before training once, then after each epoch of both phases
 
 
 # ----------------------------------------------------------------------------- the task-A cache
@@ -211,7 +240,7 @@ def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():
     base = next(layer for layer in model.layers if layer.name.startswith("mobilenetv2"))
     frozen, finetune = network.phases
     apply_phase(model, frozen)
-    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"output"}
+    assert [layer.name for layer in model.layers if layer.trainable_weights] == ["output"]
     apply_phase(model, finetune)
     unfrozen = [layer for layer in base.layers if layer.trainable and layer.weights]
     assert [layer.name for layer in unfrozen] == ["block_16_project", "Conv_1"]

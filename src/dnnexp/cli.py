@@ -6,6 +6,7 @@ TensorFlow is imported only once a run is about to train, so ``--help``,
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def config_dir() -> str:
     raise FileNotFoundError(f"dnnexp's conf/ folder is missing (looked in {here / 'conf'} and {here.parents[1] / 'conf'})")
 
 
+# What each `mode` runs, as "module:function(config, run_dir)"; imported only when chosen,
+# since each loads TensorFlow.
+RUNNERS = {
+    "train": "dnnexp.train:train",
+    "lr_find": "dnnexp.lr_tools:lr_find",
+    "plot_schedule": "dnnexp.lr_tools:plot_schedule",
+}
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     from rich.console import Console
@@ -38,9 +48,9 @@ def _app(cfg: DictConfig) -> float | None:
     err_console = Console(stderr=True)
     try:
         config = validate(cfg)
-        from dnnexp.train import train  # TensorFlow loads here
-
-        metrics = train(config, run_dir)
+        module, function = RUNNERS[config.mode].split(":")
+        run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
+        metrics = run(config, run_dir)
     except (ConfigError, DataError) as err:
         err_console.print(f"[bold red]dnnexp: error:[/] {err}", highlight=False, soft_wrap=True)
         if not multirun:
@@ -48,6 +58,8 @@ def _app(cfg: DictConfig) -> float | None:
         # In a sweep, one bad job is recorded and the others go on.
         write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
+    if config.mode != "train":
+        return None  # the tools print their own one-line result
     from dnnexp.report import print_run_summary
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))

@@ -5,6 +5,7 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,9 +16,11 @@ from typing import Any
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+DIAGNOSTICS = "diagnostics.csv"
 TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
 # `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
+DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -57,8 +60,23 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows of a table -> CSV with exactly ``columns``, written atomically."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
+    write_atomic(Path(path), pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(Path(run_dir) / HISTORY, rows, HISTORY_COLUMNS)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib ``Figure`` as PNG, atomically.
+
+    Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
+    GUI backend is chosen or needed and nothing stays open.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())

@@ -46,10 +46,16 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "params_total": ("params", "{:,.0f}"),
     "params_trainable": ("trainable params", "{:,.0f}"),  # transfer learning: what a frozen base leaves to train
     "error_rate_reduction": ("error-rate reduction vs none", "{:+.0%}"),  # transfer learning, see below
+    "grad_ratio": ("grad ratio", "{:.2g}"),
+    "gradient_verdict": ("gradient", "{}"),
+    "mc_accuracy": ("MC acc", "{:.4f}"),
+    "mc_entropy": ("MC entropy", "{:.3f}"),
+    "suggested_lr": ("suggested lr", "{:.3g}"),
 }
 DEFAULT_METRICS = ["best_val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
-# Shown by default only when some run has a value (a diverged run has an epoch here).
-OPTIONAL_METRICS = ["diverged_epoch"]
+# Shown by default only when some run has a value (a diverged run has an epoch here;
+# diagnostics=on, evaluation.mc_samples and mode=lr_find add theirs).
+OPTIONAL_METRICS = ["diverged_epoch", "grad_ratio", "gradient_verdict", "mc_accuracy", "mc_entropy", "suggested_lr"]
 NOISE_LEVEL = 0.05  # Welch's t-test: a lead with p >= 5% is "within the noise"
 SEED_KEY = "trainer.seed"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
@@ -352,6 +358,9 @@ def aggregate(frame: pd.DataFrame, keys: list[str], metrics: list[str], grouped:
 def _aggregate_group(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {k: runs[k].iloc[0] for k in keys}
     for m in metrics:
+        if _is_text(runs[m]):  # a verdict: the distinct words, in run order
+            row[m], row[f"{m}_std"] = ", ".join(dict.fromkeys(runs[m].dropna().astype(str))) or None, math.nan
+            continue
         values = pd.to_numeric(runs[m], errors="coerce") if runs[m].dtype != bool else runs[m].astype(float)
         row[m] = values.iloc[0] if len(values) == 1 else values.mean()
         row[f"{m}_std"] = values.std() if values.count() > 1 else math.nan
@@ -360,6 +369,11 @@ def _aggregate_group(runs: pd.DataFrame, keys: list[str], metrics: list[str]) ->
     row["status"] = next(iter(counts)) if len(counts) == 1 else ", ".join(f"{c} {s}" for s, c in counts.items())
     row["runs"] = list(runs["run"])
     return row
+
+
+def _is_text(column: pd.Series) -> bool:
+    present = column.dropna()
+    return not present.empty and present.map(lambda v: isinstance(v, str)).all()
 
 
 def sort_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -617,6 +631,13 @@ SUMMARY_KEYS = [
     ("seconds_per_epoch", "seconds / epoch", "{:.2f}"),
     ("params_total", "parameters", "{:,}"),
 ]
+# Rows shown only when the run has them (diagnostics=on, evaluation.mc_samples).
+OPTIONAL_SUMMARY_KEYS = [
+    ("grad_ratio", "grad ratio (first / last)", "{:.3g}"),
+    ("gradient_verdict", "gradient flow", "{}"),
+    ("mc_accuracy", "MC Dropout accuracy", "{:.4f}"),
+    ("mc_entropy", "MC Dropout entropy", "{:.3f}"),
+]
 
 
 def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
@@ -626,4 +647,7 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     for key, label, fmt in SUMMARY_KEYS:
         value = metrics.get(key)
         table.add_row(label, "-" if value is None else fmt.format(value))
+    for key, label, fmt in OPTIONAL_SUMMARY_KEYS:
+        if metrics.get(key) is not None:
+            table.add_row(label, fmt.format(metrics[key]))
     console.print(table)

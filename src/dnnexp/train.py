@@ -20,9 +20,10 @@ from dnnexp import data as datasets
 from dnnexp import transfer
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config
+from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import MODEL, TENSORBOARD, write_history, write_metrics
-from dnnexp.model import loss_for
-from dnnexp.optim import build_optimizer, schedule_callbacks
+from dnnexp.model import DROPOUTS, forward, loss_for
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 
 
 def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
@@ -38,15 +39,19 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     network = transfer.build(cfg, data, source)
     model = network.model
     recorder = HistoryRecorder(run_dir)
+    diagnostics = None
+    if cfg.diagnostics.enabled:
+        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes))
     train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
     callbacks: list[keras.callbacks.Callback] = []
     with RichProgress(sum(p.epochs for p in network.phases), console) as progress:
-        watchers = [*tensorboard_callbacks(cfg, run_dir), progress]  # one each for the whole run, across phases
+        # One of each for the whole run, across its phases.
+        watchers = [*([diagnostics] if diagnostics else []), *tensorboard_callbacks(cfg, run_dir), progress]
         for phase in network.phases:
-            callbacks += fit_phase(cfg, model, phase, data.n_classes, (train_ds, val_ds), recorder, watchers)
+            callbacks += fit_phase(cfg, model, phase, data, (train_ds, val_ds), recorder, watchers)
             if diverged_epoch(recorder.rows):
                 break
     train_seconds = time.perf_counter() - start
@@ -72,19 +77,25 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         **parameter_counts(model),
         **network.info,
     }
+    if diagnostics:
+        metrics.update(diagnostics.summary())
+    if cfg.evaluation.mc_samples:
+        metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
     write_metrics(run_dir, metrics)
     return metrics
 
 
-def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, n_classes: int, splits: tuple[tf.data.Dataset, tf.data.Dataset],
-              recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data,
+              splits: tuple[tf.data.Dataset, tf.data.Dataset], recorder: HistoryRecorder,
+              watchers: list[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
 
     Keras fixes the trainable weights when the model is compiled, so every phase compiles
     anew, with a fresh optimizer (its schedule restarts at the phase's rate).
     """
     transfer.apply_phase(model, phase)
-    model.compile(optimizer=build_optimizer(cfg, phase.lr_factor), loss=loss_for(n_classes), metrics=["accuracy"])
+    optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
+    model.compile(optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"])
     recorder.phase = phase.name
     done = len(recorder.rows)
     train_ds, val_ds = splits
@@ -102,6 +113,24 @@ def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Ca
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
     return next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
+
+
+def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
+    """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
+    inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
+    which is high where the passes disagree or are unsure.
+    """
+    chunks, size = [], max(batch_size, 1024)  # bounded memory for CNN activations on a large test set
+    for start in range(0, len(x), size):
+        batch = x[start : start + size]
+        passes = [keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
+                  for _ in range(samples)]
+        chunks.append(np.mean(passes, axis=0))
+    probs = np.concatenate(chunks)
+    if probs.shape[-1] == 1:  # one sigmoid unit: P(class 1)
+        probs = np.concatenate([1 - probs, probs], axis=-1)
+    entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
+    return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +32,11 @@ from dnnexp.backend import keras
 from dnnexp.config import Config, ConfigError, TransferConfig, phase_epochs
 from dnnexp.data import Data, DataError
 from dnnexp.files import METRICS, MODEL, read_metrics, write_atomic
-from dnnexp.model import build_model, dropout_flags, hidden_block, output_layer
+from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer
 
 # Layers that adapt the target's images to the source's input; never trained.
 ADAPTER_PREFIX = "resize"
-BLOCK_LAYER = re.compile(r"^(dense|batchnorm|activation|dropout)_(\d+)$")
+CHANNEL_MAP = f"{ADAPTER_PREFIX}_channels"
 # RGB -> grey with the ITU-R BT.601 luma weights (what tf.image.rgb_to_grayscale uses).
 LUMA = [0.299, 0.587, 0.114]
 
@@ -159,25 +158,23 @@ def reuse_source(cfg: Config, data: Data, source_path: Path) -> Network:
     source = load_source(source_path)
     clone = keras.models.clone_model(source)
     clone.set_weights(source.get_weights())
-    n_blocks = max((_block(layer.name) for layer in clone.layers), default=0)
-    if n_blocks == 0:
-        raise SourceModelError(f"{source_path} has no hidden blocks named dense_1, dense_2, ... (not a dnnexp model)")
-    k = n_blocks if t.reuse_layers is None else t.reuse_layers
-    if k > n_blocks:
-        raise ConfigError(f"transfer.reuse_layers={k} but {source_path} has {n_blocks} hidden blocks")
+    blocks = [weights for weights, _ in hidden_blocks(clone)]  # conv_i, then dense_i: input side first
+    if not blocks:
+        raise SourceModelError(f"{source_path} has no hidden blocks named conv_1, ... or dense_1, ... (not a dnnexp model)")
+    k = len(blocks) if t.reuse_layers is None else t.reuse_layers
+    if k > len(blocks):
+        raise ConfigError(f"transfer.reuse_layers={k} but {source_path} has {len(blocks)} hidden blocks")
     if t.finetune_epochs and t.unfreeze_top > k:
         raise ConfigError(f"transfer.unfreeze_top={t.unfreeze_top} is more than the {k} reused hidden blocks")
-    reused = _lower_layers(clone, k)
+    reused = _lower_layers(clone, set(blocks[k:]))
+    flat = any(isinstance(layer, keras.layers.Flatten) for layer in reused)  # a CNN cut inside its conv blocks is not
+    adapters = adapter_layers(data.input_shape, tuple(source.inputs[0].shape[1:]), t.resize, cfg.dataset.name)
+    n_dense = sum(name.startswith("dense_") for name in blocks[:k])
+    head = _new_head(cfg, n_dense, data.n_classes, flatten=not flat)
+    model = _sequential(data.input_shape, [*adapters, *reused, *head])
 
-    inputs = keras.Input(shape=data.input_shape, name="input")
-    x = adapt_input(inputs, data.input_shape, tuple(source.inputs[0].shape[1:]), t.resize, cfg.dataset.name)
-    for layer in reused:
-        x = layer(x)
-    model = keras.Model(inputs, _new_head(cfg, x, k, data.n_classes), name="transfer")
-
-    adapters = _adapter_names(model)
-    frozen = adapters | {layer.name for layer in reused}
-    unfrozen = {f"dense_{i}" for i in range(k - t.unfreeze_top + 1, k + 1)}  # their BatchNorm stays frozen
+    frozen = {layer.name for layer in (*adapters, *reused)}
+    unfrozen = set(blocks[k - t.unfreeze_top : k])  # their weight layers; batch norm stays frozen
     info = {"transfer_source": str(source_path), "reused_layers": k}
     return Network(model, _phases(cfg, frozen, frozen - unfrozen), info)
 
@@ -193,22 +190,21 @@ def mobilenet_v2(cfg: Config, data: Data, source: Path | None) -> Network:
             f"cannot load MobileNetV2 weights={t.weights} ({_first_line(err)}); "
             "without network, put the weights file into ~/.keras/models or run with transfer.weights=null"
         ) from None
-    inputs = keras.Input(shape=data.input_shape, name="input")
-    x = adapt_input(inputs, data.input_shape, shape, True, cfg.dataset.name)
-    x = keras.layers.Rescaling(2.0, offset=-1.0, name="preprocess")(x)  # pixels in [0, 1] -> MobileNetV2's [-1, 1]
-    # training=False keeps the base's BatchNormalization in inference mode, also once unfrozen (Keras' fine-tuning guide).
-    x = base(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    model = keras.Model(inputs, _new_head(cfg, x, 0, data.n_classes), name="transfer")
+    adapters = adapter_layers(data.input_shape, shape, True, cfg.dataset.name)
+    preprocess = keras.layers.Rescaling(2.0, offset=-1.0, name="preprocess")  # pixels in [0, 1] -> MobileNetV2's [-1, 1]
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
+    model = _sequential(data.input_shape, [*adapters, preprocess, base, pool, *_new_head(cfg, 0, data.n_classes)])
 
-    adapters = _adapter_names(model)
+    # Frozen batch norm runs in inference mode in Keras 3, so the base's statistics from ImageNet are
+    # kept in both phases (what Keras' fine-tuning guide does with training=False).
     batchnorms = {layer.name for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)}
     with_weights = [layer.name for layer in base.layers if layer.weights and layer.name not in batchnorms]
     if t.finetune_epochs and t.unfreeze_top > len(with_weights):
         raise ConfigError(f"transfer.unfreeze_top={t.unfreeze_top} is more than the {len(with_weights)} layers with weights in MobileNetV2")
-    fixed_in_phase_2 = adapters | batchnorms | set(with_weights[: len(with_weights) - t.unfreeze_top])
+    fixed = {layer.name for layer in adapters}
+    fixed_in_phase_2 = fixed | batchnorms | set(with_weights[: len(with_weights) - t.unfreeze_top])
     info = {"transfer_source": f"MobileNetV2(alpha={t.alpha}, weights={t.weights})", "reused_layers": len(with_weights)}
-    return Network(model, _phases(cfg, adapters | {base.name}, fixed_in_phase_2), info)
+    return Network(model, _phases(cfg, fixed | {base.name}, fixed_in_phase_2), info)
 
 
 BASES: dict[str, Callable[[Config, Data, Path | None], Network]] = {
@@ -216,6 +212,15 @@ BASES: dict[str, Callable[[Config, Data, Path | None], Network]] = {
     "finetune": reuse_source,
     "mobilenet_v2": mobilenet_v2,
 }
+
+
+def _sequential(input_shape: tuple[int, ...], layers: list[keras.layers.Layer]) -> keras.Sequential:
+    """A Sequential model, like build_model's, so MC Dropout and the diagnostics can run it layer by layer."""
+    model = keras.Sequential([keras.Input(shape=input_shape, name="input"), *layers], name="transfer")
+    for layer in model.layers:
+        if layer.name == CHANNEL_MAP:
+            layer.set_weights([_channel_kernel(*layer.kernel.shape)])
+    return model
 
 
 def _phases(cfg: Config, frozen: set[str], fixed_in_phase_2: set[str]) -> list[Phase]:
@@ -226,40 +231,35 @@ def _phases(cfg: Config, frozen: set[str], fixed_in_phase_2: set[str]) -> list[P
     return phases
 
 
-def _block(name: str) -> int:
-    match = BLOCK_LAYER.match(name)
-    return int(match.group(2)) if match else 0
-
-
-def _lower_layers(model: keras.Model, k: int) -> list[keras.layers.Layer]:
-    """The source's layers in order up to the end of hidden block k (its Flatten, input dropout, adapters included)."""
+def _lower_layers(model: keras.Model, unused_blocks: set[str]) -> list[keras.layers.Layer]:
+    """The source's layers in order up to the first block not reused (its Flatten, input dropout, adapters included)."""
     kept = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if layer.name == "output" or _block(layer.name) > k:
+        if layer.name == "output" or layer.name in unused_blocks:
             break
         kept.append(layer)
     return kept
 
 
-def _new_head(cfg: Config, x, n_reused: int, n_classes: int):
-    """New hidden blocks (transfer.new_units), numbered after the reused ones, then a new output layer."""
+def _new_head(cfg: Config, n_dense_reused: int, n_classes: int, flatten: bool = False) -> list[keras.layers.Layer]:
+    """New dense blocks (transfer.new_units), numbered after the reused ones, then a new output layer."""
     new_units = cfg.transfer.new_units
-    _, dropouts = dropout_flags(cfg, n_reused + len(new_units))
-    for i, width in enumerate(new_units, start=n_reused + 1):
-        for layer in hidden_block(cfg, i, width, dropouts[i - 1]):
-            x = layer(x)
-    return output_layer(n_classes)(x)
+    _, dropouts = dropout_flags(cfg, n_dense_reused + len(new_units))
+    layers = [keras.layers.Flatten(name="flatten_new")] if flatten else []
+    for i, width in enumerate(new_units, start=n_dense_reused + 1):
+        layers += hidden_block(cfg, i, width, dropouts[i - 1])
+    return [*layers, output_layer(n_classes)]
 
 
 # ----------------------------------------------------------------------------- input shapes
 
 
-def adapt_input(x, have: tuple[int, ...], want: tuple[int, ...], resize: bool, dataset: str):
+def adapter_layers(have: tuple[int, ...], want: tuple[int, ...], resize: bool, dataset: str) -> list[keras.layers.Layer]:
     """Resize (bilinear) and map channels so the target's images fit the source's input layer (lecture: resize the data)."""
     if have == want:
-        return x
+        return []
     if not resize:
         raise ConfigError(
             f"the source model takes inputs of shape {want} but {dataset} has shape {have}; "
@@ -269,33 +269,26 @@ def adapt_input(x, have: tuple[int, ...], want: tuple[int, ...], resize: bool, d
         raise ConfigError(f"transfer.resize can only resize images ((height, width) or (height, width, channels)), not {have} to {want}")
     c_have = have[2] if len(have) == 3 else 1
     c_want = want[2] if len(want) == 3 else 1
+    layers = []
     if len(have) == 2:
-        x = keras.layers.Reshape((*have, 1), name=f"{ADAPTER_PREFIX}_add_channel")(x)
+        layers.append(keras.layers.Reshape((*have, 1), name=f"{ADAPTER_PREFIX}_add_channel"))
     if have[:2] != want[:2]:
-        x = keras.layers.Resizing(want[0], want[1], name=f"{ADAPTER_PREFIX}_image")(x)
+        layers.append(keras.layers.Resizing(want[0], want[1], name=f"{ADAPTER_PREFIX}_image"))
     if c_have != c_want:
-        x = _channel_map(x, c_have, c_want)
+        _channel_kernel(c_have, c_want)  # refuses what it cannot map, before anything is built
+        layers.append(keras.layers.Dense(c_want, use_bias=False, trainable=False, name=CHANNEL_MAP))
     if len(want) == 2:
-        x = keras.layers.Reshape(want, name=f"{ADAPTER_PREFIX}_drop_channel")(x)
-    return x
+        layers.append(keras.layers.Reshape(want, name=f"{ADAPTER_PREFIX}_drop_channel"))
+    return layers
 
 
-def _channel_map(x, c_have: int, c_want: int):
+def _channel_kernel(c_have: int, c_want: int) -> np.ndarray:
     """Grey -> colour copies the channel; colour -> grey takes the luma. A fixed 1x1 map, so it saves with the model."""
     if c_have == 1:
-        kernel = np.ones((1, c_want), dtype=np.float32)
-    elif c_have == 3 and c_want == 1:
-        kernel = np.array(LUMA, dtype=np.float32).reshape(3, 1)
-    else:
-        raise ConfigError(f"transfer.resize cannot map {c_have} channels to {c_want}")
-    layer = keras.layers.Dense(c_want, use_bias=False, trainable=False, name=f"{ADAPTER_PREFIX}_channels")
-    x = layer(x)
-    layer.set_weights([kernel])
-    return x
-
-
-def _adapter_names(model: keras.Model) -> set[str]:
-    return {layer.name for layer in model.layers if layer.name.startswith(ADAPTER_PREFIX)}
+        return np.ones((1, c_want), dtype=np.float32)
+    if c_have == 3 and c_want == 1:
+        return np.array(LUMA, dtype=np.float32).reshape(3, 1)
+    raise ConfigError(f"transfer.resize cannot map {c_have} channels to {c_want}")
 
 
 # ----------------------------------------------------------------------------- phases
