@@ -109,11 +109,14 @@ def test_kernel_penalty_adds_its_formula_to_the_loss(penalty, expected):
 
 
 def test_max_norm_caps_each_units_incoming_weights_after_a_step():
-    model = build("regularization=max_norm", "regularization.max_norm=0.5")
+    cfg = tiny_config("model=cnn", "model.filters=[4]", "regularization=max_norm", "regularization.max_norm=0.5")
+    model = build_model(cfg, (28, 28), 10)
     model.compile(optimizer=keras.optimizers.SGD(10.0), loss="sparse_categorical_crossentropy")
     model.train_on_batch(np.random.default_rng(0).random((8, 28, 28)), np.arange(8))
-    column_norms = np.linalg.norm(model.get_layer("dense_1").kernel.numpy(), axis=0)
-    assert column_norms.max() <= 0.5 + 1e-5
+    dense_units = np.linalg.norm(model.get_layer("dense_1").kernel.numpy(), axis=0)  # (in, out): one column per unit
+    filters = np.linalg.norm(model.get_layer("conv_1").kernel.numpy().reshape(-1, 4), axis=0)  # (rows, cols, in, out)
+    assert dense_units.max() <= 0.5 + 1e-5 and filters.max() <= 0.5 + 1e-5
+    assert dense_units.max() > 0.49 and filters.max() > 0.49  # the step of 10 pushed them to the cap
 
 
 def test_alpha_dropout_for_selu_nets():
@@ -141,3 +144,15 @@ def test_cnn_is_conv_blocks_then_the_dense_head(shape, first):
 def test_hidden_blocks_pair_weights_with_their_activations():
     model = build_model(tiny_config("model=cnn", "model.filters=[4]", "model.hidden_layers=2"), (28, 28), 10)
     assert hidden_blocks(model) == [("conv_1", "activation_conv_1"), ("dense_1", "activation_1"), ("dense_2", "activation_2")]
+
+
+@pytest.mark.parametrize("kind, keeps_moments", [("alpha_dropout", True), ("dropout", False)])
+def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind, keeps_moments):
+    # Self-normalized activations (SELU of N(0, 1)) have mean 0 and std 1; in training mode alpha
+    # dropout keeps them there, plain dropout scales the kept units by 1 / (1 - rate) and inflates the std.
+    keras.utils.set_random_seed(0)
+    model = build("activation=selu", f"regularization={kind}", "regularization.rate=0.3", f"regularization.dropout_kind={kind}")
+    x = keras.activations.selu(np.random.default_rng(0).standard_normal((20000, 16)).astype("float32"))
+    dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
+    assert abs(dropped.mean()) < 0.05
+    assert (abs(dropped.std() - 1) < 0.05) == keeps_moments

@@ -27,8 +27,10 @@ from dnnexp.optim import build_optimizer, build_schedule, planned_steps
 from dnnexp.train import pipeline
 
 LR_FIND = "lr_find.csv"
+LR_FIND_PLOT = "lr_find.png"
 LR_FIND_COLUMNS = ["step", "learning_rate", "loss", "smoothed_loss"]
 SCHEDULE = "schedule.csv"
+SCHEDULE_PLOT = "schedule.png"
 SCHEDULE_COLUMNS = ["step", "epoch", "learning_rate"]
 SMOOTHING = 0.98  # weight of the past in the loss's exponential moving average (bias-corrected)
 
@@ -75,11 +77,11 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     rows = find_lr(model, batches, cfg, loss_for(data.n_classes))
     write_csv(run_dir / LR_FIND, rows, LR_FIND_COLUMNS)
     result = {"status": "completed", "mode": "lr_find", **suggest(rows), "lr_find_steps": len(rows)}
-    _plot_lr_find(rows, result, run_dir / "lr_find.png")
+    _plot_lr_find(rows, result, run_dir / LR_FIND_PLOT)
     write_metrics(run_dir, result)
     console.print(
         f"lr_find: lowest loss at lr={result['min_loss_lr']:.3g}; suggested lr={result['suggested_lr']:.3g} "
-        f"({len(rows)} steps) -> {run_dir / LR_FIND}, {run_dir / 'lr_find.png'}"
+        f"({len(rows)} steps) -> {run_dir / LR_FIND}, {run_dir / LR_FIND_PLOT}"
     )
     return result
 
@@ -95,7 +97,8 @@ def _plot_lr_find(rows: list[dict[str, float]], result: dict[str, Any], path: Pa
     ax.axvline(result["suggested_lr"], color="green", ls="--", label=f"suggested {result['suggested_lr']:.3g}")
     ax.axvline(result["min_loss_lr"], color="red", ls=":", label=f"lowest loss {result['min_loss_lr']:.3g}")
     finite = [r["smoothed_loss"] for r in rows if math.isfinite(r["smoothed_loss"])]
-    ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.05)
+    if finite:  # show the useful range, not the blow-up at the end
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.05)
     ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss", title="learning-rate finder")
     ax.legend()
     save_figure(fig, path)
@@ -120,14 +123,14 @@ def plot_schedule(cfg: Config, run_dir: Path, console: Console | None = None) ->
     n_train = len(datasets.load(cfg.dataset).x_train)
     rows = schedule_rows(cfg, n_train)
     write_csv(run_dir / SCHEDULE, rows, SCHEDULE_COLUMNS)
-    _plot_schedule(cfg, rows, run_dir / "schedule.png")
+    _plot_schedule(cfg, rows, run_dir / SCHEDULE_PLOT)
     rates = [r["learning_rate"] for r in rows]
     result = {"status": "completed", "mode": "plot_schedule", "total_steps": len(rows),
               "initial_lr": rates[0], "max_lr": max(rates), "final_lr": rates[-1]}
     write_metrics(run_dir, result)
     console.print(
         f"{cfg.scheduler.name} schedule over {len(rows)} steps: lr {rates[0]:.3g} -> max {max(rates):.3g} -> "
-        f"{rates[-1]:.3g} -> {run_dir / SCHEDULE}, {run_dir / 'schedule.png'}"
+        f"{rates[-1]:.3g} -> {run_dir / SCHEDULE}, {run_dir / SCHEDULE_PLOT}"
     )
     return result
 

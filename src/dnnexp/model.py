@@ -114,7 +114,7 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
 
 def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:
     """Dense hidden block i as configured; also the new layers transfer learning adds on top of reused ones."""
-    return _block(cfg, keras.layers.Dense(width, name=f"dense_{i}", **_kernel_kwargs(cfg)), f"_{i}", dropout)
+    return _block(cfg, keras.layers.Dense(width, name=f"dense_{i}", **_kernel_kwargs(cfg, incoming_axes=[0])), f"_{i}", dropout)
 
 
 def _conv_blocks(cfg: Config, input_shape: tuple[int, ...], drop_input: bool) -> list[keras.layers.Layer]:
@@ -126,23 +126,27 @@ def _conv_blocks(cfg: Config, input_shape: tuple[int, ...], drop_input: bool) ->
         layers.append(_dropout(cfg, "dropout_input"))
     dropout = cfg.regularization.rate > 0 and cfg.regularization.layers in ("all", "hidden")
     for i, filters in enumerate(cfg.model.filters, start=1):
-        conv = keras.layers.Conv2D(filters, cfg.model.kernel_size, padding="same", name=f"conv_{i}", **_kernel_kwargs(cfg))
+        # A conv kernel is (rows, cols, in, out): a filter's incoming weights span the first three axes.
+        kwargs = _kernel_kwargs(cfg, incoming_axes=[0, 1, 2])
+        conv = keras.layers.Conv2D(filters, cfg.model.kernel_size, padding="same", name=f"conv_{i}", **kwargs)
         layers += _block(cfg, conv, f"_conv_{i}", dropout, pool=keras.layers.MaxPooling2D(2, name=f"pool_{i}"))
     layers.append(keras.layers.Flatten(name="flatten"))
     return layers
 
 
-def _kernel_kwargs(cfg: Config) -> dict:
+def _kernel_kwargs(cfg: Config, incoming_axes: list[int]) -> dict:
     """Initializer, penalty and max-norm constraint of a hidden layer's kernel.
 
     Before-activation BN has its own shift (beta), so the layer's bias would be redundant.
+    Max-norm caps the norm of each unit's incoming weights, taken over ``incoming_axes``.
     """
     reg = cfg.regularization
+    max_norm = keras.constraints.MaxNorm(reg.max_norm, axis=incoming_axes) if reg.max_norm is not None else None
     return {
         "use_bias": NORMALIZATION_PLACEMENT[cfg.normalization.name] != "before",
         "kernel_initializer": initializer_name(cfg),
         "kernel_regularizer": PENALTIES[reg.penalty](reg),
-        "kernel_constraint": keras.constraints.MaxNorm(reg.max_norm) if reg.max_norm is not None else None,
+        "kernel_constraint": max_norm,
     }
 
 
