@@ -122,6 +122,32 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+def interrupt_at(epoch: int, cfg, run_dir: Path, monkeypatch) -> None:
+    """Train ``cfg`` into ``run_dir`` and stop it as a kill would at the start of ``epoch`` (0-based)."""
+    original = train_module.regularization_callbacks
+    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=epoch)])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    monkeypatch.undo()
+    assert saved_epoch(run_dir) == epoch
+
+
+def test_transfer_run_resumes_in_the_phase_it_was_cut(trained_run, tmp_path, monkeypatch):
+    # Two frozen epochs, then two fine-tuning epochs with a new optimizer at a fifth of the rate.
+    cfg = tiny_config("dataset.classes=[8,9]", "dataset.limit=120", "transfer=finetune", f"transfer.source={trained_run[0]}",
+                      "trainer.epochs=4", "transfer.finetune_epochs=2", "optimizer=adam", "optimizer.lr=0.01")
+    straight = train(cfg, tmp_path / "straight")
+    columns = ["epoch", "loss", "val_loss", "learning_rate", "phase"]
+    expected = pd.read_csv(tmp_path / "straight" / "history.csv")[columns]
+    for cut in (2, 3):  # between the phases, and inside fine-tuning
+        run_dir = tmp_path / f"cut_at_{cut}"
+        interrupt_at(cut, cfg, run_dir, monkeypatch)
+        resumed = train(cfg, run_dir)
+        assert resumed["resumed_from_epoch"] == cut
+        assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+        pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv")[columns], expected)
+
+
 def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monkeypatch):
     # At lr 1e-12 nothing improves: uninterrupted, ReduceLROnPlateau (patience 2) halves the
     # rate after epoch 3 and EarlyStopping (patience 3) stops after epoch 4. A resume that
@@ -134,12 +160,7 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
     assert straight["stopped_early"] and straight["epochs_run"] == 4
 
     run_dir = tmp_path / "run"
-    original = train_module.regularization_callbacks
-    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=2)])
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, run_dir)
-    monkeypatch.undo()
-    assert saved_epoch(run_dir) == 2
+    interrupt_at(2, cfg, run_dir, monkeypatch)
 
     resumed = train(cfg, run_dir)
     assert resumed["resumed_from_epoch"] == 2
@@ -152,11 +173,7 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
 
 
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
-    original = train_module.regularization_callbacks
-    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=1)])
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(), tmp_path)
-    monkeypatch.undo()
+    interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
 
     with pytest.raises(RunFolderError, match="written by a run with another model or optimizer"):
         train(tiny_config("model.units=8"), tmp_path)

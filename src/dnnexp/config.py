@@ -15,10 +15,13 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from dnnexp.files import MODEL
 
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
@@ -36,6 +39,10 @@ MONITORS = ("val_loss", "val_accuracy")
 PENALTIES = ("none", "l1", "l2", "l1_l2")
 DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
+TRANSFERS = ("none", "frozen", "finetune", "mobilenet_v2")
+
+# Classes per dataset, so a task split (dataset.classes) is checked before any data loads.
+DATASET_CLASSES = {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 class ConfigError(ValueError):
@@ -51,6 +58,7 @@ class DatasetConfig:
     limit: int | None = None
     standardize: bool = False
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
 @dataclass
@@ -163,6 +171,28 @@ class TrainerConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Reuse a pretrained network (lecture: "Transfer Learning"); see conf/transfer/."""
+
+    name: str = "none"
+    source: str | None = None  # a .keras file or a dnnexp run folder; null: pretrain task A (below), cached
+    pretrain_classes: list[int] | None = None  # task A: these classes of the same dataset and split
+    pretrain_epochs: int = 10
+    pretrain_seed: int = 0
+    cache_dir: str = "outputs/pretrained"  # pretrained task-A runs, one folder per config hash
+    reuse_layers: int | None = None  # the lower hidden blocks to reuse; null: all of them
+    new_units: list[int] = field(default_factory=list)  # new hidden layers on top of the reused ones
+    frozen_epochs: int | None = None  # null: trainer.epochs - finetune_epochs
+    finetune_epochs: int = 0
+    unfreeze_top: int = 1  # reused blocks (or base layers) made trainable again for the fine-tuning phase
+    lr_factor: float = 0.1  # fine-tuning learning rate = optimizer.lr * lr_factor
+    resize: bool = False  # resize and channel-map inputs to the source's input shape
+    weights: str | None = "imagenet"  # mobilenet_v2: pretrained weights, or null for random ones
+    input_size: int = 96  # mobilenet_v2: images are resized to input_size x input_size x 3
+    alpha: float = 0.35  # mobilenet_v2: width multiplier
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -174,6 +204,7 @@ class Config:
     clipping: ClippingConfig = field(default_factory=ClippingConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
@@ -247,6 +278,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("dataset.test_size", d.test_size, 1, math.inf)
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
+    _check_classes("dataset.classes", d.classes, d.name)
 
     _one_of("model.name", c.model.name, MODELS)
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
@@ -309,6 +341,7 @@ def _check_ranges(c: Config) -> None:
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+    _check_transfer(c)
     _check_tools(c)
 
 
@@ -351,6 +384,95 @@ def _check_tools(c: Config) -> None:
     _positive("lr_find.min_lr", f.min_lr)
     _in_range("lr_find.max_lr", f.max_lr, f.min_lr, math.inf, low_open=True, high_open=True)
     _in_range("lr_find.stop_factor", f.stop_factor, 1, math.inf, low_open=True)
+
+
+def _check_classes(key: str, classes: list[int] | None, dataset: str) -> None:
+    if classes is None:
+        return
+    n = DATASET_CLASSES.get(dataset, 10)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(0 <= k < n for k in classes):
+        raise ConfigError(f"{key} must list at least 2 different class numbers in [0, {n - 1}], got {classes}")
+
+
+# MobileNetV2's published ImageNet weights exist only for these widths and input sizes.
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+
+
+def _check_transfer(c: Config) -> None:
+    t = c.transfer
+    _one_of("transfer.name", t.name, TRANSFERS)
+    if t.name == "none":
+        return
+    if t.name != "mobilenet_v2":
+        _check_source(t, c.dataset.name)
+        if t.reuse_layers is not None:
+            _in_range("transfer.reuse_layers", t.reuse_layers, 1, math.inf)
+    for u in t.new_units:
+        _in_range("transfer.new_units", u, 1, math.inf)
+    _check_phases(t, c.trainer.epochs)
+    if t.name == "mobilenet_v2" and c.diagnostics.enabled and not t.new_units:
+        raise ConfigError("diagnostics=on measures dnnexp's hidden blocks; with transfer=mobilenet_v2 add some with transfer.new_units")
+    if t.name == "mobilenet_v2":
+        _positive("transfer.alpha", t.alpha)
+        _in_range("transfer.input_size", t.input_size, 32, math.inf)  # MobileNetV2's smallest input
+        _check_weights(t)
+
+
+def _check_weights(t: TransferConfig) -> None:
+    if t.weights is None:
+        return
+    if t.weights != "imagenet":
+        if not Path(t.weights).is_file():
+            raise ConfigError(f"transfer.weights must be imagenet, null or a weights file, got {t.weights!r} (no such file)")
+        return
+    for key, value, allowed in (("input_size", t.input_size, IMAGENET_SIZES), ("alpha", t.alpha, IMAGENET_ALPHAS)):
+        if value not in allowed:
+            shown = ", ".join(str(a) for a in allowed)
+            raise ConfigError(f"transfer.{key} must be one of {shown} with transfer.weights=imagenet, got {value}")
+
+
+def _check_source(t: TransferConfig, dataset: str) -> None:
+    if t.source is None:
+        if t.pretrain_classes is None:
+            raise ConfigError(
+                f"transfer={t.name} needs transfer.source (a .keras file or a dnnexp run folder) "
+                "or transfer.pretrain_classes (task A, pretrained first)"
+            )
+        _check_classes("transfer.pretrain_classes", t.pretrain_classes, dataset)
+        _in_range("transfer.pretrain_epochs", t.pretrain_epochs, 1, math.inf)
+        _in_range("transfer.pretrain_seed", t.pretrain_seed, 0, 2**32 - 1)
+        return
+    path = Path(t.source)
+    if not path.exists():
+        raise ConfigError(f"transfer.source={t.source} does not exist (expected a .keras file or a dnnexp run folder)")
+    if path.is_dir() and not (path / MODEL).is_file():
+        raise ConfigError(f"transfer.source={t.source} is a folder without {MODEL} (not a finished dnnexp run)")
+
+
+def _check_phases(t: TransferConfig, epochs: int) -> None:
+    """Phase 1 trains with every reused layer frozen; phase 2 unfreezes the top ones at a lower rate."""
+    _in_range("transfer.finetune_epochs", t.finetune_epochs, 0, math.inf)
+    if t.frozen_epochs is not None:
+        _in_range("transfer.frozen_epochs", t.frozen_epochs, 1, math.inf)
+    frozen, finetune = phase_epochs(t, epochs)
+    if frozen < 1:
+        raise ConfigError(
+            f"transfer.finetune_epochs={t.finetune_epochs} must be less than trainer.epochs={epochs} "
+            "(transfer.frozen_epochs=null trains the rest of trainer.epochs frozen)"
+        )
+    if finetune:
+        _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+
+
+def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
+    """(frozen, fine-tuning) epochs. transfer=frozen never fine-tunes, so one sweep over
+    transfer=none,frozen,finetune accepts the same overrides in every job; frozen_epochs=null
+    leaves trainer.epochs in total."""
+    finetune = 0 if t.name == "frozen" else t.finetune_epochs
+    frozen = epochs - finetune if t.frozen_epochs is None else t.frozen_epochs
+    return frozen, finetune
 
 
 def config_hash(cfg: Config) -> str:

@@ -97,10 +97,10 @@ class GradientDiagnostics(keras.callbacks.Callback):
         write_csv(self.run_dir / DIAGNOSTICS, self.rows, DIAGNOSTICS_COLUMNS)
 
     def on_train_begin(self, logs=None):
-        if self.rows:  # resumed: the measurement before training is on file, not at the restored weights
-            self.first = {}
-            for row in (r for r in self.rows if r["epoch"] == 0):
-                self.first.setdefault(row["layer"], {})[row["metric"]] = row["value"]
+        if self.rows:  # a later phase of a transfer run, or a resumed run: "before training" was measured once
+            if not self.first:  # resumed: take it from diagnostics.csv, not from the restored weights
+                for row in (r for r in self.rows if r["epoch"] == 0):
+                    self.first.setdefault(row["layer"], {})[row["metric"]] = row["value"]
             return
         self.first = measure(self.model, self.x, self.y, self.loss)
         self._record(0, self.first)

@@ -107,10 +107,14 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
         if drop_input:
             layers.append(_dropout(cfg, "dropout_input"))
     for i, (width, dropout) in enumerate(zip(units, drop_hidden), start=1):
-        dense = keras.layers.Dense(width, name=f"dense_{i}", **_kernel_kwargs(cfg, incoming_axes=[0]))
-        layers += _block(cfg, dense, f"_{i}", dropout)
+        layers += hidden_block(cfg, i, width, dropout)
     layers.append(output_layer(n_classes))
     return keras.Sequential(layers, name=cfg.model.name)
+
+
+def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:
+    """Dense hidden block i as configured; also the new layers transfer learning adds on top of reused ones."""
+    return _block(cfg, keras.layers.Dense(width, name=f"dense_{i}", **_kernel_kwargs(cfg, incoming_axes=[0])), f"_{i}", dropout)
 
 
 def _conv_blocks(cfg: Config, input_shape: tuple[int, ...], drop_input: bool) -> list[keras.layers.Layer]:

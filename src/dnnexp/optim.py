@@ -127,9 +127,10 @@ OPTIMIZERS = {
 CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"}
 
 
-def planned_steps(cfg: Config, n_train: int) -> int:
-    """Optimizer steps in the whole run: epochs x batches per epoch (the last batch may be partial)."""
-    return cfg.trainer.epochs * math.ceil(n_train / cfg.trainer.batch_size)
+def planned_steps(cfg: Config, n_train: int, epochs: int | None = None) -> int:
+    """Optimizer steps in the whole run (or in ``epochs`` of it, one transfer-learning phase):
+    epochs x batches per epoch (the last batch may be partial)."""
+    return (cfg.trainer.epochs if epochs is None else epochs) * math.ceil(n_train / cfg.trainer.batch_size)
 
 
 def build_schedule(lr0: float, cfg: SchedulerConfig, total_steps: int | None = None):
@@ -146,8 +147,9 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
     return {arg: cfg.threshold} if arg else {}
 
 
-def build_optimizer(cfg: Config, total_steps: int | None = None) -> keras.optimizers.Optimizer:
-    schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler, total_steps)
+def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
+    schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler, total_steps)
     return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
 
 

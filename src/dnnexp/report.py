@@ -44,6 +44,8 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "train_seconds": ("train s", "{:.1f}"),
     "seconds_per_epoch": ("s/epoch", "{:.2f}"),
     "params_total": ("params", "{:,.0f}"),
+    "params_trainable": ("trainable params", "{:,.0f}"),  # transfer learning: what a frozen base leaves to train
+    "error_rate_reduction": ("error-rate reduction vs none", "{:+.0%}"),  # transfer learning, see below
     "grad_ratio": ("grad ratio", "{:.2g}"),
     "gradient_verdict": ("gradient", "{}"),
     "mc_accuracy": ("MC acc", "{:.4f}"),
@@ -284,6 +286,7 @@ def build_report(
     keys, grouped = choose_groups(frame, runs.params, group_by)
     table = aggregate(frame, keys, metrics, grouped)
     table = sort_table(table, metric).reset_index(drop=True)
+    table, metrics = with_error_rate_reduction(table, keys, metrics)
     notes = []
     if grouped:
         table["vs_best"], verdict = noise_verdicts(table, frame, keys, metric)
@@ -451,6 +454,39 @@ def failure_notes(frame: pd.DataFrame) -> list[str]:
     """One line per run that did not complete, so no failure hides in a mean."""
     bad = frame[~frame["status"].isin(["completed"])]
     return [f"{row['status']}: {row['run']}" + (f": {row['error']}" if isinstance(row.get("error"), str) else "") for _, row in bad.iterrows()]
+
+
+# ---------------------------------------------------------------- transfer learning: error-rate reduction
+
+TRANSFER_KEY, SCRATCH = "transfer", "none"  # the override that names the arm, and the arm trained from scratch
+REDUCED_METRIC = "test_accuracy"
+
+
+def error_rate_reduction(accuracy: float, baseline_accuracy: float) -> float:
+    """(error_scratch - error) / error_scratch: the share of the scratch model's errors that reuse removes.
+
+    HML ch. 11 reports transfer learning this way (an error rate from 2.8% down to 0.7%).
+    Negative when reuse is worse; NaN when the scratch model makes no error.
+    """
+    baseline_error = 1.0 - baseline_accuracy
+    if not baseline_error > 0:
+        return math.nan
+    return (baseline_error - (1.0 - accuracy)) / baseline_error
+
+
+def with_error_rate_reduction(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Add the error-rate reduction of test accuracy against the one row trained from scratch (``transfer=none``).
+
+    Only when ``transfer`` is the table's key, so each row is one transfer arm (mean over its seeds)
+    and the scratch row is unambiguous; any other table comes back unchanged.
+    """
+    if keys != [TRANSFER_KEY] or REDUCED_METRIC not in metrics:
+        return table, metrics
+    scratch = table.loc[table[TRANSFER_KEY].astype(str) == SCRATCH, REDUCED_METRIC]
+    if len(scratch) != 1:
+        return table, metrics
+    reduction = [error_rate_reduction(float(a), float(scratch.iloc[0])) for a in table[REDUCED_METRIC]]
+    return table.assign(error_rate_reduction=reduction, error_rate_reduction_std=math.nan), [*metrics, "error_rate_reduction"]
 
 
 # ---------------------------------------------------------------- rendering

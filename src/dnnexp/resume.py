@@ -38,25 +38,49 @@ CALLBACK_STATE = {
 
 
 class TrainingBackup(keras.callbacks.Callback):
-    """Saves the training state to ``path`` after every epoch; :meth:`restore` loads it before ``fit``.
+    """Saves the training state to ``path`` after every epoch and restores it when a run starts again.
 
-    Put it after the callbacks in ``stateful`` so it saves their state once they have
-    seen the epoch, and re-applies it after their ``on_train_begin`` has reset them.
+    A run fits one phase after the other (transfer learning: frozen, then fine-tuning),
+    each with its own optimizer and callbacks: :meth:`begin_phase` says which phase the
+    next ``fit`` is, and the backup records it, so a resumed run skips the phases that had
+    finished and continues the one that was cut. Put the callback after the phase's
+    ``stateful`` callbacks, so it saves their state once they have seen the epoch and
+    re-applies it after their ``on_train_begin`` has reset them.
     """
 
-    def __init__(self, path: Path, stateful: list[keras.callbacks.Callback]):
+    def __init__(self, path: Path):
         super().__init__()
         self.path = Path(path)
-        self.stateful = [cb for cb in stateful if type(cb) in CALLBACK_STATE]
-        self._restored: dict[str, Any] | None = None
+        self.saved = self._read() if self.path.exists() else None
+        self.stateful: list[keras.callbacks.Callback] = []
+        self.phase, self.phase_start, self.final = "", 0, True
 
-    def restore(self, model: keras.Model) -> int:
-        """Load the saved state into ``model`` (compiled); return the epochs already done, 0 if none."""
-        if not self.path.exists():
-            return 0
-        meta, arrays, saved = self._read()
+    @property
+    def epochs_done(self) -> int:
+        """The epochs the killed run had finished, 0 if there is no backup."""
+        return self.saved["meta"]["epoch"] if self.saved else 0
+
+    def resumes(self, phase: str) -> bool:
+        """Whether the backup was written during ``phase``."""
+        return self.saved is not None and self.saved["meta"]["phase"] == phase
+
+    def finished_before(self, phase: str, order: list[str]) -> bool:
+        """Whether ``phase`` (one of ``order``) had finished before the phase the backup was written in."""
+        return self.saved is not None and order.index(phase) < order.index(self.saved["meta"]["phase"])
+
+    @property
+    def saved_phase_start(self) -> int:
+        return self.saved["meta"]["phase_start"]
+
+    def begin_phase(self, phase: str, start: int, stateful: list[keras.callbacks.Callback], final: bool) -> None:
+        """The next fit is ``phase``, from epoch ``start``; ``final``: the last phase (delete the backup after it)."""
+        self.phase, self.phase_start, self.final = phase, start, final
+        self.stateful = [cb for cb in stateful if type(cb) in CALLBACK_STATE]
+
+    def restore(self, model: keras.Model) -> None:
+        """Load the saved variables into ``model``, compiled for the phase the backup was written in."""
         model.optimizer.build(model.trainable_variables)  # its variables must exist to be assigned
-        variables = _training_variables(model)
+        variables, saved = _training_variables(model), self.saved["variables"]
         if [v.shape for v in variables] != [tuple(a.shape) for a in saved]:
             raise RunFolderError(
                 f"{self.path} was written by a run with another model or optimizer; "
@@ -64,13 +88,11 @@ class TrainingBackup(keras.callbacks.Callback):
             )
         for variable, value in zip(variables, saved):
             variable.assign(value)
-        self._restored = {"meta": meta, "arrays": arrays}
-        return int(meta["epoch"])
 
     def on_train_begin(self, logs=None):
-        if self._restored is None:
+        if not self.resumes(self.phase):
             return
-        meta, arrays = self._restored["meta"], self._restored["arrays"]
+        meta, arrays = self.saved["meta"], self.saved["arrays"]
         for i, (callback, state) in enumerate(zip(self.stateful, meta["callbacks"])):
             for name, value in state.items():
                 setattr(callback, name, value)
@@ -86,25 +108,31 @@ class TrainingBackup(keras.callbacks.Callback):
             states.append({name: _plain(getattr(callback, name)) for name in CALLBACK_STATE[type(callback)]})
             for j, weights in enumerate(getattr(callback, "best_weights", None) or []):
                 arrays[f"best_{i}_{j}"] = weights
-        meta = {"epoch": epoch + 1, "n_variables": len(variables), "callbacks": states}
+        meta = {"epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
+                "n_variables": len(variables), "callbacks": states}
         arrays["meta"] = np.array(json.dumps(meta))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_atomic(self.path, buffer.getvalue())
 
     def on_train_end(self, logs=None):
-        # Training is over; a kill from here on reruns it from the start, to the same result.
-        self.path.unlink(missing_ok=True)
+        # Training is over; a kill from here on trains the run again from the start, to the same result.
+        if self.final:
+            self.path.unlink(missing_ok=True)
 
-    def _read(self) -> tuple[dict[str, Any], dict[str, np.ndarray], list[np.ndarray]]:
-        """(meta, all arrays, the variables' values in order), or RunFolderError if the file is damaged."""
+    def _read(self) -> dict[str, Any]:
+        """{"meta", "arrays", "variables" (their values in order)}, or RunFolderError if the file is damaged."""
         try:
             with np.load(self.path, allow_pickle=False) as saved:
                 arrays = dict(saved)
             meta = json.loads(str(arrays.pop("meta")))
-            return meta, arrays, [arrays[f"var_{i}"] for i in range(meta["n_variables"])]
+            variables = [arrays[f"var_{i}"] for i in range(meta["n_variables"])]
+            missing = {"epoch", "phase", "phase_start", "callbacks"} - meta.keys()
+            if missing:  # refuse a backup of another version here, not in the middle of the run
+                raise KeyError(", ".join(sorted(missing)))
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
             raise RunFolderError(f"cannot read the backup {self.path} ({type(err).__name__}: {err}); delete it to start the run over") from None
+        return {"meta": meta, "arrays": arrays, "variables": variables}
 
 
 def _training_variables(model: keras.Model) -> list:

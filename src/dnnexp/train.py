@@ -1,7 +1,12 @@
-"""One run: load the data, build the model and optimizer, fit, evaluate, write the run's files."""
+"""One run: load the data, build the model, fit it phase by phase, evaluate, write the run's files.
+
+A run from scratch has one phase; transfer learning (transfer.py) has a frozen phase and
+optionally a fine-tuning phase, each compiled with its own optimizer.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -13,11 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
+from dnnexp import transfer
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config, config_hash
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
-from dnnexp.model import DROPOUTS, build_model, forward, loss_for
+from dnnexp.model import DROPOUTS, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 from dnnexp.resume import TrainingBackup
 
@@ -30,50 +36,46 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     """
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
+    data = datasets.load(cfg.dataset)
+    # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
+    source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     keras.utils.set_random_seed(cfg.trainer.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
 
-    data = datasets.load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
-    optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train)))
-    model.compile(optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"])
-
-    stateful = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
-    backup = TrainingBackup(run_dir / BACKUP, stateful)
-    first_epoch = backup.restore(model)
-    if first_epoch:
-        console.print(f"resuming {run_dir} after epoch {first_epoch} of {cfg.trainer.epochs}")
-    recorder = HistoryRecorder(run_dir, read_rows(run_dir / HISTORY)[:first_epoch])
-    # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
-    callbacks = [recorder, *stateful, keras.callbacks.TerminateOnNaN()]
+    network = transfer.build(cfg, data, source)
+    model = network.model
+    backup = TrainingBackup(run_dir / BACKUP)
+    done = backup.epochs_done
+    if done:
+        console.print(f"resuming {run_dir} after epoch {done}")
+    recorder = HistoryRecorder(run_dir, read_rows(run_dir / HISTORY)[:done])
     diagnostics = None
     if cfg.diagnostics.enabled:
-        done = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= first_epoch] if first_epoch else []
-        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), done)
-        callbacks.append(diagnostics)
-    if cfg.trainer.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
-    callbacks.append(backup)
-    epochs = range(first_epoch, cfg.trainer.epochs)
-    train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
+        earlier = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= done] if done else []
+        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), earlier)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
-    with RichProgress(cfg.trainer.epochs, first_epoch, console) as progress:
-        model.fit(
-            train_ds, validation_data=val_ds, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
-            steps_per_epoch=math.ceil(len(data.x_train) / cfg.trainer.batch_size),
-            callbacks=[*callbacks, progress], shuffle=False, verbose=0,
-        )
-    train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:first_epoch])
+    callbacks: list[keras.callbacks.Callback] = []
+    phases = [p.name for p in network.phases]
+    with RichProgress(sum(p.epochs for p in network.phases), done, console) as progress:
+        # One of each for the whole run, across its phases.
+        watchers = [*([diagnostics] if diagnostics else []), *tensorboard_callbacks(cfg, run_dir), progress]
+        for phase in network.phases:
+            if backup.finished_before(phase.name, phases):
+                continue  # the killed run had finished this phase
+            final = phase is network.phases[-1]
+            callbacks += fit_phase(cfg, model, phase, data, val_ds, recorder, watchers, backup, final)
+            if diverged_epoch(recorder.rows):
+                break
+    train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
     save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
-    early = next((cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)), None)
-    diverged_at = next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
+    diverged_at = diverged_epoch(rows)
     metrics = {
         "status": "completed" if diverged_at is None else "diverged",
         "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),
@@ -82,21 +84,61 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "epochs_run": len(rows),
-        "stopped_early": bool(early is not None and early.stopped_epoch > 0),
+        "stopped_early": any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in callbacks),
         "diverged_epoch": diverged_at,
-        "resumed": first_epoch > 0,
-        "resumed_from_epoch": first_epoch or None,
+        "resumed": done > 0,
+        "resumed_from_epoch": done or None,
         "config_hash": config_hash(cfg),
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
+        **network.info,
     }
     if diagnostics:
         metrics.update(diagnostics.summary())
     if cfg.evaluation.mc_samples:
         metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
     write_metrics(run_dir, metrics)
+    backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
     return metrics
+
+
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds: tf.data.Dataset,
+              recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback], backup: TrainingBackup,
+              final: bool) -> list[keras.callbacks.Callback]:
+    """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
+
+    Keras fixes the trainable weights when the model is compiled, so every phase compiles
+    anew, with a fresh optimizer (its schedule restarts at the phase's rate). The phase a
+    killed run was cut in continues from ``backup``; ``final``: no phase follows.
+    """
+    transfer.apply_phase(model, phase)
+    optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
+    model.compile(optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"])
+    recorder.phase = phase.name
+    start = first = len(recorder.rows)
+    if backup.resumes(phase.name):
+        backup.restore(model)
+        start, first = backup.saved_phase_start, backup.epochs_done
+    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
+    backup.begin_phase(phase.name, start, callbacks, final)
+    epochs = range(first, start + phase.epochs)
+    train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
+    # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs.start, epochs=epochs.stop,
+              steps_per_epoch=math.ceil(len(data.x_train) / cfg.trainer.batch_size),
+              callbacks=[recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup], shuffle=False, verbose=0)
+    return callbacks
+
+
+def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
+    if not cfg.trainer.tensorboard:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD))]
+
+
+def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
+    return next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -174,10 +216,11 @@ class HistoryRecorder(keras.callbacks.Callback):
     this epoch's validation loss triggers, since this callback runs first).
     """
 
-    def __init__(self, run_dir: Path, rows: list[dict[str, Any]]):
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None):
         super().__init__()
         self.run_dir = run_dir
-        self.rows = rows  # the earlier epochs' rows when the run is resumed
+        self.rows = rows or []  # a resumed run's earlier epochs, from history.csv
+        self.phase = "train"  # set by fit_phase: train (from scratch), frozen, finetune
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -189,6 +232,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         row["epoch"] = epoch + 1
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self._epoch_start
+        row["phase"] = self.phase
         self.rows.append(row)
         write_history(self.run_dir, self.rows)
 
