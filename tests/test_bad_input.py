@@ -13,6 +13,7 @@ import math
 import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from dnnexp.config import ConfigError, validate
 from dnnexp.data import FASHION_MNIST_FILES
 
 TRAIN_IMAGES = FASHION_MNIST_FILES["train_images"]
+TRANSFER = ["dataset.classes=[8,9]", "transfer=finetune", "trainer.epochs=3", "transfer.finetune_epochs=1"]
 
 # (name, arguments, what the message must say, exit code). {d} is the folder of broken datasets.
 # These never get as far as TensorFlow.
@@ -94,6 +96,11 @@ CONFIG_CASES = [
     ("no key", ["=relu"], "Could not override ''", 1),
     ("append existing", ["+trainer.epochs=3"], "Could not append to config. An item is already at 'trainer.epochs'", 1),
     ("sweep of bad values", ["-m", "trainer.epochs=0,abc"], "2 of 2 jobs failed", 1),
+    # transfer sources that cannot be one
+    ("missing source", [*TRANSFER, "transfer.source={d}/nothere.keras"],
+     "transfer.source={d}/nothere.keras does not exist (expected a .keras file or a dnnexp run folder)", 2),
+    ("source folder without model", [*TRANSFER, "transfer.source={d}/fashion_ok"],
+     "transfer.source={d}/fashion_ok is a folder without model.keras (not a finished dnnexp run)", 2),
 ]
 
 # Cases that load data, so TensorFlow (imported just before): missing, unreadable or
@@ -123,8 +130,23 @@ DATA_CASES = [
     ("cifar missing keys", ["dataset=cifar10", "dataset.data_dir={d}/cifar_keys"], "is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')", 2),
     ("cifar label count", ["dataset=cifar10", "dataset.data_dir={d}/cifar_labels"], "data_batch_2: 10 images but 9 labels", 2),
     ("sweep of broken data", ["-m", "dataset=fashion_mnist,cifar10", "dataset.data_dir={d}/nowhere"], "2 of 2 jobs failed", 1),
+    # corrupted .keras transfer sources
+    ("truncated .keras", [*TRANSFER, "transfer.source={d}/truncated.keras"], "transfer.source: cannot read {d}/truncated.keras as a Keras model", 2),
+    ("random bytes .keras", [*TRANSFER, "transfer.source={d}/random.keras"], "transfer.source: cannot read {d}/random.keras as a Keras model", 2),
+    ("broken .keras config", [*TRANSFER, "transfer.source={d}/broken_config.keras"],
+     "transfer.source: cannot read {d}/broken_config.keras as a Keras model (JSONDecodeError", 2),
 ]
 CASES = CONFIG_CASES + DATA_CASES
+
+
+def broken_sources(d: Path, model_file: Path) -> None:
+    """.keras files that are not models: a real one cut in half, random bytes, a zip with a broken config."""
+    d.mkdir(parents=True, exist_ok=True)
+    blob = model_file.read_bytes()
+    (d / "truncated.keras").write_bytes(blob[: len(blob) // 2])
+    (d / "random.keras").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with zipfile.ZipFile(d / "broken_config.keras", "w") as z:
+        z.writestr("config.json", '{"class_name": "Sequential", "config": {')
 
 
 def broken_datasets(d: Path) -> None:
@@ -154,14 +176,15 @@ def broken_datasets(d: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> tuple[Path, dict]:
-    """Run every case through the command once: (dataset folder, results by case name).
+def outcomes(tmp_path_factory, trained_run) -> tuple[Path, dict]:
+    """Run every case through the command once: (folder of broken files, results by case name).
 
     Two drivers side by side: one for the cases that never load TensorFlow, one for the rest.
     """
     root = tmp_path_factory.mktemp("bad_input")
     data = root / "data"
     broken_datasets(data)
+    broken_sources(data, trained_run[0] / "model.keras")
     drivers = []
     for group, cases in (("config_cases", CONFIG_CASES), ("data_cases", DATA_CASES)):
         # Hydra's -m must come before the overrides.
