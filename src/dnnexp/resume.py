@@ -13,7 +13,8 @@ cannot give the same end metrics after a SIGKILL:
 
 Here the whole state (model variables including the random-generator states, optimizer
 variables including its step count and learning rate, the callbacks' counters and best
-weights, the epoch) goes into one ``.npz`` that is replaced atomically after every epoch.
+weights, the epoch and the training phase) goes into one ``.npz`` that is replaced
+atomically after every epoch.
 """
 
 from __future__ import annotations
