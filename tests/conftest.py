@@ -25,10 +25,20 @@ TINY = [
 ]
 
 
-def compose_config(*overrides: str) -> DictConfig:
+def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
     """The config `dnnexp <overrides>` would compose, without Hydra's runtime."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    """The grid a preset sweeps (hydra.sweeper.params), checking that it runs as a multirun."""
+    from hydra.types import RunMode
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    return {key: str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
 
 
 def tiny_config(*overrides: str) -> Config:

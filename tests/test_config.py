@@ -15,6 +15,7 @@ from dnnexp.config import ConfigError, hidden_units, validate
     "group, names",
     [
         ("dataset", schema.DATASETS),
+        ("model", schema.MODELS),
         ("activation", schema.ACTIVATIONS),
         ("initializer", schema.INITIALIZERS),
         ("normalization", schema.NORMALIZATIONS),
@@ -47,6 +48,19 @@ def test_units_list_sets_depth_and_sizes():
     assert hidden_units(cfg.model) == [50, 50, 50]
 
 
+@pytest.mark.parametrize("experiment", ["vanishing_gradients", "optimizers", "one_cycle"])
+def test_every_preset_composes_validates_and_sweeps_real_choices(experiment):
+    import itertools
+
+    from conftest import sweep_params
+
+    grid = sweep_params(experiment)
+    for values in itertools.product(*grid.values()):
+        overrides = [f"{key}={value}" for key, value in zip(grid, values)]
+        cfg = validate(compose_config(f"+experiment={experiment}", *overrides))
+        assert cfg.task_name == experiment
+
+
 def test_dropout_and_early_stopping_together():
     cfg = validate(compose_config("regularization=dropout_early_stopping", "regularization.rate=0.3"))
     assert cfg.regularization.rate == 0.3 and cfg.regularization.early_stopping
@@ -69,6 +83,22 @@ BAD_VALUES = [
     ("normalization=batchnorm_after normalization.momentum=1.5", "normalization.momentum must be in [0, 1], got 1.5"),
     ("dataset.standardize=maybe", "dataset.standardize must be true or false, got 'maybe'"),
     ("optimized_metric=speed", "optimized_metric must be one of best_val_accuracy"),
+    ("mode=plot_schedule scheduler=performance", "scheduler=performance cannot be plotted before training"),
+    ("mode=train_fast", "mode must be one of train, lr_find, plot_schedule; got 'train_fast'"),
+    ("scheduler=piecewise scheduler.boundaries=[10] scheduler.values=[0.1]",
+     "scheduler.values must have one more entry than scheduler.boundaries, got 1 values for 1 boundaries"),
+    ("scheduler=piecewise scheduler.boundaries=[10,5] scheduler.values=[0.1,0.1,0.1]",
+     "scheduler.boundaries must be increasing positive step counts, got [10, 5]"),
+    ("scheduler=one_cycle scheduler.final_fraction=1", "scheduler.final_fraction must be in [0, 1), got 1.0"),
+    ("scheduler=cosine scheduler.warmup_steps=-5", "scheduler.warmup_steps must be in [0, inf], got -5"),
+    ("optimizer=adamw optimizer.weight_decay=-1", "optimizer.weight_decay must be in [0, inf], got -1.0"),
+    ("regularization=l2 regularization.penalty=l3", "regularization.penalty must be one of none, l1, l2, l1_l2; got 'l3'"),
+    ("regularization=max_norm regularization.max_norm=0", "regularization.max_norm must be in (0, inf), got 0.0"),
+    ("regularization=dropout regularization.dropout_kind=gaussian", "regularization.dropout_kind must be one of dropout, alpha_dropout"),
+    ("evaluation.mc_samples=5", "evaluation.mc_samples=5 needs dropout: set regularization=dropout"),
+    ("model=cnn model.filters=[8,0]", "model.filters must be a non-empty list of positive integers, got [8, 0]"),
+    ("diagnostics=on diagnostics.vanishing_below=2", "diagnostics.vanishing_below must be in (0, 1), got 2.0"),
+    ("lr_find.max_lr=1e-6", "lr_find.max_lr must be in (1e-05, inf), got 1e-06"),
 ]
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import tiny_config
 
 from dnnexp.backend import keras
-from dnnexp.model import build_model
+from dnnexp.model import build_model, hidden_blocks
 
 
 def layer_kinds(model) -> list[str]:
@@ -90,3 +91,68 @@ def test_units_list_gives_each_hidden_layer_its_size():
 def test_binary_task_has_one_sigmoid_output():
     model = build_model(tiny_config(), (28, 28), 2)
     assert model.get_layer("output").units == 1
+
+
+@pytest.mark.parametrize(
+    "penalty, expected",
+    [
+        ("l1", lambda w: 0.01 * np.abs(w).sum()),
+        ("l2", lambda w: 0.02 * np.square(w).sum()),
+        ("l1_l2", lambda w: 0.01 * np.abs(w).sum() + 0.02 * np.square(w).sum()),
+    ],
+)
+def test_kernel_penalty_adds_its_formula_to_the_loss(penalty, expected):
+    model = build("model.hidden_layers=2", f"regularization={penalty}", "regularization.l1=0.01", "regularization.l2=0.02")
+    kernels = [model.get_layer(f"dense_{i}").kernel.numpy() for i in (1, 2)]
+    assert float(sum(model.losses)) == pytest.approx(sum(expected(w) for w in kernels), rel=1e-5)
+    assert model.get_layer("output").kernel_regularizer is None  # hidden kernels only
+
+
+def test_max_norm_caps_each_units_incoming_weights_after_a_step():
+    cfg = tiny_config("model=cnn", "model.filters=[4]", "regularization=max_norm", "regularization.max_norm=0.5")
+    model = build_model(cfg, (28, 28), 10)
+    model.compile(optimizer=keras.optimizers.SGD(10.0), loss="sparse_categorical_crossentropy")
+    model.train_on_batch(np.random.default_rng(0).random((8, 28, 28)), np.arange(8))
+    dense_units = np.linalg.norm(model.get_layer("dense_1").kernel.numpy(), axis=0)  # (in, out): one column per unit
+    filters = np.linalg.norm(model.get_layer("conv_1").kernel.numpy().reshape(-1, 4), axis=0)  # (rows, cols, in, out)
+    assert dense_units.max() <= 0.5 + 1e-5 and filters.max() <= 0.5 + 1e-5
+    assert dense_units.max() > 0.49 and filters.max() > 0.49  # the step of 10 pushed them to the cap
+
+
+def test_alpha_dropout_for_selu_nets():
+    model = build("activation=selu", "regularization=alpha_dropout", "regularization.layers=hidden")
+    drops = [layer for layer in model.layers if "dropout" in layer.name]
+    assert [type(d).__name__ for d in drops] == ["AlphaDropout", "AlphaDropout"]
+    assert drops[0].rate == 0.1
+
+
+@pytest.mark.parametrize("shape, first", [((28, 28), "Reshape"), ((32, 32, 3), "Conv2D")])
+def test_cnn_is_conv_blocks_then_the_dense_head(shape, first):
+    cfg = tiny_config("model=cnn", "model.filters=[8,16]", "model.units=32", "normalization=batchnorm_before",
+                      "regularization=dropout", "regularization.layers=hidden")
+    model = build_model(cfg, shape, 10)
+    assert layer_kinds(model)[0] == first
+    assert [layer.name for layer in model.layers if "conv" in layer.name or "pool" in layer.name][:5] == [
+        "conv_1", "batchnorm_conv_1", "activation_conv_1", "pool_1", "dropout_conv_1",
+    ]
+    assert model.get_layer("conv_2").filters == 16 and not model.get_layer("conv_2").use_bias
+    assert model.get_layer("dense_1").units == 32
+    assert model.output_shape == (None, 10)
+    assert model.get_layer("flatten").output.shape[-1] == 16 * (shape[0] // 4) ** 2  # two 2x2 poolings
+
+
+def test_hidden_blocks_pair_weights_with_their_activations():
+    model = build_model(tiny_config("model=cnn", "model.filters=[4]", "model.hidden_layers=2"), (28, 28), 10)
+    assert hidden_blocks(model) == [("conv_1", "activation_conv_1"), ("dense_1", "activation_1"), ("dense_2", "activation_2")]
+
+
+@pytest.mark.parametrize("kind, keeps_moments", [("alpha_dropout", True), ("dropout", False)])
+def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind, keeps_moments):
+    # Self-normalized activations (SELU of N(0, 1)) have mean 0 and std 1; in training mode alpha
+    # dropout keeps them there, plain dropout scales the kept units by 1 / (1 - rate) and inflates the std.
+    keras.utils.set_random_seed(0)
+    model = build("activation=selu", f"regularization={kind}", "regularization.rate=0.3", f"regularization.dropout_kind={kind}")
+    x = keras.activations.selu(np.random.default_rng(0).standard_normal((20000, 16)).astype("float32"))
+    dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
+    assert abs(dropped.mean()) < 0.05
+    assert (abs(dropped.std() - 1) < 0.05) == keeps_moments

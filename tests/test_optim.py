@@ -79,6 +79,8 @@ def test_no_clipping_leaves_gradient():
         (["optimizer=adam", "optimizer.beta_1=0.8"], "Adam", {"beta_1": 0.8}),
         (["optimizer=nadam"], "Nadam", {"beta_2": 0.999}),
         (["optimizer=rmsprop", "optimizer.rho=0.8"], "RMSprop", {"rho": 0.8}),
+        (["optimizer=adagrad"], "Adagrad", {}),
+        (["optimizer=adamw", "optimizer.weight_decay=0.01"], "AdamW", {"weight_decay": 0.01, "beta_1": 0.9}),
     ],
 )
 def test_optimizer_choice_and_arguments(overrides, cls, attrs):
@@ -87,3 +89,76 @@ def test_optimizer_choice_and_arguments(overrides, cls, attrs):
     assert float(opt.learning_rate) == pytest.approx(0.02)
     for key, value in attrs.items():
         assert getattr(opt, key) == pytest.approx(value)
+
+
+def test_piecewise_schedule_holds_each_value_up_to_its_boundary():
+    cfg = tiny_config("scheduler=piecewise", "scheduler.boundaries=[10,100]", "scheduler.values=[0.1,0.05,0.01]")
+    steps = np.array([0, 1, 9, 10, 11, 99, 100, 101, 12345])
+    expected = np.where(steps <= 10, 0.1, np.where(steps <= 100, 0.05, 0.01))
+    np.testing.assert_allclose(rates(build_schedule(0.5, cfg.scheduler), steps), expected, rtol=1e-6)
+
+
+def one_cycle_formula(t, peak, total, start, end, final):
+    """1cycle written out piece by piece (HML ch. 11): up, down, then the final decay."""
+    cycle = (1 - final) * total
+    half = cycle / 2
+    lo, last = peak * start, peak * end
+    if t <= half:
+        return lo + (peak - lo) * t / half
+    if t <= cycle:
+        return peak - (peak - lo) * (t - half) / half
+    return lo - (lo - last) * min(t - cycle, total - cycle) / (total - cycle)
+
+
+@pytest.mark.parametrize("total, start, end, final", [(1000, 0.1, 0.001, 0.1), (200, 0.05, 0.0, 0.25), (77, 0.1, 0.01, 0.0)])
+def test_one_cycle_schedule_matches_its_formula_at_every_step(total, start, end, final):
+    cfg = tiny_config("scheduler=one_cycle", f"scheduler.start_factor={start}", f"scheduler.end_factor={end}",
+                      f"scheduler.final_fraction={final}")
+    steps = np.arange(0, total + 20)
+    expected = [one_cycle_formula(t, 0.2, total, start, end, final) if final or t <= total else 0.2 * end
+                for t in steps]
+    np.testing.assert_allclose(rates(build_schedule(0.2, cfg.scheduler, total), steps), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_one_cycle_peaks_at_half_the_cycle_and_ends_low():
+    cfg = tiny_config("scheduler=one_cycle")
+    lr = rates(build_schedule(0.1, cfg.scheduler, 1000), range(1001))
+    assert lr.argmax() == 450 and lr.max() == pytest.approx(0.1)
+    # float32: the final rate is a difference of rates 100 times larger, so it is exact to about 1e-9.
+    assert lr[[0, 900, 1000]] == pytest.approx([0.01, 0.01, 1e-4], rel=1e-4)
+
+
+@pytest.mark.parametrize("warmup, alpha", [(0, 0.0), (0, 0.1), (50, 0.0), (50, 0.2)])
+def test_cosine_schedule_matches_its_formula_at_every_step(warmup, alpha):
+    total = 400
+    cfg = tiny_config("scheduler=cosine", f"scheduler.warmup_steps={warmup}", f"scheduler.alpha={alpha}")
+    steps = np.arange(0, total + 10)
+    decay = total - warmup
+    t = np.clip(steps - warmup, 0, decay)
+    cosine = 0.3 * (alpha + (1 - alpha) * 0.5 * (1 + np.cos(np.pi * t / decay)))
+    expected = np.where(steps < warmup, 0.3 * steps / max(warmup, 1), cosine)
+    np.testing.assert_allclose(rates(build_schedule(0.3, cfg.scheduler, total), steps), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_scheduler_total_steps_overrides_the_run_length():
+    cfg = tiny_config("scheduler=cosine", "scheduler.total_steps=100")
+    lr = build_schedule(1.0, cfg.scheduler, total_steps=5000)
+    assert float(lr(50)) == pytest.approx(0.5) and float(lr(100)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_adamw_decays_weights_by_lr_times_weight_decay():
+    # With a zero gradient Adam's step is 0, so AdamW's update is the decoupled decay alone: w <- w (1 - lr wd).
+    opt = build_optimizer(tiny_config("optimizer=adamw", "optimizer.lr=0.1", "optimizer.weight_decay=0.5"))
+    variable = keras.Variable(np.array([2.0, -4.0], dtype="float32"))
+    opt.apply_gradients([(keras.ops.zeros((2,)), variable)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
+
+
+def test_adagrad_scales_steps_by_accumulated_squared_gradients():
+    # Keras' Adagrad: accumulator a = 0.1 + g^2, step lr * g / sqrt(a + eps); two steps of g = 1 and lr 1.
+    opt = build_optimizer(tiny_config("optimizer=adagrad", "optimizer.lr=1.0"))
+    variable = keras.Variable(np.zeros(1, dtype="float32"))
+    for _ in range(2):
+        opt.apply_gradients([(keras.ops.ones((1,)), variable)])
+    expected = -(1 / np.sqrt(1.1 + 1e-7) + 1 / np.sqrt(2.1 + 1e-7))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), [expected], rtol=1e-5)

@@ -215,7 +215,7 @@ def real_sweep(tmp_path_factory):
 
 def test_a_real_sweep_ends_in_its_table_and_files(real_sweep):
     sweep, result = real_sweep
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # two jobs failed: the sweep still ends in its table
     assert "Traceback" not in result.stderr
     table_text = result.stdout[result.stdout.index("dnnexp sweep:"):]
     for header in ("activation", "trainer.epochs", "best val acc", "test acc", "val loss", "epochs", "s/epoch", "params", "status"):

@@ -20,16 +20,17 @@ from dnnexp.train import train
 @pytest.mark.parametrize(
     "batch_size, n_train, setting, expected",
     [
-        (32, 55_000, "auto", 50),  # the measured best at batch 32
-        (128, 55_000, "auto", 20),  # and at batch 128
-        (512, 55_000, "auto", 5),
-        (8192, 55_000, "auto", 1),
+        (32, 64_000, "auto", 50),  # 2,000 steps per epoch: the measured best at batch 32
+        (128, 64_000, "auto", 20),  # 500 steps: and at batch 128
+        (512, 64_000, "auto", 5),
+        (8192, 64_000, "auto", 1),
+        (32, 3_500, "auto", 22),  # mnist_5k's 110 steps: the largest divisor up to 50
         (32, 300, "auto", 10),  # never more than the 10 steps of an epoch
-        (32, 55_000, 7, 7),
+        (32, 55_000, 7, 3),  # 1,719 = 3 x 3 x 191 steps
         (32, 300, 100, 10),
     ],
 )
-def test_steps_per_execution_follows_batch_size_within_one_epoch(batch_size, n_train, setting, expected):
+def test_steps_per_execution_follows_batch_size_and_divides_an_epoch(batch_size, n_train, setting, expected):
     trainer = TrainerConfig(batch_size=batch_size, steps_per_execution=setting)
     assert runtime.steps_per_execution(trainer, n_train) == expected
 
@@ -83,12 +84,12 @@ def test_multi_worker_refuses_a_tf_config_without_cluster(monkeypatch):
 
 
 def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(trained_run, tmp_path):
-    # 300 samples / batch 32 = 10 steps per epoch, run as calls of 4, 4 and 2 steps.
+    # 300 samples / batch 32 = 10 steps per epoch, run as two calls of 5 steps.
     cfg = tiny_config("scheduler=exponential", "scheduler.s=25", "optimizer.lr=0.1", "trainer.epochs=3",
-                      "trainer.steps_per_execution=4")
-    metrics = train(cfg, tmp_path / "four")
-    assert metrics["steps_per_execution"] == 4
-    history = pd.read_csv(tmp_path / "four" / "history.csv")
+                      "trainer.steps_per_execution=5")
+    metrics = train(cfg, tmp_path / "five")
+    assert metrics["steps_per_execution"] == 5
+    history = pd.read_csv(tmp_path / "five" / "history.csv")
     np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)], rtol=1e-5)
 
     one = train(tiny_config("trainer.steps_per_execution=1"), tmp_path / "one")
@@ -101,19 +102,25 @@ def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(traine
 def test_model_is_built_and_compiled_in_the_strategys_scope_with_the_speed_settings():
     from dnnexp.backend import tf
     from dnnexp.data import load
-    from dnnexp.train import compiled_model
+    from dnnexp.model import build_model
+    from dnnexp.train import compile_phase
+    from dnnexp.transfer import Phase
 
-    cfg = tiny_config("trainer.jit_compile=true")
+    cfg = tiny_config("trainer.jit_compile=true", "trainer.steps_per_execution=5")
+    data = load(cfg.dataset)
     strategy = tf.distribute.MirroredStrategy()  # on a machine without GPUs: one replica, the CPU
+    with strategy.scope():
+        model = build_model(cfg, data.input_shape, data.n_classes)
     runtime.set_determinism(jit_compile=False)  # as after any earlier run in this process
     runtime.set_determinism(jit_compile=True)  # else Keras silently drops XLA
     try:
-        model = compiled_model(cfg, load(cfg.dataset), strategy, steps_per_call=4)
+        compile_phase(cfg, model, Phase("train", cfg.trainer.epochs), data)
     finally:
         runtime.set_determinism(jit_compile=False)
-    model.optimizer.build(model.trainable_variables)
-    assert strategy.num_replicas_in_sync == 1
-    assert model.steps_per_execution == 4 and model.jit_compile is True
+    with model.distribute_strategy.scope():  # where Keras' fit builds the optimizer
+        model.optimizer.build(model.trainable_variables)
+    assert model.distribute_strategy is strategy and strategy.num_replicas_in_sync == 1
+    assert model.steps_per_execution == 5 and model.jit_compile is True
     assert all(strategy.extended.variable_created_in_scope(v.value) for v in [*model.weights, *model.optimizer.variables])
 
 

@@ -75,3 +75,59 @@ def test_early_stopping_stops_and_says_so(tmp_path):
     assert metrics["stopped_early"] is True
     assert metrics["epochs_run"] == 2
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+
+
+@pytest.fixture(scope="module")
+def mc_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("mc")
+    cfg = tiny_config("regularization=dropout", "regularization.rate=0.3", "evaluation.mc_samples=10", "optimizer.lr=0.1")
+    return run_dir, train(cfg, run_dir)
+
+
+def test_mc_dropout_reports_accuracy_and_entropy_next_to_test_accuracy(mc_run):
+    run_dir, metrics = mc_run
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["mc_samples"] == 10
+    assert 0.1 < saved["mc_accuracy"] <= 1.0
+    assert abs(saved["mc_accuracy"] - saved["test_accuracy"]) < 0.15  # the same model, averaged
+    assert 0.0 < saved["mc_entropy"] < np.log(10)
+
+
+def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+    from dnnexp.train import mc_dropout
+
+    run_dir, _ = mc_run
+    model = keras.models.load_model(run_dir / "model.keras")
+    data = load(tiny_config().dataset)
+    keras.utils.set_random_seed(1)
+    one = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
+    keras.utils.set_random_seed(2)
+    other = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
+    assert one["mc_entropy"] != other["mc_entropy"]  # dropout is on: two single passes differ
+    # With the dropout layers off, the same code gives the plain prediction's accuracy and entropy.
+    plain = model.predict(data.x_test, verbose=0)
+    for layer in model.layers:
+        if "dropout" in layer.name:
+            layer.rate = 0.0
+    again = mc_dropout(model, data.x_test, data.y_test, samples=3, batch_size=32)
+    assert again["mc_accuracy"] == pytest.approx(np.mean(plain.argmax(axis=1) == data.y_test))
+    entropy = -np.sum(plain * np.log(np.clip(plain, 1e-12, 1)), axis=1).mean()
+    assert again["mc_entropy"] == pytest.approx(entropy, rel=1e-5)
+
+
+def test_cnn_trains_end_to_end(tmp_path):
+    cfg = tiny_config("model=cnn", "model.filters=[8]", "model.units=16", "optimizer=adam", "optimizer.lr=0.003", "diagnostics=on")
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "completed" and metrics["test_accuracy"] > 0.3  # learns: chance is 0.1
+    layers = pd.read_csv(tmp_path / "diagnostics.csv")["layer"].unique().tolist()
+    assert layers == ["conv_1", "dense_1"]
+
+
+def test_one_cycle_run_follows_its_schedule_over_the_whole_run(tmp_path):
+    # 300 samples / batch 32 = 10 steps per epoch, 2 epochs: T = 20, cycle 18, peak at step 9.
+    cfg = tiny_config("scheduler=one_cycle", "optimizer.lr=0.1")
+    train(cfg, tmp_path)
+    lr = pd.read_csv(tmp_path / "history.csv")["learning_rate"].tolist()
+    np.testing.assert_allclose(lr, [0.1 - 0.09 * 1 / 9, 1e-4], rtol=1e-4)

@@ -6,13 +6,20 @@ TensorFlow is imported only once a run is about to train, so ``--help``,
 
 from __future__ import annotations
 
+import importlib
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from rich.console import Console
+
+from dnnexp.files import RunFolderError, read_metrics, write_metrics
+from dnnexp.hydra_callbacks import FailedJobs, print_error
 
 
 def config_dir() -> str:
@@ -24,38 +31,77 @@ def config_dir() -> str:
     raise FileNotFoundError(f"dnnexp's conf/ folder is missing (looked in {here / 'conf'} and {here.parents[1] / 'conf'})")
 
 
+# What each `mode` runs, as "module:function(config, run_dir)"; imported only when chosen,
+# since each loads TensorFlow.
+RUNNERS = {
+    "train": "dnnexp.train:train",
+    "lr_find": "dnnexp.lr_tools:lr_find",
+    "plot_schedule": "dnnexp.lr_tools:plot_schedule",
+}
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
-    from rich.console import Console
-
-    from dnnexp.config import ConfigError, validate
+    from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
-    from dnnexp.files import write_metrics
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    err_console = Console(stderr=True)
     try:
         config = validate(cfg)
-        from dnnexp.train import train  # TensorFlow loads here
-
-        metrics = train(config, run_dir)
-    except (ConfigError, DataError) as err:
-        err_console.print(f"[bold red]dnnexp: error:[/] {err}", highlight=False, soft_wrap=True)
+        metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
+        if metrics is None:
+            module, function = RUNNERS[config.mode].split(":")
+            run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
+            metrics = run(config, run_dir)
+    except (ConfigError, DataError, RunFolderError) as err:
+        print_error(str(err))
         if not multirun:
             sys.exit(2)
         # In a sweep, one bad job is recorded and the others go on.
         write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
+    except KeyboardInterrupt:
+        folder = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
+        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
+        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
+    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
+        message = f"{type(err).__name__}: {err}"
+        print_error(message)
+        write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+        if not multirun:
+            raise  # Hydra prints the traceback
+        return float("nan")
+    if config.mode != "train":
+        return None  # the tools print their own one-line result
     from dnnexp.report import print_run_summary
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
     return metrics.get(config.optimized_metric)
 
 
+def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
+    """The metrics of the run with this config that ``run_dir`` already holds, finished; else None.
+
+    So a sweep started again in its folder to resume its killed job does not train the
+    jobs that had finished.
+    """
+    try:
+        metrics = read_metrics(run_dir)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("status") not in ("completed", "diverged") or metrics.get("config_hash") != config_hash:
+        return None
+    Console(stderr=True).print(f"{run_dir} already holds this run, finished: not training it again", highlight=False, soft_wrap=True)
+    return metrics
+
+
 def main() -> None:
+    FailedJobs.failed = []
     _app()
+    if FailedJobs.failed:  # recorded at the end of a multirun
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,20 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
 import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from dnnexp.files import MODEL
 
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
@@ -27,12 +31,20 @@ DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish")
 INITIALIZERS = ("auto", "he_normal", "he_uniform", "lecun_normal", "glorot_uniform", "glorot_normal")
 NORMALIZATIONS = ("none", "batchnorm_before", "batchnorm_after")
-OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
-SCHEDULERS = ("constant", "power", "exponential", "performance")
+MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop", "adagrad", "adamw")
+SCHEDULERS = ("constant", "power", "exponential", "performance", "piecewise", "one_cycle", "cosine")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
+PENALTIES = ("none", "l1", "l2", "l1_l2")
+DROPOUT_KINDS = ("dropout", "alpha_dropout")
+MODES = ("train", "lr_find", "plot_schedule")
+TRANSFERS = ("none", "frozen", "finetune", "mobilenet_v2")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+# Classes per dataset, so a task split (dataset.classes) is checked before any data loads.
+DATASET_CLASSES = {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 class ConfigError(ValueError):
@@ -48,6 +60,7 @@ class DatasetConfig:
     limit: int | None = None
     standardize: bool = False
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
 @dataclass
@@ -55,6 +68,8 @@ class ModelConfig:
     name: str = "mlp"
     hidden_layers: int = 2
     units: Any = 100  # an int for every hidden layer, or a list of ints (one per layer)
+    filters: list[int] = field(default_factory=lambda: [32, 64])  # cnn: one conv block per entry
+    kernel_size: int = 3  # cnn
 
 
 @dataclass
@@ -84,6 +99,7 @@ class OptimizerConfig:
     beta_1: float = 0.9
     beta_2: float = 0.999
     rho: float = 0.9
+    weight_decay: float = 0.004  # adamw: decoupled weight decay (Keras' default)
 
 
 @dataclass
@@ -94,6 +110,14 @@ class SchedulerConfig:
     factor: float = 0.5  # performance: lr <- lr * factor
     patience: int = 2  # performance: epochs without val_loss improvement
     min_lr: float = 0.0
+    boundaries: list[int] = field(default_factory=list)  # piecewise: steps where the rate changes
+    values: list[float] = field(default_factory=list)  # piecewise: the rates, one more than boundaries
+    total_steps: int | None = None  # one_cycle, cosine: null = the whole run (epochs x steps per epoch)
+    start_factor: float = 0.1  # one_cycle: starting rate = optimizer.lr * start_factor
+    end_factor: float = 0.001  # one_cycle: final rate = optimizer.lr * end_factor
+    final_fraction: float = 0.1  # one_cycle: share of the steps spent in the final decay
+    warmup_steps: int = 0  # cosine: linear warm-up from 0 to optimizer.lr over these steps
+    alpha: float = 0.0  # cosine: the rate ends at optimizer.lr * alpha
 
 
 @dataclass
@@ -112,6 +136,31 @@ class RegularizationConfig:
     monitor: str = "val_loss"
     patience: int = 5
     restore_best_weights: bool = True
+    dropout_kind: str = "dropout"  # or alpha_dropout (keeps SELU's mean and variance)
+    penalty: str = "none"  # kernel penalty added to the loss: none, l1, l2, l1_l2
+    l1: float = 0.01
+    l2: float = 0.01
+    max_norm: float | None = None  # max-norm constraint on each unit's incoming weights
+
+
+@dataclass
+class EvaluationConfig:
+    mc_samples: int = 0  # MC Dropout: predictions averaged over this many passes with dropout on (0 = off)
+
+
+@dataclass
+class DiagnosticsConfig:
+    enabled: bool = False
+    batch_size: int = 256  # the fixed training batch every measurement uses
+    vanishing_below: float = 0.1  # grad_ratio below this: vanishing
+    exploding_above: float = 10.0  # grad_ratio above this: exploding
+
+
+@dataclass
+class LrFindConfig:
+    min_lr: float = 1e-5
+    max_lr: float = 10.0
+    stop_factor: float = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 
 
 @dataclass
@@ -130,6 +179,28 @@ class TrainerConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Reuse a pretrained network (lecture: "Transfer Learning"); see conf/transfer/."""
+
+    name: str = "none"
+    source: str | None = None  # a .keras file or a dnnexp run folder; null: pretrain task A (below), cached
+    pretrain_classes: list[int] | None = None  # task A: these classes of the same dataset and split
+    pretrain_epochs: int = 10
+    pretrain_seed: int = 0
+    cache_dir: str = "outputs/pretrained"  # pretrained task-A runs, one folder per config hash
+    reuse_layers: int | None = None  # the lower hidden blocks to reuse; null: all of them
+    new_units: list[int] = field(default_factory=list)  # new hidden layers on top of the reused ones
+    frozen_epochs: int | None = None  # null: trainer.epochs - finetune_epochs
+    finetune_epochs: int = 0
+    unfreeze_top: int = 1  # reused blocks (or base layers) made trainable again for the fine-tuning phase
+    lr_factor: float = 0.1  # fine-tuning learning rate = optimizer.lr * lr_factor
+    resize: bool = False  # resize and channel-map inputs to the source's input shape
+    weights: str | None = "imagenet"  # mobilenet_v2: pretrained weights, or null for random ones
+    input_size: int = 96  # mobilenet_v2: images are resized to input_size x input_size x 3
+    alpha: float = 0.35  # mobilenet_v2: width multiplier
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -141,6 +212,11 @@ class Config:
     clipping: ClippingConfig = field(default_factory=ClippingConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    mode: str = "train"
     optimized_metric: str = "best_val_accuracy"
     task_name: str = "train"
 
@@ -165,10 +241,10 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     msg = str(err).splitlines()[0]
     if "is not in struct" in msg or "Key '" in msg and "not in" in msg:
         return f"{key} is not a known key ({msg})"
-    if "could not be converted" in msg or "Value '" in msg:
-        expected = _expected_type(key)
-        value = msg.split("'")[1] if "'" in msg else "?"
-        return f"{key} must be {expected}, got {value!r}"
+    if "could not be converted" in msg or "Cannot convert" in msg or "Value '" in msg:
+        value = getattr(err, "value", None)
+        shown = repr(value) if isinstance(value, str) else str(value)
+        return f"{key} must be {_expected_type(key)}, got {shown}"
     return f"{key}: {msg}"
 
 
@@ -227,14 +303,18 @@ def _check_ranges(c: Config) -> None:
     _in_range("dataset.test_size", d.test_size, 1, math.inf)
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
+    _check_classes("dataset.classes", d.classes, d.name)
 
-    _one_of("model.name", c.model.name, ("mlp",))
+    _one_of("model.name", c.model.name, MODELS)
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
     units = c.model.units
     unit_list = units if isinstance(units, list) else [units]
     for u in unit_list:
         if isinstance(u, bool) or not isinstance(u, int) or u < 1:
             raise ConfigError(f"model.units must be a positive integer or a list of them, got {units!r}")
+    if not c.model.filters or any(f < 1 for f in c.model.filters):
+        raise ConfigError(f"model.filters must be a non-empty list of positive integers, got {c.model.filters!r}")
+    _in_range("model.kernel_size", c.model.kernel_size, 1, math.inf)
 
     _one_of("activation.name", c.activation.name, ACTIVATIONS)
     _in_range("activation.alpha", c.activation.alpha, 0, 1)
@@ -252,6 +332,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("optimizer.beta_1", o.beta_1, 0, 1, high_open=True)
     _in_range("optimizer.beta_2", o.beta_2, 0, 1, high_open=True)
     _in_range("optimizer.rho", o.rho, 0, 1, high_open=True)
+    _in_range("optimizer.weight_decay", o.weight_decay, 0, math.inf)
 
     s = c.scheduler
     _one_of("scheduler.name", s.name, SCHEDULERS)
@@ -260,6 +341,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("scheduler.factor", s.factor, 0, 1, low_open=True, high_open=True)
     _in_range("scheduler.patience", s.patience, 0, math.inf)
     _in_range("scheduler.min_lr", s.min_lr, 0, math.inf)
+    _check_new_schedules(s)
 
     _one_of("clipping.name", c.clipping.name, CLIPPINGS)
     _positive("clipping.threshold", c.clipping.threshold)
@@ -270,6 +352,12 @@ def _check_ranges(c: Config) -> None:
     _in_range("regularization.last_k", r.last_k, 1, math.inf)
     _one_of("regularization.monitor", r.monitor, MONITORS)
     _in_range("regularization.patience", r.patience, 0, math.inf)
+    _one_of("regularization.dropout_kind", r.dropout_kind, DROPOUT_KINDS)
+    _one_of("regularization.penalty", r.penalty, PENALTIES)
+    _in_range("regularization.l1", r.l1, 0, math.inf)
+    _in_range("regularization.l2", r.l2, 0, math.inf)
+    if r.max_norm is not None:
+        _positive("regularization.max_norm", r.max_norm)
 
     t = c.trainer
     _in_range("trainer.epochs", t.epochs, 1, math.inf)
@@ -283,6 +371,151 @@ def _check_ranges(c: Config) -> None:
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+    _check_transfer(c)
+    _check_tools(c)
+
+
+def _check_new_schedules(s: SchedulerConfig) -> None:
+    if s.name == "piecewise":
+        if len(s.values) != len(s.boundaries) + 1:
+            raise ConfigError(
+                f"scheduler.values must have one more entry than scheduler.boundaries, got {len(s.values)} values "
+                f"for {len(s.boundaries)} boundaries"
+            )
+        if s.boundaries != sorted(set(s.boundaries)) or any(b < 1 for b in s.boundaries):
+            raise ConfigError(f"scheduler.boundaries must be increasing positive step counts, got {s.boundaries}")
+        for v in s.values:
+            _positive("scheduler.values", v)
+    if s.total_steps is not None:
+        _in_range("scheduler.total_steps", s.total_steps, 1, math.inf)
+    _in_range("scheduler.start_factor", s.start_factor, 0, 1, low_open=True)
+    _in_range("scheduler.end_factor", s.end_factor, 0, 1)
+    _in_range("scheduler.final_fraction", s.final_fraction, 0, 1, high_open=True)
+    _in_range("scheduler.warmup_steps", s.warmup_steps, 0, math.inf)
+    _in_range("scheduler.alpha", s.alpha, 0, 1)
+
+
+def _check_tools(c: Config) -> None:
+    """MC Dropout, diagnostics, the learning-rate finder and the run mode."""
+    _one_of("mode", c.mode, MODES)
+    if c.mode == "plot_schedule" and c.scheduler.name == "performance":
+        raise ConfigError("scheduler=performance cannot be plotted before training: its cuts depend on the validation loss")
+    _in_range("evaluation.mc_samples", c.evaluation.mc_samples, 0, math.inf)
+    if c.evaluation.mc_samples > 0 and c.regularization.rate == 0:
+        raise ConfigError(
+            f"evaluation.mc_samples={c.evaluation.mc_samples} needs dropout: set regularization=dropout "
+            "(regularization.rate > 0)"
+        )
+    d = c.diagnostics
+    _in_range("diagnostics.batch_size", d.batch_size, 1, math.inf)
+    _in_range("diagnostics.vanishing_below", d.vanishing_below, 0, 1, low_open=True, high_open=True)
+    _in_range("diagnostics.exploding_above", d.exploding_above, 1, math.inf, low_open=True, high_open=True)
+    f = c.lr_find
+    _positive("lr_find.min_lr", f.min_lr)
+    _in_range("lr_find.max_lr", f.max_lr, f.min_lr, math.inf, low_open=True, high_open=True)
+    _in_range("lr_find.stop_factor", f.stop_factor, 1, math.inf, low_open=True)
+
+
+def _check_classes(key: str, classes: list[int] | None, dataset: str) -> None:
+    if classes is None:
+        return
+    n = DATASET_CLASSES.get(dataset, 10)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(0 <= k < n for k in classes):
+        raise ConfigError(f"{key} must list at least 2 different class numbers in [0, {n - 1}], got {classes}")
+
+
+# MobileNetV2's published ImageNet weights exist only for these widths and input sizes.
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+
+
+def _check_transfer(c: Config) -> None:
+    t = c.transfer
+    _one_of("transfer.name", t.name, TRANSFERS)
+    if t.name == "none":
+        return
+    if t.name != "mobilenet_v2":
+        _check_source(t, c.dataset.name)
+        if t.reuse_layers is not None:
+            _in_range("transfer.reuse_layers", t.reuse_layers, 1, math.inf)
+    for u in t.new_units:
+        _in_range("transfer.new_units", u, 1, math.inf)
+    _check_phases(t, c.trainer.epochs)
+    if t.name == "mobilenet_v2" and c.diagnostics.enabled and not t.new_units:
+        raise ConfigError("diagnostics=on measures dnnexp's hidden blocks; with transfer=mobilenet_v2 add some with transfer.new_units")
+    if t.name == "mobilenet_v2":
+        _positive("transfer.alpha", t.alpha)
+        _in_range("transfer.input_size", t.input_size, 32, math.inf)  # MobileNetV2's smallest input
+        _check_weights(t)
+
+
+def _check_weights(t: TransferConfig) -> None:
+    if t.weights is None:
+        return
+    if t.weights != "imagenet":
+        if not Path(t.weights).is_file():
+            raise ConfigError(f"transfer.weights must be imagenet, null or a weights file, got {t.weights!r} (no such file)")
+        return
+    for key, value, allowed in (("input_size", t.input_size, IMAGENET_SIZES), ("alpha", t.alpha, IMAGENET_ALPHAS)):
+        if value not in allowed:
+            shown = ", ".join(str(a) for a in allowed)
+            raise ConfigError(f"transfer.{key} must be one of {shown} with transfer.weights=imagenet, got {value}")
+
+
+def _check_source(t: TransferConfig, dataset: str) -> None:
+    if t.source is None:
+        if t.pretrain_classes is None:
+            raise ConfigError(
+                f"transfer={t.name} needs transfer.source (a .keras file or a dnnexp run folder) "
+                "or transfer.pretrain_classes (task A, pretrained first)"
+            )
+        _check_classes("transfer.pretrain_classes", t.pretrain_classes, dataset)
+        _in_range("transfer.pretrain_epochs", t.pretrain_epochs, 1, math.inf)
+        _in_range("transfer.pretrain_seed", t.pretrain_seed, 0, 2**32 - 1)
+        return
+    path = Path(t.source)
+    if not path.exists():
+        raise ConfigError(f"transfer.source={t.source} does not exist (expected a .keras file or a dnnexp run folder)")
+    if path.is_dir() and not (path / MODEL).is_file():
+        raise ConfigError(f"transfer.source={t.source} is a folder without {MODEL} (not a finished dnnexp run)")
+
+
+def _check_phases(t: TransferConfig, epochs: int) -> None:
+    """Phase 1 trains with every reused layer frozen; phase 2 unfreezes the top ones at a lower rate."""
+    _in_range("transfer.finetune_epochs", t.finetune_epochs, 0, math.inf)
+    if t.frozen_epochs is not None:
+        _in_range("transfer.frozen_epochs", t.frozen_epochs, 1, math.inf)
+    frozen, finetune = phase_epochs(t, epochs)
+    if frozen < 1:
+        raise ConfigError(
+            f"transfer.finetune_epochs={t.finetune_epochs} must be less than trainer.epochs={epochs} "
+            "(transfer.frozen_epochs=null trains the rest of trainer.epochs frozen)"
+        )
+    if finetune:
+        _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+
+
+def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
+    """(frozen, fine-tuning) epochs. transfer=frozen never fine-tunes, so one sweep over
+    transfer=none,frozen,finetune accepts the same overrides in every job; frozen_epochs=null
+    leaves trainer.epochs in total."""
+    finetune = 0 if t.name == "frozen" else t.finetune_epochs
+    frozen = epochs - finetune if t.frozen_epochs is None else t.frozen_epochs
+    return frozen, finetune
+
+
+def config_hash(cfg: Config) -> str:
+    """Twelve hex digits of the config's SHA-256; what only changes the display does not count.
+
+    metrics.json keeps it, so a sweep started again in its folder knows which jobs already
+    finished with exactly this config.
+    """
+    fields = dataclasses.asdict(cfg)
+    fields["trainer"].pop("verbose")
+    for key in ("task_name", "optimized_metric"):
+        fields.pop(key)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

@@ -87,11 +87,29 @@ def load(cfg: DatasetConfig) -> Data:
         _check_split_sizes(cfg, len(y), ("dataset.val_size", cfg.val_size))
         x_test, y_test = raw.x_test, raw.y_test
     x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
+    class_names = list(raw.class_names)
+    if cfg.classes is not None:
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+            keep_classes(xs, ys, cfg.classes) for xs, ys in ((x_train, y_train), (x_val, y_val), (x_test, y_test))
+        )
+        class_names = [class_names[k] for k in cfg.classes]
     if cfg.limit is not None:
         x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
 
     x_train, x_val, x_test = scale(x_train, x_val, x_test, standardize=cfg.standardize)
-    return Data(x_train, y_train, x_val, y_val, x_test, y_test, list(raw.class_names))
+    return Data(x_train, y_train, x_val, y_val, x_test, y_test, class_names)
+
+
+def keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the samples of ``classes`` and relabel them 0, 1, ... in the order given (a task split).
+
+    The split into train / validation / test happens before this filter, so two tasks of
+    one dataset (transfer learning's A and B) never share a sample across their splits.
+    """
+    keep = np.isin(y, classes)
+    relabel = np.full(int(max(y.max(), *classes)) + 1, -1, dtype=np.int64)
+    relabel[list(classes)] = np.arange(len(classes))
+    return x[keep], relabel[y[keep]]
 
 
 def scale(x_train: np.ndarray, *others: np.ndarray, standardize: bool) -> list[np.ndarray]:

@@ -5,24 +5,35 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
+BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
+LOCK = ".dnnexp.lock"
+DIAGNOSTICS = "diagnostics.csv"
 TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+# `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
+DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
+
+
+class RunFolderError(RuntimeError):
+    """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temporary file in the same folder, then rename over ``path`` (atomic on POSIX).
 
-    ``text`` is written as UTF-8; bytes (a PNG) as they are.
+    ``text`` is written as UTF-8; bytes (a PNG, a backup) as they are.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +67,72 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows of a table -> CSV with exactly ``columns``, written atomically."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    write_atomic(Path(run_dir) / HISTORY, table.to_csv(index=False))
+    write_atomic(Path(path), pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(Path(run_dir) / HISTORY, rows, HISTORY_COLUMNS)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib ``Figure`` as PNG, atomically.
+
+    Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
+    GUI backend is chosen or needed and nothing stays open.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV the run wrote (none if it does not exist yet), as plain Python values.
+
+    A resumed run starts from them, so one it cannot read is a RunFolderError.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"cannot read {path} to resume the run: {err}") from None
+    return table.to_dict("records")
+
+
+def lock_run_folder(run_dir: Path) -> IO:
+    """Claim ``run_dir`` for this process; raise RunFolderError if another process holds it.
+
+    An flock, not a marker file: the kernel releases it when the process dies, even by
+    SIGKILL, so a killed run can be resumed in its folder at once. Keep the returned file
+    open for as long as the run writes.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunFolderError(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
+    return handle
+
+
+def lock_held(folder: Path) -> bool | None:
+    """Whether a live process holds ``folder``'s lock: None if the folder never had one."""
+    try:
+        handle = open(Path(folder) / LOCK)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

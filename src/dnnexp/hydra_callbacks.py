@@ -1,16 +1,26 @@
-"""Hydra callbacks: what happens around the jobs of a sweep. No TensorFlow.
+"""Hydra callbacks: what happens around the jobs of a run or sweep. No TensorFlow.
 
-Configured in conf/hydra/default.yaml (``hydra.callbacks``), so every multirun ends
-in its comparison table without a second command.
+Configured in conf/hydra/default.yaml (``hydra.callbacks``): every run and sweep holds
+its folder, and every multirun ends in its comparison table and a word on the jobs that
+failed, without a second command.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dnnexp.files import RunFolderError, lock_run_folder, read_metrics
+
+
+def print_error(message: str) -> None:
+    """One red line on stderr, the way dnnexp reports everything a user must fix."""
+    Console(stderr=True).print(f"[bold red]dnnexp: error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 class SweepReport(Callback):
@@ -33,3 +43,58 @@ class SweepReport(Callback):
             write_sweep_report(self.sweep_dir or Path(config.hydra.sweep.dir), wide_console(), command)
         except ReportError as err:
             Console(stderr=True).print(f"[bold red]dnnexp: report:[/] {err}", highlight=False)
+
+
+class ClaimOutputFolder(Callback):
+    """Holds a lock on the run or sweep folder from before Hydra writes into it, so two runs never share one.
+
+    The folder names carry microseconds, so two commands started in the same second
+    already get different folders; the lock also refuses a run pointed (hydra.run.dir=...)
+    at a folder another live run is writing.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(Path(config.hydra.sweep.dir))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._lock.close()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._lock.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The joblib launcher pickles the callbacks into its worker processes, and an open
+        # file cannot be pickled; the lock stays with the process that took it.
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def _claim(self, folder: Path) -> None:
+        try:
+            self._lock = lock_run_folder(folder)
+        except RunFolderError as err:
+            print_error(str(err))
+            sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
+
+
+class FailedJobs(Callback):
+    """At the end of a multirun, names the jobs that failed; cli.main() then exits with status 1."""
+
+    failed: list[str] = []  # the failed jobs' folders
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name))
+        FailedJobs.failed = [str(job) for job in jobs if _failed(job)]
+        if FailedJobs.failed:  # the report's notes above say why each one failed
+            print_error(f"{len(FailedJobs.failed)} of {len(jobs)} jobs failed: {', '.join(FailedJobs.failed)}")
+
+
+def _failed(job_dir: Path) -> bool:
+    """A job with no usable result: failed, or no readable metrics.json (a diverged run is a result)."""
+    try:
+        metrics = read_metrics(job_dir)
+    except (OSError, ValueError):
+        return True
+    return not isinstance(metrics, dict) or metrics.get("status") == "failed"

@@ -1,8 +1,10 @@
-"""Config -> keras.Model: an MLP whose every hidden block follows the lecture's choices.
+"""Config -> keras.Model: an MLP (or a small CNN) whose every hidden block follows the lecture's choices.
 
 A hidden block is Dense -> [BatchNorm] -> activation -> [BatchNorm] -> [Dropout], named
 ``dense_i``, ``batchnorm_i``, ``activation_i``, ``dropout_i`` (i from 1) so reports,
-diagnostics and transfer learning can find a block's layers by name.
+diagnostics and transfer learning can find a block's layers by name. A CNN's conv blocks
+are named the same way with ``conv_i``, ``batchnorm_conv_i``, ``activation_conv_i``,
+``pool_i``, ``dropout_conv_i``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ActivationConfig, Config, hidden_units
+from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units
 
 # Activation layers by config name (Keras' own activations; LeakyReLU needs its slope).
 ACTIVATIONS: dict[str, Callable[[ActivationConfig, str], keras.layers.Layer]] = {
@@ -84,29 +86,118 @@ def loss_for(n_classes: int) -> str:
     return "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
 
 
+# Kernel penalties added to the loss, by regularization.penalty (Keras' own regularizers).
+PENALTIES: dict[str, Callable[[RegularizationConfig], keras.regularizers.Regularizer | None]] = {
+    "none": lambda r: None,
+    "l1": lambda r: keras.regularizers.L1(r.l1),
+    "l2": lambda r: keras.regularizers.L2(r.l2),
+    "l1_l2": lambda r: keras.regularizers.L1L2(l1=r.l1, l2=r.l2),
+}
+
+# Dropout layers by regularization.dropout_kind: alpha dropout keeps SELU's self-normalization.
+DROPOUTS = {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout}
+
+
 def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """An MLP, or (model=cnn) conv blocks then the same dense head, ending in the output layer."""
     units = hidden_units(cfg.model)
-    placement = NORMALIZATION_PLACEMENT[cfg.normalization.name]
-    init = initializer_name(cfg)
     drop_input, drop_hidden = dropout_flags(cfg, len(units))
-
-    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input"), keras.layers.Flatten(name="flatten")]
-    if drop_input:
-        layers.append(keras.layers.Dropout(cfg.regularization.rate, name="dropout_input"))
+    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
+    if cfg.model.name == "cnn":
+        layers += _conv_blocks(cfg, input_shape, drop_input)
+    else:
+        layers.append(keras.layers.Flatten(name="flatten"))
+        if drop_input:
+            layers.append(_dropout(cfg, "dropout_input"))
     for i, (width, dropout) in enumerate(zip(units, drop_hidden), start=1):
-        # Before-activation BN has its own shift (beta), so the Dense bias would be redundant.
-        layers.append(keras.layers.Dense(width, use_bias=placement != "before", kernel_initializer=init, name=f"dense_{i}"))
-        if placement == "before":
-            layers.append(_batchnorm(cfg, i))
-        layers.append(ACTIVATIONS[cfg.activation.name](cfg.activation, f"activation_{i}"))
-        if placement == "after":
-            layers.append(_batchnorm(cfg, i))
-        if dropout:
-            layers.append(keras.layers.Dropout(cfg.regularization.rate, name=f"dropout_{i}"))
+        layers += hidden_block(cfg, i, width, dropout)
     layers.append(output_layer(n_classes))
-    return keras.Sequential(layers, name="mlp")
+    return keras.Sequential(layers, name=cfg.model.name)
 
 
-def _batchnorm(cfg: Config, i: int) -> keras.layers.BatchNormalization:
+def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:
+    """Dense hidden block i as configured; also the new layers transfer learning adds on top of reused ones."""
+    return _block(cfg, keras.layers.Dense(width, name=f"dense_{i}", **_kernel_kwargs(cfg, incoming_axes=[0])), f"_{i}", dropout)
+
+
+def _conv_blocks(cfg: Config, input_shape: tuple[int, ...], drop_input: bool) -> list[keras.layers.Layer]:
+    """Conv2D -> [BN] -> activation -> [BN] -> 2x2 max pooling -> [dropout] per entry of model.filters, then Flatten."""
+    layers: list[keras.layers.Layer] = []
+    if len(input_shape) == 2:  # grayscale images come without a channel axis
+        layers.append(keras.layers.Reshape((*input_shape, 1), name="channels"))
+    if drop_input:
+        layers.append(_dropout(cfg, "dropout_input"))
+    dropout = cfg.regularization.rate > 0 and cfg.regularization.layers in ("all", "hidden")
+    for i, filters in enumerate(cfg.model.filters, start=1):
+        # A conv kernel is (rows, cols, in, out): a filter's incoming weights span the first three axes.
+        kwargs = _kernel_kwargs(cfg, incoming_axes=[0, 1, 2])
+        conv = keras.layers.Conv2D(filters, cfg.model.kernel_size, padding="same", name=f"conv_{i}", **kwargs)
+        layers += _block(cfg, conv, f"_conv_{i}", dropout, pool=keras.layers.MaxPooling2D(2, name=f"pool_{i}"))
+    layers.append(keras.layers.Flatten(name="flatten"))
+    return layers
+
+
+def _kernel_kwargs(cfg: Config, incoming_axes: list[int]) -> dict:
+    """Initializer, penalty and max-norm constraint of a hidden layer's kernel.
+
+    Before-activation BN has its own shift (beta), so the layer's bias would be redundant.
+    Max-norm caps the norm of each unit's incoming weights, taken over ``incoming_axes``.
+    """
+    reg = cfg.regularization
+    max_norm = keras.constraints.MaxNorm(reg.max_norm, axis=incoming_axes) if reg.max_norm is not None else None
+    return {
+        "use_bias": NORMALIZATION_PLACEMENT[cfg.normalization.name] != "before",
+        "kernel_initializer": initializer_name(cfg),
+        "kernel_regularizer": PENALTIES[reg.penalty](reg),
+        "kernel_constraint": max_norm,
+    }
+
+
+def _block(cfg: Config, weights: keras.layers.Layer, suffix: str, dropout: bool, pool: keras.layers.Layer | None = None):
+    """weights -> [BN] -> activation -> [BN] -> [pool] -> [dropout], named batchnorm{suffix}, activation{suffix}, ..."""
+    placement = NORMALIZATION_PLACEMENT[cfg.normalization.name]
+    layers = [weights]
+    if placement == "before":
+        layers.append(_batchnorm(cfg, suffix))
+    layers.append(ACTIVATIONS[cfg.activation.name](cfg.activation, f"activation{suffix}"))
+    if placement == "after":
+        layers.append(_batchnorm(cfg, suffix))
+    if pool is not None:
+        layers.append(pool)
+    if dropout:
+        layers.append(_dropout(cfg, f"dropout{suffix}"))
+    return layers
+
+
+def _dropout(cfg: Config, name: str) -> keras.layers.Layer:
+    return DROPOUTS[cfg.regularization.dropout_kind](cfg.regularization.rate, name=name)
+
+
+def _batchnorm(cfg: Config, suffix: str) -> keras.layers.BatchNormalization:
     norm = cfg.normalization
-    return keras.layers.BatchNormalization(momentum=norm.momentum, epsilon=norm.epsilon, name=f"batchnorm_{i}")
+    return keras.layers.BatchNormalization(momentum=norm.momentum, epsilon=norm.epsilon, name=f"batchnorm{suffix}")
+
+
+def hidden_blocks(model: keras.Model) -> list[tuple[str, str]]:
+    """(weight layer, activation layer) names of every hidden block, input side first: conv_i, then dense_i."""
+    blocks = []
+    for layer in model.layers:
+        if layer.name.startswith("conv_"):
+            blocks.append((layer.name, f"activation_{layer.name}"))
+        elif layer.name.startswith("dense_"):
+            blocks.append((layer.name, "activation" + layer.name[len("dense"):]))
+    return blocks
+
+
+def forward(model: keras.Model, x, training_for: tuple[type, ...] = (), record: tuple[str, ...] = ()):
+    """Run a Sequential model layer by layer; returns (output, {name: output of each layer in ``record``}).
+
+    Only layers of the types in ``training_for`` run in training mode: MC Dropout needs dropout on
+    but batch norm in inference mode, the diagnostics need batch statistics but no dropout noise.
+    """
+    recorded = {}
+    for layer in model.layers:
+        x = layer(x, training=isinstance(layer, training_for))
+        if layer.name in record:
+            recorded[layer.name] = x
+    return x, recorded

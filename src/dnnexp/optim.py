@@ -7,9 +7,11 @@ Performance scheduling depends on the validation loss, so it is a callback.
 
 from __future__ import annotations
 
+import math
+
 from dnnexp.backend import keras
 
-from dnnexp.config import ClippingConfig, Config, OptimizerConfig, SchedulerConfig
+from dnnexp.config import ClippingConfig, Config, ConfigError, OptimizerConfig, SchedulerConfig
 
 
 @keras.saving.register_keras_serializable(package="dnnexp")
@@ -32,16 +34,82 @@ class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate, "s": self.s, "c": self.c}
 
 
-def _exponential(lr0: float, cfg: SchedulerConfig):
+@keras.saving.register_keras_serializable(package="dnnexp")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """1cycle (Smith, 2018; HML ch. 11) over T = total_steps optimizer steps, cycle C = (1 - final_fraction) T:
+
+    lr(t) = lo + (peak - lo) * t / (C/2)            for t <= C/2
+          = peak - (peak - lo) * (t - C/2) / (C/2)  for C/2 < t <= C
+          = lo - (lo - end) * (t - C) / (T - C)     for C < t <= T, and end after T,
+
+    with lo = peak * start_factor and end = peak * end_factor. Keras has no 1cycle schedule
+    (PiecewiseConstantDecay is constant between boundaries, CosineDecay's warm-up is followed
+    by a cosine, not a line), so it is written here as linear interpolation through four points.
+    """
+
+    def __init__(self, peak: float, total_steps: int, start_factor: float, end_factor: float, final_fraction: float):
+        self.peak = peak
+        self.total_steps = total_steps
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.final_fraction = final_fraction
+
+    def __call__(self, step):
+        t = keras.ops.cast(step, "float32")
+        cycle = (1.0 - self.final_fraction) * self.total_steps
+        lo, end = self.peak * self.start_factor, self.peak * self.end_factor
+        # Each piece is a line clipped to its own interval; their sum is the piecewise-linear curve.
+        up = keras.ops.clip(t / (cycle / 2), 0.0, 1.0) * (self.peak - lo)
+        down = keras.ops.clip((t - cycle / 2) / (cycle / 2), 0.0, 1.0) * (self.peak - lo)
+        final = keras.ops.clip((t - cycle) / max(self.total_steps - cycle, 1e-9), 0.0, 1.0) * (lo - end)
+        return lo + up - down - final
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak, "total_steps": self.total_steps, "start_factor": self.start_factor,
+            "end_factor": self.end_factor, "final_fraction": self.final_fraction,
+        }
+
+
+def _exponential(lr0: float, cfg: SchedulerConfig, total_steps: int | None):
     # eq. (3): lr0 * 0.1^(t/s) is ExponentialDecay with decay_rate 0.1 and decay_steps s, not staircased.
     return keras.optimizers.schedules.ExponentialDecay(lr0, decay_steps=cfg.s, decay_rate=0.1)
 
 
+def _piecewise(lr0: float, cfg: SchedulerConfig, total_steps: int | None):
+    # Keras' PiecewiseConstantDecay is exactly "values[i] for boundaries[i-1] < t <= boundaries[i]".
+    return keras.optimizers.schedules.PiecewiseConstantDecay(list(cfg.boundaries), list(cfg.values))
+
+
+def _one_cycle(lr0: float, cfg: SchedulerConfig, total_steps: int | None):
+    return OneCycle(lr0, _steps(cfg, total_steps), cfg.start_factor, cfg.end_factor, cfg.final_fraction)
+
+
+def _cosine(lr0: float, cfg: SchedulerConfig, total_steps: int | None):
+    decay_steps = max(_steps(cfg, total_steps) - cfg.warmup_steps, 1)
+    if cfg.warmup_steps == 0:
+        return keras.optimizers.schedules.CosineDecay(lr0, decay_steps, alpha=cfg.alpha)
+    # With warmup_target, Keras rises linearly from initial_learning_rate (0) to lr0, then decays from lr0.
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, alpha=cfg.alpha, warmup_target=lr0, warmup_steps=cfg.warmup_steps
+    )
+
+
+def _steps(cfg: SchedulerConfig, total_steps: int | None) -> int:
+    steps = cfg.total_steps or total_steps
+    if steps is None:
+        raise ConfigError(f"scheduler={cfg.name} needs scheduler.total_steps (the run's length is not known here)")
+    return steps
+
+
 SCHEDULES = {
-    "constant": lambda lr0, cfg: lr0,
-    "power": lambda lr0, cfg: PowerDecay(lr0, cfg.s, cfg.c),
+    "constant": lambda lr0, cfg, total: lr0,
+    "power": lambda lr0, cfg, total: PowerDecay(lr0, cfg.s, cfg.c),
     "exponential": _exponential,
-    "performance": lambda lr0, cfg: lr0,  # a plain rate that ReduceLROnPlateau cuts
+    "performance": lambda lr0, cfg, total: lr0,  # a plain rate that ReduceLROnPlateau cuts
+    "piecewise": _piecewise,
+    "one_cycle": _one_cycle,
+    "cosine": _cosine,
 }
 
 OPTIMIZERS = {
@@ -49,15 +117,29 @@ OPTIMIZERS = {
     "adam": lambda c, lr, clip: keras.optimizers.Adam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
     "nadam": lambda c, lr, clip: keras.optimizers.Nadam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
     "rmsprop": lambda c, lr, clip: keras.optimizers.RMSprop(lr, rho=c.rho, **clip),
+    "adagrad": lambda c, lr, clip: keras.optimizers.Adagrad(lr, **clip),
+    "adamw": lambda c, lr, clip: keras.optimizers.AdamW(
+        lr, weight_decay=c.weight_decay, beta_1=c.beta_1, beta_2=c.beta_2, **clip
+    ),
 }
 
 # Keras' own clipping arguments: per component, per gradient tensor, or over all tensors jointly.
 CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"}
 
 
-def build_schedule(lr0: float, cfg: SchedulerConfig):
-    """A float for constant rates, else a LearningRateSchedule of the optimizer step t."""
-    return SCHEDULES[cfg.name](lr0, cfg)
+def planned_steps(cfg: Config, n_train: int, epochs: int | None = None) -> int:
+    """Optimizer steps in the whole run (or in ``epochs`` of it, one transfer-learning phase):
+    epochs x batches per epoch (the last batch may be partial)."""
+    return (cfg.trainer.epochs if epochs is None else epochs) * math.ceil(n_train / cfg.trainer.batch_size)
+
+
+def build_schedule(lr0: float, cfg: SchedulerConfig, total_steps: int | None = None):
+    """A float for constant rates, else a LearningRateSchedule of the optimizer step t.
+
+    ``total_steps`` is the run's length, which one_cycle and cosine stretch over unless
+    scheduler.total_steps sets it.
+    """
+    return SCHEDULES[cfg.name](lr0, cfg, total_steps)
 
 
 def clipping_kwargs(cfg: ClippingConfig) -> dict:
@@ -65,8 +147,9 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
     return {arg: cfg.threshold} if arg else {}
 
 
-def build_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-    schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler)
+def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
+    schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler, total_steps)
     return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
 
 

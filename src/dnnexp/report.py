@@ -29,7 +29,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from dnnexp.files import HISTORY, METRICS, write_atomic
+from dnnexp.files import BACKUP, HISTORY, METRICS, lock_held, write_atomic
 
 # The metric columns a report can show: key in metrics.json -> (column label, format).
 METRIC_COLUMNS: dict[str, tuple[str, str]] = {
@@ -44,10 +44,18 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "train_seconds": ("train s", "{:.1f}"),
     "seconds_per_epoch": ("s/epoch", "{:.2f}"),
     "params_total": ("params", "{:,.0f}"),
+    "params_trainable": ("trainable params", "{:,.0f}"),  # transfer learning: what a frozen base leaves to train
+    "error_rate_reduction": ("error-rate reduction vs none", "{:+.0%}"),  # transfer learning, see below
+    "grad_ratio": ("grad ratio", "{:.2g}"),
+    "gradient_verdict": ("gradient", "{}"),
+    "mc_accuracy": ("MC acc", "{:.4f}"),
+    "mc_entropy": ("MC entropy", "{:.3f}"),
+    "suggested_lr": ("suggested lr", "{:.3g}"),
 }
 DEFAULT_METRICS = ["best_val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
-# Shown by default only when some run has a value (a diverged run has an epoch here).
-OPTIONAL_METRICS = ["diverged_epoch"]
+# Shown by default only when some run has a value (a diverged run has an epoch here;
+# diagnostics=on, evaluation.mc_samples and mode=lr_find add theirs).
+OPTIONAL_METRICS = ["diverged_epoch", "grad_ratio", "gradient_verdict", "mc_accuracy", "mc_entropy", "suggested_lr"]
 NOISE_LEVEL = 0.05  # Welch's t-test: a lead with p >= 5% is "within the noise"
 SEED_KEY = "trainer.seed"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
@@ -101,7 +109,7 @@ def load_runs(paths: Iterable[Path], finished: bool = False) -> Runs:
     """Read every run under ``paths``; missing jobs of a sweep become rows with status ``missing``.
 
     ``finished`` says the sweep is over (the multirun-end callback): a run without
-    metrics then is ``incomplete`` (it crashed or was killed) instead of ``running``.
+    metrics then is ``incomplete`` or ``interrupted`` (it crashed or was killed) instead of ``running``.
     """
     paths = [Path(p) for p in paths]
     run_dirs = find_run_dirs(paths)
@@ -157,9 +165,20 @@ def _read_result(run_dir: Path, finished: bool) -> dict[str, Any]:
         metrics.setdefault("status", "completed")
         return metrics
     except FileNotFoundError:
-        return {"status": "incomplete" if finished else "running", **_progress(run_dir)}
+        return {"status": _unfinished_status(run_dir, finished), **_progress(run_dir)}
     except (OSError, ValueError) as err:
         return {"status": "corrupt", "error": f"{METRICS}: {err}", **_progress(run_dir)}
+
+
+def _unfinished_status(run_dir: Path, finished: bool) -> str:
+    """A run without metrics.json: running, or, once no live process holds its folder (a
+    run's own, a job's sweep folder), interrupted (its backup lets the same command resume
+    it) or incomplete. Folders written before dnnexp locked them count as running.
+    """
+    held = [lock_held(folder) for folder in (run_dir, run_dir.parent)]
+    if not finished and (True in held or held == [None, None]):
+        return "running"
+    return "interrupted" if (run_dir / BACKUP).exists() else "incomplete"
 
 
 def _progress(run_dir: Path) -> dict[str, Any]:
@@ -175,12 +194,13 @@ def _progress(run_dir: Path) -> dict[str, Any]:
 
 
 def missing_jobs(paths: list[Path], run_dirs: list[Path]) -> list[Path]:
-    """Numbered job folders absent from a sweep folder although later jobs exist (deleted or never written)."""
+    """Numbered job folders of a sweep that are empty, or absent although later jobs exist (deleted or never written)."""
     present = set(run_dirs)
     missing = []
     for sweep in {p for p in paths if (p / SWEEP_FILE).is_file()} | {d.parent for d in run_dirs if (d.parent / SWEEP_FILE).is_file()}:
         numbers = {int(d.name) for d in present if d.parent == sweep and d.name.isdigit()}
-        missing += [sweep / str(n) for n in range(max(numbers, default=-1)) if n not in numbers]
+        empty = {int(d.name) for d in sweep.iterdir() if d.name.isdigit() and d not in present}
+        missing += [sweep / str(n) for n in range(max(numbers | empty, default=-1) + 1) if n not in numbers]
     return sorted(missing, key=_natural_key)
 
 
@@ -266,6 +286,7 @@ def build_report(
     keys, grouped = choose_groups(frame, runs.params, group_by)
     table = aggregate(frame, keys, metrics, grouped)
     table = sort_table(table, metric).reset_index(drop=True)
+    table, metrics = with_error_rate_reduction(table, keys, metrics)
     notes = []
     if grouped:
         table["vs_best"], verdict = noise_verdicts(table, frame, keys, metric)
@@ -349,6 +370,9 @@ def aggregate(frame: pd.DataFrame, keys: list[str], metrics: list[str], grouped:
 def _aggregate_group(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {k: runs[k].iloc[0] for k in keys}
     for m in metrics:
+        if _is_text(runs[m]):  # a verdict: the distinct words, in run order
+            row[m], row[f"{m}_std"] = ", ".join(dict.fromkeys(runs[m].dropna().astype(str))) or None, math.nan
+            continue
         values = pd.to_numeric(runs[m], errors="coerce") if runs[m].dtype != bool else runs[m].astype(float)
         row[m] = values.iloc[0] if len(values) == 1 else values.mean()
         row[f"{m}_std"] = values.std() if values.count() > 1 else math.nan
@@ -357,6 +381,11 @@ def _aggregate_group(runs: pd.DataFrame, keys: list[str], metrics: list[str]) ->
     row["status"] = next(iter(counts)) if len(counts) == 1 else ", ".join(f"{c} {s}" for s, c in counts.items())
     row["runs"] = list(runs["run"])
     return row
+
+
+def _is_text(column: pd.Series) -> bool:
+    present = column.dropna()
+    return not present.empty and present.map(lambda v: isinstance(v, str)).all()
 
 
 def sort_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -427,6 +456,39 @@ def failure_notes(frame: pd.DataFrame) -> list[str]:
     return [f"{row['status']}: {row['run']}" + (f": {row['error']}" if isinstance(row.get("error"), str) else "") for _, row in bad.iterrows()]
 
 
+# ---------------------------------------------------------------- transfer learning: error-rate reduction
+
+TRANSFER_KEY, SCRATCH = "transfer", "none"  # the override that names the arm, and the arm trained from scratch
+REDUCED_METRIC = "test_accuracy"
+
+
+def error_rate_reduction(accuracy: float, baseline_accuracy: float) -> float:
+    """(error_scratch - error) / error_scratch: the share of the scratch model's errors that reuse removes.
+
+    HML ch. 11 reports transfer learning this way (an error rate from 2.8% down to 0.7%).
+    Negative when reuse is worse; NaN when the scratch model makes no error.
+    """
+    baseline_error = 1.0 - baseline_accuracy
+    if not baseline_error > 0:
+        return math.nan
+    return (baseline_error - (1.0 - accuracy)) / baseline_error
+
+
+def with_error_rate_reduction(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Add the error-rate reduction of test accuracy against the one row trained from scratch (``transfer=none``).
+
+    Only when ``transfer`` is the table's key, so each row is one transfer arm (mean over its seeds)
+    and the scratch row is unambiguous; any other table comes back unchanged.
+    """
+    if keys != [TRANSFER_KEY] or REDUCED_METRIC not in metrics:
+        return table, metrics
+    scratch = table.loc[table[TRANSFER_KEY].astype(str) == SCRATCH, REDUCED_METRIC]
+    if len(scratch) != 1:
+        return table, metrics
+    reduction = [error_rate_reduction(float(a), float(scratch.iloc[0])) for a in table[REDUCED_METRIC]]
+    return table.assign(error_rate_reduction=reduction, error_rate_reduction_std=math.nan), [*metrics, "error_rate_reduction"]
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -472,7 +534,8 @@ def data_frame(report: Report) -> pd.DataFrame:
     return table[columns].rename(columns={"runs": "run"})
 
 
-STATUS_STYLES = {"failed": "red", "corrupt": "red", "missing": "red", "diverged": "yellow", "running": "dim", "incomplete": "dim"}
+STATUS_STYLES = {"failed": "red", "corrupt": "red", "missing": "red", "diverged": "yellow", "running": "dim", "incomplete": "dim",
+                 "interrupted": "yellow"}
 
 
 def render_rich(report: Report, title: str | None = None) -> Table:
@@ -581,6 +644,13 @@ SUMMARY_KEYS = [
     ("seconds_per_epoch", "seconds / epoch", "{:.2f}"),
     ("params_total", "parameters", "{:,}"),
 ]
+# Rows shown only when the run has them (diagnostics=on, evaluation.mc_samples).
+OPTIONAL_SUMMARY_KEYS = [
+    ("grad_ratio", "grad ratio (first / last)", "{:.3g}"),
+    ("gradient_verdict", "gradient flow", "{}"),
+    ("mc_accuracy", "MC Dropout accuracy", "{:.4f}"),
+    ("mc_entropy", "MC Dropout entropy", "{:.3f}"),
+]
 
 
 def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
@@ -590,4 +660,7 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     for key, label, fmt in SUMMARY_KEYS:
         value = metrics.get(key)
         table.add_row(label, "-" if value is None else fmt.format(value))
+    for key, label, fmt in OPTIONAL_SUMMARY_KEYS:
+        if metrics.get(key) is not None:
+            table.add_row(label, fmt.format(metrics[key]))
     console.print(table)

@@ -1,8 +1,14 @@
-"""One run: load the data, build the model and optimizer, fit, evaluate, write the run's files."""
+"""One run: load the data, build the model, fit it phase by phase, evaluate, write the run's files.
+
+A run from scratch has one phase; transfer learning (transfer.py) has a frozen phase and
+optionally a fine-tuning phase, each compiled with its own optimizer.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,77 +18,188 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import runtime
+from dnnexp import runtime, transfer
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config
-from dnnexp.files import MODEL, TENSORBOARD, write_history, write_metrics
-from dnnexp.model import build_model, loss_for
-from dnnexp.optim import build_optimizer, schedule_callbacks
+from dnnexp.config import Config, config_hash
+from dnnexp.diagnostics import GradientDiagnostics
+from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
+from dnnexp.model import DROPOUTS, forward, loss_for
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
+from dnnexp.resume import TrainingBackup
 
 
 def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
-    """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``."""
+    """Train one configuration and write history.csv, metrics.json and model.keras into ``run_dir``.
+
+    If ``run_dir`` holds the backup of a run that was killed, training continues from its
+    last completed epoch and ends with the metrics the uninterrupted run would have.
+    """
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
     threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
     strategy = runtime.build_strategy(cfg.trainer.strategy)
+    data = datasets.load(cfg.dataset)
+    # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
+    source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     runtime.set_precision(cfg.trainer.mixed_precision)
-    runtime.set_determinism(cfg.trainer.jit_compile)
+    runtime.set_determinism(cfg.trainer.jit_compile)  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
-    data = datasets.load(cfg.dataset)
-    steps_per_call = runtime.steps_per_execution(cfg.trainer, len(data.x_train))
-    model = compiled_model(cfg, data, strategy, steps_per_call)
-
-    recorder = HistoryRecorder(run_dir)
-    callbacks = [recorder, *schedule_callbacks(cfg), *regularization_callbacks(cfg), keras.callbacks.TerminateOnNaN()]
-    if cfg.trainer.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD)))
-    train_ds = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
+    with strategy.scope():  # the model's variables live on the strategy's devices
+        network = transfer.build(cfg, data, source)
+    model = network.model
+    backup = TrainingBackup(run_dir / BACKUP)
+    done = backup.epochs_done
+    if done:
+        console.print(f"resuming {run_dir} after epoch {done}")
+    recorder = HistoryRecorder(run_dir, read_rows(run_dir / HISTORY)[:done])
+    diagnostics = None
+    if cfg.diagnostics.enabled:
+        earlier = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= done] if done else []
+        diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), earlier)
     val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
-    with RichProgress(cfg.trainer.epochs, console) as progress:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.trainer.epochs, callbacks=[*callbacks, progress], shuffle=False, verbose=0)
-    train_seconds = time.perf_counter() - start
+    callbacks: list[keras.callbacks.Callback] = []
+    phases = [p.name for p in network.phases]
+    with RichProgress(sum(p.epochs for p in network.phases), done, console) as progress:
+        # One of each for the whole run, across its phases.
+        watchers = [*([diagnostics] if diagnostics else []), *tensorboard_callbacks(cfg, run_dir), progress]
+        for phase in network.phases:
+            if backup.finished_before(phase.name, phases):
+                continue  # the killed run had finished this phase
+            final = phase is network.phases[-1]
+            callbacks += fit_phase(cfg, model, phase, data, val_ds, recorder, watchers, backup, final)
+            if diverged_epoch(recorder.rows):
+                break
+    train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
-    model.save(run_dir / MODEL)
+    save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
-    early = next((cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)), None)
-    diverged_at = next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
+    diverged_at = diverged_epoch(rows)
     metrics = {
-        "status": "diverged" if diverged_at else "completed",
-        "best_val_accuracy": max(r["val_accuracy"] for r in rows),
+        "status": "completed" if diverged_at is None else "diverged",
+        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "epochs_run": len(rows),
-        "stopped_early": bool(early is not None and early.stopped_epoch > 0),
+        "stopped_early": any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in callbacks),
         "diverged_epoch": diverged_at,
+        "resumed": done > 0,
+        "resumed_from_epoch": done or None,
+        "config_hash": config_hash(cfg),
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         **parameter_counts(model),
-        "steps_per_execution": steps_per_call,
+        **network.info,
+        "steps_per_execution": model.steps_per_execution,
         "threads": threads,
         "replicas": strategy.num_replicas_in_sync,
     }
+    if diagnostics:
+        metrics.update(diagnostics.summary())
+    if cfg.evaluation.mc_samples:
+        metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
     write_metrics(run_dir, metrics)
+    backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
     return metrics
 
 
-def compiled_model(cfg: Config, data: datasets.Data, strategy: tf.distribute.Strategy, steps_per_call: int) -> keras.Model:
-    """Build and compile in the strategy's scope, so the model's and optimizer's variables live on its devices."""
-    with strategy.scope():
-        model = build_model(cfg, data.input_shape, data.n_classes)
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds: tf.data.Dataset,
+              recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback], backup: TrainingBackup,
+              final: bool) -> list[keras.callbacks.Callback]:
+    """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
+
+    Keras fixes the trainable weights when the model is compiled, so every phase compiles
+    anew, with a fresh optimizer (its schedule restarts at the phase's rate). The phase a
+    killed run was cut in continues from ``backup``; ``final``: no phase follows.
+    """
+    transfer.apply_phase(model, phase)
+    compile_phase(cfg, model, phase, data)
+    recorder.phase = phase.name
+    start = first = len(recorder.rows)
+    if backup.resumes(phase.name):
+        backup.restore(model)
+        start, first = backup.saved_phase_start, backup.epochs_done
+    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
+    backup.begin_phase(phase.name, start, callbacks, final)
+    epochs = range(first, start + phase.epochs)
+    train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
+    # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs.start, epochs=epochs.stop,
+              steps_per_epoch=math.ceil(len(data.x_train) / cfg.trainer.batch_size),
+              callbacks=[recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup], shuffle=False, verbose=0)
+    return callbacks
+
+
+def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data) -> None:
+    """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
+    running several training steps per call into TensorFlow (runtime.steps_per_execution)."""
+    with model.distribute_strategy.scope():
+        optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
         model.compile(
-            optimizer=build_optimizer(cfg), loss=loss_for(data.n_classes), metrics=["accuracy"],
-            steps_per_execution=steps_per_call, jit_compile=cfg.trainer.jit_compile,
+            optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
+            steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
+            jit_compile=cfg.trainer.jit_compile,
         )
-    return model
+
+
+def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
+    if not cfg.trainer.tensorboard:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD))]
+
+
+def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
+    return next((r["epoch"] for r in rows if not math.isfinite(r["loss"])), None)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Keras writes the .keras zip in place; save it beside ``path`` and rename, so a kill never leaves half a model."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # Keras wants the .keras suffix
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: range) -> tf.data.Dataset:
+    """The training batches of ``epochs`` back to back, each epoch in an order set by (seed, epoch) alone.
+
+    tf.data's ``shuffle(reshuffle_each_iteration=True)`` draws each epoch's order from a
+    generator that starts over in every process, so a run resumed at epoch k would see
+    epoch 1's order again; a stateless shuffle keyed by the epoch number does not.
+    """
+    images, labels = tf.constant(x), tf.constant(y)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    gathered = batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    return gathered.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+
+
+def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
+    """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
+    inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
+    which is high where the passes disagree or are unsure.
+    """
+    chunks, size = [], max(batch_size, 1024)  # bounded memory for CNN activations on a large test set
+    for start in range(0, len(x), size):
+        batch = x[start : start + size]
+        passes = [keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
+                  for _ in range(samples)]
+        chunks.append(np.mean(passes, axis=0))
+    probs = np.concatenate(chunks)
+    if probs.shape[-1] == 1:  # one sigmoid unit: P(class 1)
+        probs = np.concatenate([1 - probs, probs], axis=-1)
+    entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
+    return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -90,22 +207,26 @@ def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | 
 
     The arrays enter TensorFlow once; each epoch shuffles only the indices and each batch
     gathers its rows, which costs a fraction of shuffling and batching sample by sample.
-    Under a multi-worker strategy every worker keeps its share of each batch (DATA sharding).
     """
     indices = tf.data.Dataset.range(len(x))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
     arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
     batches = tf.data.Dataset.zip(indices.batch(batch_size), arrays).map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
 
 
 @tf.autograph.experimental.do_not_convert
 def _gather(index, arrays):
     x, y = arrays
     return tf.gather(x, index), tf.gather(y, index)
+
+
+def _sharded_by_data() -> tf.data.Options:
+    """Under a multi-worker strategy every worker keeps its share of each batch (in-memory data has no files to split)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
@@ -133,10 +254,11 @@ class HistoryRecorder(keras.callbacks.Callback):
     this epoch's validation loss triggers, since this callback runs first).
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None):
         super().__init__()
         self.run_dir = run_dir
-        self.rows: list[dict[str, Any]] = []
+        self.rows = rows or []  # a resumed run's earlier epochs, from history.csv
+        self.phase = "train"  # set by fit_phase: train (from scratch), frozen, finetune
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -148,6 +270,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         row["epoch"] = epoch + 1
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self._epoch_start
+        row["phase"] = self.phase
         self.rows.append(row)
         write_history(self.run_dir, self.rows)
 
@@ -155,7 +278,7 @@ class HistoryRecorder(keras.callbacks.Callback):
 class RichProgress(keras.callbacks.Callback):
     """A rich progress bar over epochs showing the latest metrics (replaces Keras' verbose output)."""
 
-    def __init__(self, epochs: int, console: Console):
+    def __init__(self, epochs: int, done: int, console: Console):
         super().__init__()
         self.progress = Progress(
             TextColumn("[bold]epoch"),
@@ -166,7 +289,7 @@ class RichProgress(keras.callbacks.Callback):
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=epochs, metrics="")
+        self.task = self.progress.add_task("train", total=epochs, completed=done, metrics="")
 
     def __enter__(self) -> RichProgress:
         self.progress.start()

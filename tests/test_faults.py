@@ -1,0 +1,153 @@
+"""Faults in a sweep stay in their job; files survive kills; runs never share a folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY, compose_config, run_cli
+
+from dnnexp.files import lock_run_folder
+from dnnexp.report import load_runs
+
+
+def test_sweep_records_each_failure_goes_on_and_exits_nonzero(tmp_path):
+    sweep = tmp_path / "sweep"
+    # Job 1 (mnist_5k, lr 0.02) meets a fault nothing checks for: its model file cannot be written.
+    (sweep / "1" / "model.keras").mkdir(parents=True)
+    result = run_cli("-m", *TINY, "activation=elu", "trainer.epochs=3", "dataset=mnist_5k,fashion_mnist",
+                     "optimizer.lr=0.01,0.02,1e3", f"dataset.data_dir={tmp_path / 'nowhere'}",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+
+    jobs = {int(d.name): d for d in sweep.iterdir() if d.is_dir()}
+    assert sorted(jobs) == [0, 1, 2, 3, 4, 5]
+    metrics = {n: json.loads((d / "metrics.json").read_text()) for n, d in jobs.items()}
+    overrides = {n: (d / ".hydra" / "overrides.yaml").read_text() for n, d in jobs.items()}
+    assert "dataset=mnist_5k" in overrides[1] and "optimizer.lr=0.02" in overrides[1]
+
+    assert metrics[0]["status"] == "completed" and metrics[0]["epochs_run"] == 3
+    assert metrics[1]["status"] == "failed" and metrics[1]["error"].startswith("IsADirectoryError")
+    assert "Traceback" in metrics[1]["traceback"]
+    # lr 1e3 with ELU: the loss is NaN in epoch 1; the run stops there and keeps that row.
+    assert metrics[2]["status"] == "diverged" and metrics[2]["diverged_epoch"] == 1
+    assert pd.read_csv(jobs[2] / "history.csv")["epoch"].tolist() == [1]
+    for n in (3, 4, 5):
+        assert metrics[n]["status"] == "failed"
+        assert f"dataset.data_dir={tmp_path / 'nowhere'} is not a folder" in metrics[n]["error"]
+
+    # The table's notes say which jobs did not complete and why; the last line sums up.
+    notes = " ".join(result.stdout.split())
+    assert f"failed: {jobs[1]}: IsADirectoryError" in notes and f"diverged: {jobs[2]}" in notes
+    assert all(f"failed: {jobs[n]}: dataset.data_dir=" in notes for n in (3, 4, 5))
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"dnnexp: error: 4 of 6 jobs failed: {', '.join(str(jobs[n]) for n in (1, 3, 4, 5))}"
+
+
+WRITER = """
+import sys
+from dnnexp.files import write_metrics
+i = 0
+while True:
+    i += 1
+    write_metrics(sys.argv[1], {"writes": i, "padding": "x" * 200_000})
+"""
+
+
+def test_kill_during_writes_never_leaves_half_a_file(tmp_path):
+    seen = set()
+    for attempt in range(15):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+        time.sleep(0.3 + 0.013 * attempt)  # land at a different point of a write each time
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (tmp_path / "metrics.json").exists():
+            saved = json.loads((tmp_path / "metrics.json").read_text())  # raises on a half-written file
+            assert len(saved["padding"]) == 200_000
+            seen.add(saved["writes"])
+    assert len(seen) > 1  # the kills really landed during a stream of writes
+
+
+def test_two_sweeps_started_together_write_into_different_folders(tmp_path):
+    # trainer.epochs=0 fails validation: jobs that write their folders without TensorFlow.
+    command = [sys.executable, "-m", "dnnexp.cli", "-m", "trainer.epochs=0,-1"]
+    for _ in range(3):  # until the two start within the same second
+        procs = [subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.DEVNULL) for _ in range(2)]
+        assert [p.wait(timeout=120) for p in procs] == [1, 1]
+        sweeps = sorted((tmp_path / "outputs" / "train" / "multiruns").iterdir())[-2:]
+        if sweeps[0].name[:19] == sweeps[1].name[:19]:
+            break
+    assert sweeps[0].name[:19] == sweeps[1].name[:19], "never started in the same second"
+    assert sweeps[0] != sweeps[1]
+    for sweep in sweeps:
+        assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0", "1"]
+        for job in ("0", "1"):
+            assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_folder_names_differ_within_one_second():
+    names = [compose_config(return_hydra_config=True).hydra.run.dir for _ in range(5)]
+    assert len(set(names)) == 5  # microseconds in the name
+    assert len({name[:-7] for name in names}) <= 2  # within one second (or two, across a tick)
+
+
+@pytest.mark.parametrize("mode, key", [([], "hydra.run.dir"), (["-m", "trainer.epochs=0"], "hydra.sweep.dir")])
+def test_run_into_a_folder_in_use_is_refused(tmp_path, mode, key):
+    busy = tmp_path / "busy"
+    with lock_run_folder(busy):  # what a live run holds while it writes
+        result = run_cli(*mode, f"{key}={busy}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert f"{busy} is in use by another dnnexp run" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (busy / ".hydra").exists() and not list(busy.rglob("metrics.json"))
+
+
+def test_report_flags_killed_live_and_broken_run_folders(tmp_path, capsys):
+    from test_report import write_run, write_sweep
+
+    from dnnexp.report_cli import main as report_main
+
+    root = tmp_path / "outputs"
+
+    def killed(name: str, *, backup: bool) -> Path:
+        run = write_run(root / name, {"activation": "elu"}, None, history=[0.5, 0.6])
+        lock_run_folder(run).close()  # the process that held it is gone
+        if backup:
+            (run / "backup.npz").write_bytes(b"state after epoch 2")
+        return run
+
+    killed("resumable", backup=True)
+    killed("before_a_backup", backup=False)
+    live = write_run(root / "live", {"activation": "selu"}, None, history=[0.7])
+    (write_run(root / "binary", {"activation": "tanh"}, None) / "metrics.json").write_bytes(b"\xff\xfe\x00garbage")
+    write_run(root / "a_list", {"activation": "relu"}, "[1, 2]")
+    write_run(root / "zero_bytes", {"activation": "gelu"}, "")
+    garbled = write_run(root / "garbled", {"activation": "swish"}, {"best_val_accuracy": 0.8})
+    (garbled / ".hydra" / "config.yaml").write_text("{{{: [")
+    (garbled / "history.csv").write_bytes(bytes(range(256)))
+    (root / "empty").mkdir()  # not a run: no row
+    sweep = write_sweep(root / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9})] * 3)
+    shutil.rmtree(sweep / "1")
+    (sweep / "1").mkdir()  # a job folder holding nothing
+    (sweep / "3").mkdir()  # the last job's folder, just created when the sweep was killed
+
+    with lock_run_folder(live):
+        runs = load_runs([root])
+        status = dict(zip(runs.frame["run"].map(lambda r: Path(r).name), runs.frame["status"]))
+        assert status == {"resumable": "interrupted", "before_a_backup": "incomplete", "live": "running",
+                          "binary": "corrupt", "a_list": "corrupt", "zero_bytes": "corrupt", "garbled": "completed",
+                          "0": "completed", "1": "missing", "2": "completed", "3": "missing"}
+        assert runs.frame.set_index("status").loc["interrupted", "epochs_run"] == 2
+
+        report_main([str(root)])  # the dnnexp-report command: a table, no crash
+    printed = " ".join(capsys.readouterr().out.split())
+    for word in ("interrupted", "incomplete", "running", "corrupt", "completed", "missing"):
+        assert word in printed

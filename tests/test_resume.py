@@ -1,0 +1,184 @@
+"""A killed run, started again with the same command and folder, ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, run_cli, tiny_config
+
+from dnnexp import train as train_module
+from dnnexp.backend import keras
+from dnnexp.files import BACKUP, RunFolderError
+from dnnexp.train import train, training_pipeline
+
+COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
+# Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
+# per-step schedule make the end result depend on every piece of state a resume must restore.
+RESUMABLE = [
+    *TINY, "dataset.limit=1000", "trainer.batch_size=10", "trainer.epochs=4",
+    "optimizer=adam", "optimizer.lr=0.002", "scheduler=exponential", "scheduler.s=200",
+    "regularization=dropout", "regularization.rate=0.2",
+]
+
+
+def saved_epoch(run_dir: Path) -> int:
+    with np.load(run_dir / BACKUP) as backup:
+        return json.loads(str(backup["meta"]))["epoch"]
+
+
+def start_and_kill_mid_run(args: list[str], cwd: Path, history: Path) -> None:
+    """Start `dnnexp ARGS`, SIGKILL it as soon as history.csv shows two finished epochs.
+
+    Epoch k's row is written just before its backup, so two rows guarantee a backup of
+    at least epoch 1 to resume from.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(proc, history, 2)
+    proc.kill()  # SIGKILL: no handler, no cleanup
+    proc.wait()
+    proc.stderr.close()
+
+
+def wait_for_epochs(proc: subprocess.Popen, history: Path, epochs: int) -> None:
+    deadline = time.monotonic() + 180
+    while not (history.exists() and len(history.read_text().splitlines()) > epochs):
+        assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"{epochs} epochs did not finish within 180 s"
+        time.sleep(0.01)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
+    start_and_kill_mid_run(args, tmp_path, run_dir / "history.csv")
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
+    done = saved_epoch(run_dir)
+    assert 1 <= done < 4
+    before = pd.read_csv(run_dir / "history.csv")
+
+    result = run_cli(*args, cwd=tmp_path)  # the same command again
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["status"] == "completed"
+    assert resumed["resumed"] is True and resumed["resumed_from_epoch"] == done
+    assert not (run_dir / BACKUP).exists()
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    # The finished epochs' rows are the killed process's own (their timings included), not retrained.
+    pd.testing.assert_frame_equal(history.iloc[:done], before.iloc[:done])
+
+    again = run_cli(*args, cwd=tmp_path)  # once more: the folder holds this run, finished
+    assert again.returncode == 0 and "already holds this run, finished: not training it again" in again.stderr
+    assert json.loads((run_dir / "metrics.json").read_text()) == resumed
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), history)
+
+    straight_dir = tmp_path / "straight"
+    straight = train(tiny_config(*RESUMABLE), straight_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(history[columns], pd.read_csv(straight_dir / "history.csv")[columns])
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *RESUMABLE, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(proc, run_dir / "history.csv", 2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"interrupted; to continue after the last finished epoch, run the same command with hydra.run.dir={run_dir}" in stderr
+    assert "Traceback" not in stderr
+    assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_each_epochs_order_depends_on_seed_and_epoch_only():
+    x, y = np.arange(50, dtype=np.float32).reshape(50, 1), np.arange(50)
+    epochs = [np.concatenate([b[1] for b in training_pipeline(x, y, 8, 7, range(e, 3))]) for e in (0, 2)]
+    from_start, resumed = epochs[0].reshape(3, 50), epochs[1]
+    np.testing.assert_array_equal(from_start[2], resumed)  # epoch 3 alike, however the run got there
+    assert all(sorted(order) == list(range(50)) for order in from_start)  # every sample once per epoch
+    assert len({tuple(order) for order in from_start}) == 3  # a new order each epoch
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a kill at the start of epoch ``at`` (0-based), after the backup of the one before."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def interrupt_at(epoch: int, cfg, run_dir: Path, monkeypatch) -> None:
+    """Train ``cfg`` into ``run_dir`` and stop it as a kill would at the start of ``epoch`` (0-based)."""
+    original = train_module.regularization_callbacks
+    monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=epoch)])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    monkeypatch.undo()
+    assert saved_epoch(run_dir) == epoch
+
+
+def test_transfer_run_resumes_in_the_phase_it_was_cut(trained_run, tmp_path, monkeypatch):
+    # Two frozen epochs, then two fine-tuning epochs with a new optimizer at a fifth of the rate.
+    cfg = tiny_config("dataset.classes=[8,9]", "dataset.limit=120", "transfer=finetune", f"transfer.source={trained_run[0]}",
+                      "trainer.epochs=4", "transfer.finetune_epochs=2", "optimizer=adam", "optimizer.lr=0.01")
+    straight = train(cfg, tmp_path / "straight")
+    columns = ["epoch", "loss", "val_loss", "learning_rate", "phase"]
+    expected = pd.read_csv(tmp_path / "straight" / "history.csv")[columns]
+    for cut in (2, 3):  # between the phases, and inside fine-tuning
+        run_dir = tmp_path / f"cut_at_{cut}"
+        interrupt_at(cut, cfg, run_dir, monkeypatch)
+        resumed = train(cfg, run_dir)
+        assert resumed["resumed_from_epoch"] == cut
+        assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+        pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv")[columns], expected)
+
+
+def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monkeypatch):
+    # At lr 1e-12 nothing improves: uninterrupted, ReduceLROnPlateau (patience 2) halves the
+    # rate after epoch 3 and EarlyStopping (patience 3) stops after epoch 4. A resume that
+    # forgot their counters, saved after epoch 2, would do neither. The gradient diagnostics
+    # must keep their measurement from before training.
+    cfg = tiny_config("trainer.epochs=6", "optimizer.lr=1e-12", "scheduler=performance", "scheduler.patience=2",
+                      "regularization=dropout_early_stopping", "regularization.rate=0.3",
+                      "regularization.monitor=val_accuracy", "regularization.patience=3", "diagnostics=on")
+    straight = train(cfg, tmp_path / "straight")
+    assert straight["stopped_early"] and straight["epochs_run"] == 4
+
+    run_dir = tmp_path / "run"
+    interrupt_at(2, cfg, run_dir, monkeypatch)
+
+    resumed = train(cfg, run_dir)
+    assert resumed["resumed_from_epoch"] == 2
+    compared = (*COMPARED, "grad_ratio", "gradient_verdict")
+    assert {k: resumed[k] for k in compared} == {k: straight[k] for k in compared}
+    lr = pd.read_csv(run_dir / "history.csv")["learning_rate"].tolist()
+    np.testing.assert_allclose(lr, [1e-12, 1e-12, 1e-12, 5e-13], rtol=1e-5)
+    diagnostics = [pd.read_csv(d / "diagnostics.csv") for d in (run_dir, tmp_path / "straight")]
+    pd.testing.assert_frame_equal(*diagnostics)
+
+
+def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
+
+    with pytest.raises(RunFolderError, match="written by a run with another model or optimizer"):
+        train(tiny_config("model.units=8"), tmp_path)
+    backup = tmp_path / BACKUP
+    backup.write_bytes(backup.read_bytes()[:100])  # a truncated backup
+    with pytest.raises(RunFolderError, match=f"cannot read the backup {backup}.*delete it to start the run over"):
+        train(tiny_config(), tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
