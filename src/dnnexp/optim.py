@@ -11,7 +11,7 @@ import math
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ClippingConfig, Config, ConfigError, OptimizerConfig, SchedulerConfig
+from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig
 
 
 @keras.saving.register_keras_serializable(package="dnnexp")
@@ -159,7 +159,3 @@ def schedule_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
     if s.name != "performance":
         return []
     return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=s.factor, patience=s.patience, min_lr=s.min_lr, verbose=0)]
-
-
-def describe(opt: OptimizerConfig, sched: SchedulerConfig) -> str:
-    return f"{opt.name} lr={opt.lr:g} ({sched.name})"
