@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, compose_config
-from formats import idx_bytes, write_cifar10, write_fashion_mnist, write_idx
+from formats import write_cifar10, write_fashion_mnist, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf

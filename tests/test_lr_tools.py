@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from conftest import TINY, run_cli, tiny_config
 
-from dnnexp.backend import keras
 from dnnexp.data import load
 from dnnexp.lr_tools import find_lr, lr_find, schedule_rows, suggest
 from dnnexp.model import build_model, loss_for
