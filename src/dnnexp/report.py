@@ -632,35 +632,34 @@ def markdown_report(report: Report, command: str | None, figures: list[str]) -> 
 # ---------------------------------------------------------------- one run
 
 
-SUMMARY_KEYS = [
-    ("status", "status", "{}"),
-    ("best_val_accuracy", "best val accuracy", "{:.4f}"),
-    ("val_accuracy", "val accuracy", "{:.4f}"),
-    ("val_loss", "val loss", "{:.4f}"),
-    ("test_accuracy", "test accuracy", "{:.4f}"),
-    ("test_loss", "test loss", "{:.4f}"),
-    ("epochs_run", "epochs run", "{}"),
-    ("stopped_early", "stopped early", "{}"),
-    ("seconds_per_epoch", "seconds / epoch", "{:.2f}"),
-    ("params_total", "parameters", "{:,}"),
-]
+# The single-run summary: metrics.json key -> its row label there (formats as in METRIC_COLUMNS).
+SUMMARY_ROWS = {
+    "best_val_accuracy": "best val accuracy",
+    "val_accuracy": "val accuracy",
+    "val_loss": "val loss",
+    "test_accuracy": "test accuracy",
+    "test_loss": "test loss",
+    "epochs_run": "epochs run",
+    "stopped_early": "stopped early",
+    "seconds_per_epoch": "seconds / epoch",
+    "params_total": "parameters",
+}
 # Rows shown only when the run has them (diagnostics=on, evaluation.mc_samples).
-OPTIONAL_SUMMARY_KEYS = [
-    ("grad_ratio", "grad ratio (first / last)", "{:.3g}"),
-    ("gradient_verdict", "gradient flow", "{}"),
-    ("mc_accuracy", "MC Dropout accuracy", "{:.4f}"),
-    ("mc_entropy", "MC Dropout entropy", "{:.3f}"),
-]
+OPTIONAL_SUMMARY_ROWS = {
+    "grad_ratio": "grad ratio (first / last)",
+    "gradient_verdict": "gradient flow",
+    "mc_accuracy": "MC Dropout accuracy",
+    "mc_entropy": "MC Dropout entropy",
+}
 
 
 def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
     table = Table(title=f"dnnexp run: {run_dir}", show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    for key, label, fmt in SUMMARY_KEYS:
+    table.add_row("status", str(metrics.get("status", "-")))
+    present = {k: label for k, label in OPTIONAL_SUMMARY_ROWS.items() if metrics.get(k) is not None}
+    for key, label in {**SUMMARY_ROWS, **present}.items():
         value = metrics.get(key)
-        table.add_row(label, "-" if value is None else fmt.format(value))
-    for key, label, fmt in OPTIONAL_SUMMARY_KEYS:
-        if metrics.get(key) is not None:
-            table.add_row(label, fmt.format(metrics[key]))
+        table.add_row(label, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
     console.print(table)
