@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dnnexp.files import MODEL
 
@@ -239,9 +239,9 @@ def validate(cfg: DictConfig) -> Config:
 def _describe_type_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or "config"
     msg = str(err).splitlines()[0]
-    if "is not in struct" in msg or "Key '" in msg and "not in" in msg:
+    if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
         return f"{key} is not a known key ({msg})"
-    if "could not be converted" in msg or "Cannot convert" in msg or "Value '" in msg:
+    if isinstance(err, ValidationError):
         value = getattr(err, "value", None)
         shown = repr(value) if isinstance(value, str) else str(value)
         return f"{key} must be {_expected_type(key)}, got {shown}"
