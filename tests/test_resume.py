@@ -15,9 +15,9 @@ import pytest
 from conftest import TINY, run_cli, tiny_config
 
 from dnnexp import train as train_module
-from dnnexp.backend import keras
+from dnnexp.backend import keras, tf
 from dnnexp.files import BACKUP, RunFolderError
-from dnnexp.train import train, training_pipeline
+from dnnexp.train import EpochShuffle, train
 
 COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
@@ -101,13 +101,44 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
 
 
+def epoch_order(shuffle: EpochShuffle, epoch: int) -> np.ndarray:
+    shuffle.on_epoch_begin(epoch)
+    return np.concatenate([labels for _, labels in shuffle.dataset])
+
+
 def test_each_epochs_order_depends_on_seed_and_epoch_only():
     x, y = np.arange(50, dtype=np.float32).reshape(50, 1), np.arange(50)
-    epochs = [np.concatenate([b[1] for b in training_pipeline(x, y, 8, 7, range(e, 3))]) for e in (0, 2)]
-    from_start, resumed = epochs[0].reshape(3, 50), epochs[1]
-    np.testing.assert_array_equal(from_start[2], resumed)  # epoch 3 alike, however the run got there
-    assert all(sorted(order) == list(range(50)) for order in from_start)  # every sample once per epoch
-    assert len({tuple(order) for order in from_start}) == 3  # a new order each epoch
+    from_start, resumed = EpochShuffle(x, y, 8, 7), EpochShuffle(x, y, 8, 7)
+    orders = [epoch_order(from_start, e) for e in range(3)]
+    np.testing.assert_array_equal(orders[2], epoch_order(resumed, 2))  # epoch 3 alike, however the run got there
+    assert all(sorted(order) == list(range(50)) for order in orders)  # every sample once per epoch
+    assert len({tuple(order) for order in orders}) == 3  # a new order each epoch
+    assert [len(labels) for _, labels in from_start.dataset] == [8] * 6 + [2]  # the 2 left over end the epoch
+
+
+class SeenSamples(keras.layers.Layer):
+    """Passes its input through, noting which samples each training step saw."""
+
+    def __init__(self, seen: list, **kwargs):
+        super().__init__(**kwargs)
+        self.note = seen.append  # not the list itself, which Keras would track as a copy
+
+    def call(self, x, training=False):
+        if training:
+            tf.py_function(lambda batch: self.note(batch.numpy()[:, 0].astype(int)), [x], [])
+        return x
+
+
+def test_fit_sees_each_epochs_own_order_with_calls_that_cross_no_epoch_end():
+    # 50 samples / batch 8 = 7 steps per epoch, run 3 steps per call: 3 + 3 + 1.
+    seen = []
+    x, y = np.arange(50, dtype=np.float32).reshape(50, 1), np.zeros(50, dtype=np.int64)
+    model = keras.Sequential([keras.Input((1,)), SeenSamples(seen), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", steps_per_execution=3)
+    shuffle = EpochShuffle(x, y, 8, 7)
+    model.fit(shuffle.dataset, initial_epoch=1, epochs=4, callbacks=[shuffle], shuffle=False, verbose=0)
+    expected = [epoch_order(EpochShuffle(x, x[:, 0].astype(int), 8, 7), e) for e in (1, 2, 3)]
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate(expected))
 
 
 class Interrupt(keras.callbacks.Callback):

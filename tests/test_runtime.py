@@ -20,17 +20,17 @@ from dnnexp.train import train
 @pytest.mark.parametrize(
     "batch_size, n_train, setting, expected",
     [
-        (32, 64_000, "auto", 50),  # 2,000 steps per epoch: the measured best at batch 32
-        (128, 64_000, "auto", 20),  # 500 steps: and at batch 128
+        (32, 55_000, "auto", 50),  # Fashion-MNIST's 1,719 steps per epoch: the measured best at batch 32
+        (128, 55_000, "auto", 20),  # 430 steps: and at batch 128
         (512, 64_000, "auto", 5),
         (8192, 64_000, "auto", 1),
-        (32, 3_500, "auto", 22),  # mnist_5k's 110 steps: the largest divisor up to 50
+        (32, 3_500, "auto", 50),  # mnist_5k's 110 steps: calls of 50, 50 and 10
         (32, 300, "auto", 10),  # never more than the 10 steps of an epoch
-        (32, 55_000, 7, 3),  # 1,719 = 3 x 3 x 191 steps
+        (32, 55_000, 7, 7),
         (32, 300, 100, 10),
     ],
 )
-def test_steps_per_execution_follows_batch_size_and_divides_an_epoch(batch_size, n_train, setting, expected):
+def test_steps_per_execution_follows_batch_size_up_to_an_epoch(batch_size, n_train, setting, expected):
     trainer = TrainerConfig(batch_size=batch_size, steps_per_execution=setting)
     assert runtime.steps_per_execution(trainer, n_train) == expected
 
@@ -84,12 +84,12 @@ def test_multi_worker_refuses_a_tf_config_without_cluster(monkeypatch):
 
 
 def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(trained_run, tmp_path):
-    # 300 samples / batch 32 = 10 steps per epoch, run as two calls of 5 steps.
+    # 300 samples / batch 32 = 10 steps per epoch, run as calls of 4, 4 and the 2 left.
     cfg = tiny_config("scheduler=exponential", "scheduler.s=25", "optimizer.lr=0.1", "trainer.epochs=3",
-                      "trainer.steps_per_execution=5")
-    metrics = train(cfg, tmp_path / "five")
-    assert metrics["steps_per_execution"] == 5
-    history = pd.read_csv(tmp_path / "five" / "history.csv")
+                      "trainer.steps_per_execution=4")
+    metrics = train(cfg, tmp_path / "four")
+    assert metrics["steps_per_execution"] == 4
+    history = pd.read_csv(tmp_path / "four" / "history.csv")
     np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)], rtol=1e-5)
 
     one = train(tiny_config("trainer.steps_per_execution=1"), tmp_path / "one")

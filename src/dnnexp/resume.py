@@ -9,7 +9,7 @@ cannot give the same end metrics after a SIGKILL:
   callbacks (EarlyStopping's patience counter and best weights, ReduceLROnPlateau's), so a
   resumed run would draw other dropout masks and stop or cut the rate at other epochs;
 - the epoch it resumes from is known only inside ``fit``, after the input pipeline, whose
-  shuffle order depends on the epoch (see ``train.training_pipeline``), has been built.
+  shuffle order depends on the epoch (see ``train.EpochShuffle``), has been built.
 
 Here the whole state (model variables including the random-generator states, optimizer
 variables including its step count and learning rate, the callbacks' counters and best

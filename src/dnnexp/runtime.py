@@ -33,20 +33,18 @@ STRATEGIES = {
 
 
 def steps_per_execution(trainer: TrainerConfig, n_train: int) -> int:
-    """Training steps per call into TensorFlow: at most the wanted number, and a divisor of an epoch's steps.
+    """Training steps per call into TensorFlow: the wanted number, at most an epoch's steps.
 
     Several steps per call keep the per-step learning-rate schedules exact (they read
-    the optimizer's step count). train.py feeds all epochs as one stream of batches
-    (so a resumed run sees the same orders), and Keras' calls then run across an epoch's
-    end unless its steps are a multiple of the steps per call; with a divisor every
-    epoch ends on a call's last step, so history, early stopping and the progress bar
-    stay per epoch.
+    the optimizer's step count), and each epoch is its own pass over the data, so an
+    epoch's last call runs only the steps left and history, early stopping and the
+    progress bar stay per epoch.
     """
     steps_per_epoch = math.ceil(n_train / trainer.batch_size)
     wanted = trainer.steps_per_execution
     if wanted == "auto":
         wanted = max(1, min(AUTO_MAX_STEPS, round(AUTO_SAMPLES_PER_CALL / trainer.batch_size)))
-    return max(d for d in range(1, min(wanted, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    return min(wanted, steps_per_epoch)
 
 
 def cores() -> int:

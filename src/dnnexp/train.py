@@ -128,12 +128,12 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
         start, first = backup.saved_phase_start, backup.epochs_done
     callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
-    epochs = range(first, start + phase.epochs)
-    train_ds = training_pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, epochs)
-    # The recorder goes first (it logs the rate before a performance cut), the backup last (it saves the others' state).
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=epochs.start, epochs=epochs.stop,
-              steps_per_epoch=math.ceil(len(data.x_train) / cfg.trainer.batch_size),
-              callbacks=[recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup], shuffle=False, verbose=0)
+    batches = EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
+    # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
+    # a performance cut); the backup goes last (it saves the others' state).
+    model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
+              callbacks=[batches, recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup],
+              shuffle=False, verbose=0)
     return callbacks
 
 
@@ -166,22 +166,35 @@ def save_model(model: keras.Model, path: Path) -> None:
     os.replace(partial, path)
 
 
-def training_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: range) -> tf.data.Dataset:
-    """The training batches of ``epochs`` back to back, each epoch in an order set by (seed, epoch) alone.
+class EpochShuffle(keras.callbacks.Callback):
+    """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
     tf.data's ``shuffle(reshuffle_each_iteration=True)`` draws each epoch's order from a
     generator that starts over in every process, so a run resumed at epoch k would see
-    epoch 1's order again; a stateless shuffle keyed by the epoch number does not.
+    epoch 1's order again. Here each pass reads the epoch number that
+    ``on_epoch_begin`` stored (Keras starts a new pass over a finite dataset after it)
+    and shuffles the indices with a stateless shuffle keyed by it. Each pass is one
+    epoch, so Keras' last call of an epoch simply runs the steps that are left, and
+    any ``steps_per_execution`` keeps epochs apart.
     """
-    images, labels = tf.constant(x), tf.constant(y)
 
-    def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        n, images, labels = len(x), tf.constant(x), tf.constant(y)
+        full = n // batch_size  # batches of batch_size, then one of the n % batch_size left over
 
-    batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
-    gathered = batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
-    return gathered.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+        def one_epoch(_):
+            order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), self.epoch]))
+            whole = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], (full, batch_size)))
+            return whole.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size :]).filter(lambda rest: tf.size(rest) > 0))
+
+        indices = tf.data.Dataset.from_tensors(0).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
+        gathered = indices.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+        self.dataset = gathered.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
 
 
 def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
