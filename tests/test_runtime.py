@@ -174,3 +174,20 @@ def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
     assert first[0] != first[1] != first[2]
     assert epochs(seed=7) == first  # the same seed, the same orders
     assert sum(epochs(seed=None)[0], []) == list(range(10))  # validation and test data keep their order
+
+
+def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_copied():
+    from dnnexp.data import load, scale
+    from dnnexp.train import as_tensor
+
+    loaded = load(tiny_config().dataset).x_train
+    assert loaded.ctypes.data % 64 == 0 and loaded.flags.c_contiguous  # what sharing needs
+
+    (images,) = scale(np.arange(12, dtype=np.uint8).reshape(3, 4), standardize=False)
+    shared = as_tensor(images)
+    images[0, 0] = 42.0
+    assert shared[0, 0] == 42.0  # the same memory, not a copy
+
+    unaligned = np.frombuffer(np.arange(65, dtype=np.uint8).tobytes()[1:], dtype=np.uint8).view(np.float32)
+    assert unaligned.ctypes.data % 64 != 0
+    np.testing.assert_array_equal(as_tensor(unaligned).numpy(), unaligned)  # a copy, where sharing would abort
