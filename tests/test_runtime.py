@@ -191,3 +191,12 @@ def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_
     unaligned = np.frombuffer(np.arange(65, dtype=np.uint8).tobytes()[1:], dtype=np.uint8).view(np.float32)
     assert unaligned.ctypes.data % 64 != 0
     np.testing.assert_array_equal(as_tensor(unaligned).numpy(), unaligned)  # a copy, where sharing would abort
+
+
+def test_tensorflow_import_leaves_the_garbage_collector_on_with_its_objects_frozen():
+    import gc
+
+    import dnnexp.backend  # noqa: F401  (imported by now in any case)
+
+    assert gc.isenabled()  # paused only during the import
+    assert gc.get_freeze_count() > 100_000  # TensorFlow's and Keras' objects, out of every later collection's way
