@@ -1,6 +1,6 @@
 """Training throughput: dnnexp's own training path against a plain ``model.fit`` on NumPy arrays.
 
-    python benchmarks/throughput.py [--batch-sizes 32 128] [--epochs 1] [--data-dir FOLDER] [--set KEY=VALUE ...]
+    python benchmarks/throughput.py [--batch-sizes 32 128] [--epochs 1] [--repeats 3] [--data-dir FOLDER] [--set KEY=VALUE ...]
 
 The lecture's Fashion-MNIST MLP (784-300-100-10, ReLU, SGD), 55,000 training samples,
 one epoch (``--epochs``), same data and batch size for both, in this one process:
@@ -21,7 +21,10 @@ the pixel values. ``--set`` adds overrides to dnnexp's runs, to measure a settin
 (``--set trainer.jit_compile=true``, ``--set trainer.threads=2``); ``--epochs`` trains
 both longer, which spreads the one-time costs (tracing, the first validation) thinner,
 and adds dnnexp's rate over the epochs after the first (its validation included)
-against the plain loop's overall rate.
+against the plain loop's overall rate. Rates on this shared machine move by 10-40%
+from one fit to the next, so each loop runs ``--repeats`` times (every plain fit
+first, since dnnexp's runs switch on op determinism for the rest of the process) and
+the table shows the medians.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import contextlib
 import gzip
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -137,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="fits of each loop per batch size; the table shows medians")
     parser.add_argument("--data-dir", help="a folder with the four Fashion-MNIST .gz files")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for dnnexp's runs")
     args = parser.parse_args()
@@ -162,10 +167,12 @@ def main() -> None:
         # Not timed: TensorFlow's first training in a process builds its kernels; neither loop should pay for that.
         plain_fit(configs[args.batch_sizes[0]], data, n_samples=1280)
         # Every plain run first: dnnexp switches on TensorFlow's op determinism for the rest of the process.
-        plain = {b: plain_fit(configs[b], data) for b in args.batch_sizes}
-        ours = {b: dnnexp_fit(configs[b], scratch) for b in args.batch_sizes}
+        plain_runs = {b: [plain_fit(configs[b], data) for _ in range(args.repeats)] for b in args.batch_sizes}
+        our_runs = {b: [dnnexp_fit(configs[b], scratch) for _ in range(args.repeats)] for b in args.batch_sizes}
+    plain = {b: statistics.median(runs) for b, runs in plain_runs.items()}
+    ours = {b: sorted(runs, key=lambda run: run[0])[len(runs) // 2] for b, runs in our_runs.items()}  # the median run
 
-    print(f"model 784-{UNITS[0]}-{UNITS[1]}-10, {flops / 1e6:.2f} MFLOP per training sample, {N_TRAIN:,} samples, {args.epochs} epoch(s)"
+    print(f"model 784-{UNITS[0]}-{UNITS[1]}-10, {flops / 1e6:.2f} MFLOP per training sample, {N_TRAIN:,} samples, {args.epochs} epoch(s), median of {args.repeats}"
           + (f"; dnnexp with {' '.join(args.set)}" if args.set else "") + f"; {threads} TensorFlow threads for both")
     header = f"{'batch':>5}  {'plain samples/s':>15}  {'dnnexp samples/s':>16}  {'ratio':>6}  {'target':>6}  {'GFLOP/s':>7}  {'of peak':>7}  steps/call"
     print(header + ("  after epoch 1: dnnexp samples/s, ratio" if args.epochs > 1 else ""))
@@ -179,6 +186,9 @@ def main() -> None:
         gflops = rate * flops / 1e9
         print(f"{b:>5}  {plain_rate:>15,.0f}  {rate:>16,.0f}  {ratio:>5.2f}x  {verdict:>6}  {gflops:>7.1f}  {gflops / peak:>6.0%}  {metrics['steps_per_execution']:>10}"
               + (f"  {(args.epochs - 1) * N_TRAIN / later:>12,.0f}  {(args.epochs - 1) * N_TRAIN / later / plain_rate:.2f}x" if later else ""))
+    for b in args.batch_sizes:
+        rates = lambda seconds: ", ".join(f"{args.epochs * N_TRAIN / t:,.0f}" for t in seconds)  # noqa: E731
+        print(f"batch {b} samples/s of each fit: plain {rates(plain_runs[b])}; dnnexp {rates([run[0] for run in our_runs[b]])}")
     # What a target asks of the machine: its rate in GFLOP/s against the matmul peak of the
     # threads the runs use (large square products, which no 32 x 784 layer reaches).
     print(f"float32 matmul peak with the {threads} thread(s) the runs use: {peak_threads:.1f} GFLOP/s")
