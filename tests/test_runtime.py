@@ -195,8 +195,8 @@ def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_
 
 def test_tensorflow_import_leaves_the_garbage_collector_on_with_its_objects_frozen():
     import gc
+    import importlib
 
-    import dnnexp.backend  # noqa: F401  (imported by now in any case)
-
+    importlib.import_module("dnnexp.backend")  # imported by now in any case
     assert gc.isenabled()  # paused only during the import
     assert gc.get_freeze_count() > 100_000  # TensorFlow's and Keras' objects, out of every later collection's way
