@@ -171,32 +171,29 @@ class EpochShuffle(keras.callbacks.Callback):
 
     tf.data's ``shuffle(reshuffle_each_iteration=True)`` draws each epoch's order from a
     generator that starts over in every process, so a run resumed at epoch k would see
-    epoch 1's order again. Here each pass reads the epoch number that
-    ``on_epoch_begin`` stored (Keras starts a new pass over a finite dataset after it)
-    and shuffles the indices with a stateless shuffle keyed by it. Each pass is one
-    epoch, so Keras' last call of an epoch simply runs the steps that are left, and
-    any ``steps_per_execution`` keeps epochs apart.
+    epoch 1's order again. Here ``on_epoch_begin`` stores the epoch's order, a stateless
+    shuffle keyed by (seed, epoch), and the pass Keras starts after it reads its batches
+    from that order. Each pass is one epoch, so Keras' last call of an epoch simply runs
+    the steps that are left, and any ``steps_per_execution`` keeps epochs apart.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
         super().__init__()
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.seed = seed
+        self.order = tf.Variable(tf.range(len(x), dtype=tf.int64), trainable=False)
         n, images, labels = len(x), as_tensor(x), as_tensor(y)
-        full = n // batch_size  # batches of batch_size, then one of the n % batch_size left over
+        rows = _rows_of(images, labels)
 
         @tf.autograph.experimental.do_not_convert
-        def one_epoch(_):
-            order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), self.epoch]))
-            whole = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], (full, batch_size)))
-            rest = tf.data.Dataset.from_tensors(order[full * batch_size :]).take(tf.cast(n % batch_size > 0, tf.int64))
-            return whole.concatenate(rest)
+        def batch(step):
+            return rows(self.order[step * batch_size : tf.minimum((step + 1) * batch_size, n)])
 
-        indices = tf.data.Dataset.from_tensors(0).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
-        gathered = indices.map(_rows_of(images, labels), num_parallel_calls=tf.data.AUTOTUNE)
-        self.dataset = gathered.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+        steps = tf.data.Dataset.range(math.ceil(n / batch_size))
+        self.dataset = steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch.assign(epoch)
+        seed = tf.constant([self.seed, epoch], tf.int64)
+        self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
 
 
 def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
