@@ -189,7 +189,7 @@ class EpochShuffle(keras.callbacks.Callback):
             return rows(self.order[step * batch_size : tf.minimum((step + 1) * batch_size, n)])
 
         steps = tf.data.Dataset.range(math.ceil(n / batch_size))
-        self.dataset = steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+        self.dataset = steps.map(batch).prefetch(runtime.PREFETCH_BATCHES).with_options(runtime.pipeline_options())
 
     def on_epoch_begin(self, epoch, logs=None):
         seed = tf.constant([self.seed, epoch], tf.int64)
@@ -219,13 +219,14 @@ def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | 
 
     The arrays enter TensorFlow once; each epoch shuffles only the indices and each batch
     gathers its rows, which costs a fraction of shuffling and batching sample by sample.
+    One thread does it (runtime.pipeline_options).
     """
     images, labels = as_tensor(x), as_tensor(y)
     indices = tf.data.Dataset.range(len(x))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    gathered = indices.batch(batch_size).map(_rows_of(images, labels), num_parallel_calls=tf.data.AUTOTUNE)
-    return gathered.prefetch(tf.data.AUTOTUNE).with_options(_sharded_by_data())
+    gathered = indices.batch(batch_size).map(_rows_of(images, labels))
+    return gathered.prefetch(runtime.PREFETCH_BATCHES).with_options(runtime.pipeline_options())
 
 
 def _rows_of(images: tf.Tensor, labels: tf.Tensor):
@@ -252,13 +253,6 @@ def as_tensor(array: np.ndarray) -> tf.Tensor:
     if array.flags.c_contiguous and array.ctypes.data % datasets.ALIGNMENT == 0 and array.dtype in (np.float32, np.int64):
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     return tf.constant(array)
-
-
-def _sharded_by_data() -> tf.data.Options:
-    """Under a multi-worker strategy every worker keeps its share of each batch (in-memory data has no files to split)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
