@@ -6,6 +6,8 @@ Imports no TensorFlow (and no matplotlib unless ``--plots``), so it answers in a
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import sys
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def _comma_list(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    atexit.register(gc.freeze)  # no full garbage collections at exit, as in dnnexp (cli.main)
     args = parse_args(argv)
     try:
         run(args)
