@@ -177,7 +177,7 @@ def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
 
 
 def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_copied():
-    from dnnexp.data import load, scale
+    from dnnexp.data import aligned_empty, load, scale
     from dnnexp.train import as_tensor
 
     loaded = load(tiny_config().dataset).x_train
@@ -188,8 +188,9 @@ def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_
     images[0, 0] = 42.0
     assert shared[0, 0] == 42.0  # the same memory, not a copy
 
-    unaligned = np.frombuffer(np.arange(65, dtype=np.uint8).tobytes()[1:], dtype=np.uint8).view(np.float32)
-    assert unaligned.ctypes.data % 64 != 0
+    buffer = aligned_empty((68,), np.uint8)
+    buffer[:] = np.arange(68)
+    unaligned = buffer[4:].view(np.float32)  # 4 bytes past a 64-byte boundary
     np.testing.assert_array_equal(as_tensor(unaligned).numpy(), unaligned)  # a copy, where sharing would abort
 
 
