@@ -44,7 +44,7 @@ from common import machine
 from dnnexp.data import FASHION_MNIST_FILES
 
 TARGETS = {32: 4.0, 128: 2.0}
-N_TRAIN, N_VAL, N_TEST = 55_000, 5_000, 10_000
+N_TRAIN, N_VAL = 55_000, 5_000
 UNITS = [300, 100]
 
 
