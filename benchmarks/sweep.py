@@ -18,6 +18,7 @@ verdict uses the median of the ratios.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import tempfile
@@ -45,6 +46,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="hydra.launcher.n_jobs of the parallel sweep")
     parser.add_argument("--repeats", type=int, default=3, help="times to measure the pair; the median ratio decides")
     args = parser.parse_args()
+    try:
+        importlib.import_module("hydra_plugins.hydra_joblib_launcher")
+    except ModuleNotFoundError:
+        raise SystemExit("benchmarks/sweep.py needs Hydra's joblib launcher: python -m pip install -e '.[sweep]'") from None
     print(f"machine: {machine()}")
     launchers = {"basic (sequential)": [], f"joblib, n_jobs={args.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]}
     print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs}), {args.repeats} time(s) each")
