@@ -155,11 +155,11 @@ def main() -> None:
 
         from dnnexp.data import load
         from dnnexp.model import build_model
-        from dnnexp.runtime import configure_threads
+        from dnnexp.engines import engine
 
         configs = {b: dnnexp_config(data_dir, b, args.epochs, args.set) for b in args.batch_sizes}
         # TensorFlow's thread pools are fixed once it starts, so both loops run with the ones dnnexp asks for.
-        threads = configure_threads(configs[args.batch_sizes[0]].trainer.threads)
+        threads = engine.configure(configs[args.batch_sizes[0]].trainer)
         peak_threads = matmul_peak_gflops(threads)
         data = load(configs[args.batch_sizes[0]].dataset)
         assert len(data.x_train) == N_TRAIN, len(data.x_train)

@@ -12,7 +12,7 @@ from conftest import TINY, run_cli, tiny_config
 from dnnexp.data import load
 from dnnexp.lr_tools import find_lr, lr_find, schedule_rows, suggest
 from dnnexp.model import build_model, loss_for
-from dnnexp.train import pipeline
+from dnnexp.engines.tensorflow import pipeline
 
 
 def test_lr_find_does_not_change_the_models_weights():

@@ -17,7 +17,8 @@ from conftest import TINY, run_cli, tiny_config
 from dnnexp import train as train_module
 from dnnexp.backend import keras, tf
 from dnnexp.files import BACKUP, RunFolderError
-from dnnexp.train import EpochShuffle, train
+from dnnexp.engines.tensorflow import EpochShuffle
+from dnnexp.train import train
 
 COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a

@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY, compose_config, run_cli, tiny_config
 
 from dnnexp import config as schema
-from dnnexp import runtime
+from dnnexp import backends, runtime
+from dnnexp.engines import tensorflow as tf_engine
 from dnnexp.backend import keras
 from dnnexp.config import ConfigError, TrainerConfig, validate
 from dnnexp.train import train
@@ -40,10 +41,10 @@ def test_steps_per_execution_follows_batch_size_up_to_an_epoch(batch_size, n_tra
     [("auto", 1, 2, 1), ("auto", 1, 8, 7), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 2, 8, 3), (3, 4, 8, 3)],
 )
 def test_threads_split_the_cores_among_parallel_jobs_leaving_one_to_feed_data(setting, jobs, cores, expected):
-    assert runtime.thread_count(setting, jobs, cores) == expected
+    assert backends.thread_count(setting, jobs, cores) == expected
 
 
-@pytest.mark.parametrize("n_jobs, expected", [(3, 3), (-1, runtime.cores()), (None, 1)])
+@pytest.mark.parametrize("n_jobs, expected", [(3, 3), (-1, backends.cores()), (None, 1)])
 def test_parallel_jobs_is_the_joblib_launchers_n_jobs(n_jobs, expected):
     from hydra.core.hydra_config import HydraConfig
     from hydra import compose, initialize_config_dir
@@ -55,13 +56,13 @@ def test_parallel_jobs_is_the_joblib_launchers_n_jobs(n_jobs, expected):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     try:
-        assert runtime.parallel_jobs() == expected
+        assert backends.parallel_jobs() == expected
     finally:
         HydraConfig.instance().cfg = None
 
 
 def test_registry_of_strategies_matches_the_config_names():
-    assert tuple(runtime.STRATEGIES) == schema.STRATEGIES
+    assert tuple(tf_engine.STRATEGIES) == schema.STRATEGIES
 
 
 @pytest.mark.parametrize(
@@ -111,12 +112,12 @@ def test_model_is_built_and_compiled_in_the_strategys_scope_with_the_speed_setti
     strategy = tf.distribute.MirroredStrategy()  # on a machine without GPUs: one replica, the CPU
     with strategy.scope():
         model = build_model(cfg, data.input_shape, data.n_classes)
-    runtime.set_determinism(jit_compile=False)  # as after any earlier run in this process
-    runtime.set_determinism(jit_compile=True)  # else Keras silently drops XLA
+    tf_engine.set_determinism(jit_compile=False)  # as after any earlier run in this process
+    tf_engine.set_determinism(jit_compile=True)  # else Keras silently drops XLA
     try:
         compile_phase(cfg, model, Phase("train", cfg.trainer.epochs), data)
     finally:
-        runtime.set_determinism(jit_compile=False)
+        tf_engine.set_determinism(jit_compile=False)
     with model.distribute_strategy.scope():  # where Keras' fit builds the optimizer
         model.optimizer.build(model.trainable_variables)
     assert model.distribute_strategy is strategy and strategy.num_replicas_in_sync == 1
@@ -155,11 +156,11 @@ def test_joblib_sweep_gives_each_job_its_share_of_the_cores(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     threads = [json.loads((tmp_path / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
-    assert threads == [max(1, runtime.cores() // 2 - 1)] * 2
+    assert threads == [max(1, backends.cores() // 2 - 1)] * 2
 
 
 def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
-    from dnnexp.train import pipeline
+    from dnnexp.engines.tensorflow import pipeline
 
     x, y = np.arange(10, dtype="float32").reshape(10, 1), np.arange(10)
 
@@ -178,7 +179,7 @@ def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
 
 def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_copied():
     from dnnexp.data import aligned_empty, load, scale
-    from dnnexp.train import as_tensor
+    from dnnexp.engines.tensorflow import as_tensor
 
     loaded = load(tiny_config().dataset).x_train
     assert loaded.ctypes.data % 64 == 0 and loaded.flags.c_contiguous  # what sharing needs
@@ -205,7 +206,7 @@ def test_tensorflow_import_leaves_the_garbage_collector_on_with_its_objects_froz
 
 def test_input_pipelines_run_on_one_thread_of_their_own_without_the_autotuner():
     # Measured: parallel sweep jobs trained 1.2x slower each with tf.data's defaults (a pool of every core, autotuning).
-    from dnnexp.train import EpochShuffle, pipeline
+    from dnnexp.engines.tensorflow import EpochShuffle, pipeline
 
     x, y = np.zeros((10, 2), dtype=np.float32), np.zeros(10, dtype=np.int64)
     for dataset in (EpochShuffle(x, y, 4, 0).dataset, pipeline(x, y, 4)):

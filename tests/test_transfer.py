@@ -104,7 +104,8 @@ def test_phase_one_leaves_every_reused_weight_as_the_source(source_run, tmp_path
 
 def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, tmp_path):
     from dnnexp.resume import TrainingBackup
-    from dnnexp.train import HistoryRecorder, fit_phase, pipeline
+    from dnnexp.engines.tensorflow import pipeline
+    from dnnexp.train import HistoryRecorder, fit_phase
     from dnnexp.transfer import build
 
     cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=2",

@@ -1,4 +1,9 @@
-"""TensorFlow and Keras, imported once, quietly.
+"""Keras on the backend chosen for this process (TensorFlow unless told), imported once, quietly.
+
+The backend is ``KERAS_BACKEND``, which the entry point sets from ``trainer.backend``
+(backends.py) before this module loads; without it dnnexp takes TensorFlow, whatever
+Keras' own ``keras.json`` says. ``tf`` is TensorFlow on the TensorFlow backend and None on
+JAX, where dnnexp keeps TensorFlow out of the process (see ``_import_keras_without_tensorflow``).
 
 TensorFlow's C++ runtime writes start-up notices (oneDNN, CUDA drivers not found)
 straight to file descriptor 2 before its own log level applies, so
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 
 
@@ -32,6 +38,8 @@ def _import_quickly():
 
 
 def _import_quietly():
+    if BACKEND == "jax":
+        return None, _import_keras_without_tensorflow()
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         import keras
         import tensorflow as tf
@@ -52,6 +60,24 @@ def _import_quietly():
     return tf, keras
 
 
+def _import_keras_without_tensorflow():
+    """Keras on JAX, told that TensorFlow is absent even where it is installed.
+
+    Keras imports TensorFlow, when it finds it, to seed it (``keras.utils.set_random_seed``)
+    and to check object types while saving a model, though a JAX run uses it for neither:
+    about 3 s of start-up on this project's machine. Keras asks through its lazy module's
+    ``available``; answering no keeps the import out. A feature that does need TensorFlow
+    (the TensorBoard callback) still imports it when it first uses it.
+    """
+    import keras
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
+    # JAX logs at INFO that it found no TPU, which Hydra's logging would print in every run.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    return keras
+
+
 def _exit_without_final_gc() -> None:
     """At interpreter exit, move every object out of the garbage collector's sight.
 
@@ -65,5 +91,6 @@ def _exit_without_final_gc() -> None:
     gc.freeze()
 
 
+BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 tf, keras = _import_quickly()
 atexit.register(_exit_without_final_gc)  # runs before the collections of the interpreter's shutdown

@@ -20,6 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
+from dnnexp import backends
+from dnnexp.config import Config
 from dnnexp.files import RunFolderError, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FailedJobs, print_error
 
@@ -54,9 +56,7 @@ def _app(cfg: DictConfig) -> float | None:
         config = validate(cfg)
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
-            module, function = RUNNERS[config.mode].split(":")
-            run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
-            metrics = run(config, run_dir)
+            metrics = _run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:
@@ -81,6 +81,18 @@ def _app(cfg: DictConfig) -> float | None:
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
     return metrics.get(config.optimized_metric)
+
+
+def _run(config: Config, run_dir: Path) -> dict[str, Any]:
+    """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
+    if backends.loaded() not in (None, config.trainer.backend):
+        from dnnexp.isolated import run_in_child
+
+        return run_in_child(config, run_dir)
+    backends.choose(config.trainer)
+    module, function = RUNNERS[config.mode].split(":")
+    run = getattr(importlib.import_module(module), function)  # Keras and its backend load here
+    return run(config, run_dir)
 
 
 def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:

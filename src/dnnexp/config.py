@@ -42,6 +42,7 @@ DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
 TRANSFERS = ("none", "frozen", "finetune", "mobilenet_v2")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+BACKENDS = ("tensorflow", "jax")
 
 # Classes per dataset, so a task split (dataset.classes) is checked before any data loads.
 DATASET_CLASSES = {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10}
@@ -169,10 +170,11 @@ class TrainerConfig:
     batch_size: int = 32
     seed: int = 42
     verbose: bool = True
+    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (pip install 'dnnexp[jax]')
     # How fast, and where: see README "Performance". "auto" or an int for the two below.
-    steps_per_execution: Any = "auto"  # training steps per call into TensorFlow
-    threads: Any = "auto"  # TensorFlow intra- and inter-op threads of this process
-    jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
+    steps_per_execution: Any = "auto"  # training steps per call into the backend
+    threads: Any = "auto"  # threads of this process's training step (TensorFlow's pools, XLA's on JAX)
+    jit_compile: Any = "auto"  # XLA: auto is off on TensorFlow (slower for small MLPs on CPU), always on on JAX
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
     tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
@@ -366,6 +368,7 @@ def _check_ranges(c: Config) -> None:
     _auto_or_positive_int("trainer.steps_per_execution", t.steps_per_execution)
     _auto_or_positive_int("trainer.threads", t.threads)
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
+    _check_backend(t)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -373,6 +376,23 @@ def _check_ranges(c: Config) -> None:
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+
+
+def _check_backend(t: TrainerConfig) -> None:
+    """The backend exists and is installed, and the trainer's other settings have a meaning on it."""
+    _one_of("trainer.backend", t.backend, BACKENDS)
+    if t.jit_compile not in ("auto", True, False):
+        raise ConfigError(f"trainer.jit_compile must be auto, true or false, got {t.jit_compile!r}")
+    if t.backend != "jax":
+        return
+    if importlib.util.find_spec("jax") is None:
+        raise ConfigError("trainer.backend=jax needs JAX: pip install 'dnnexp[jax]'")
+    if t.jit_compile is False:
+        raise ConfigError("trainer.jit_compile=false is not available with trainer.backend=jax: JAX runs every step "
+                          "through XLA (use auto or true)")
+    if t.strategy != "default":
+        raise ConfigError(f"trainer.strategy={t.strategy} needs trainer.backend=tensorflow (it is a tf.distribute "
+                          "strategy); with trainer.backend=jax use trainer.strategy=default")
 
 
 def _check_new_schedules(s: SchedulerConfig) -> None:

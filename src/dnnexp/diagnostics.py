@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from dnnexp.backend import keras, tf
+from dnnexp.backend import keras
 from dnnexp.config import DiagnosticsConfig
+from dnnexp.engines import engine
 from dnnexp.files import DIAGNOSTICS, DIAGNOSTICS_COLUMNS, save_figure, write_csv
 from dnnexp.model import forward, hidden_blocks
 
@@ -35,15 +36,17 @@ def measure(model: keras.Model, x: np.ndarray, y: np.ndarray, loss: str) -> dict
     """{weight layer name: {grad_norm, activation_mean, activation_std}} on one batch; the model is left as it was."""
     blocks = hidden_blocks(model)
     kernels = [model.get_layer(weights).kernel for weights, _ in blocks]
-    saved = [v.numpy() for v in model.non_trainable_variables]
+    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
     loss_fn = keras.losses.get(loss)
-    with tf.GradientTape() as tape:
+
+    def loss_of():
         out, activations = forward(
             model, x, training_for=(keras.layers.BatchNormalization,), record=tuple(a for _, a in blocks)
         )
         target = y.reshape(out.shape) if out.shape[-1] == 1 else y  # one sigmoid unit: labels as a column
-        value = keras.ops.mean(loss_fn(target, out)) + sum(model.losses)
-    grads = tape.gradient(value, kernels)
+        return keras.ops.mean(loss_fn(target, out)) + sum(model.losses), activations
+
+    grads, activations = engine.gradients(loss_of, kernels)
     for variable, before in zip(model.non_trainable_variables, saved):
         variable.assign(before)
     return {

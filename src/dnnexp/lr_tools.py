@@ -19,12 +19,12 @@ import numpy as np
 from rich.console import Console
 
 from dnnexp import data as datasets
-from dnnexp.backend import keras, tf
+from dnnexp.backend import keras
 from dnnexp.config import Config, SchedulerConfig
+from dnnexp.engines import engine
 from dnnexp.files import save_figure, write_csv, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, build_schedule, planned_steps
-from dnnexp.train import pipeline
 
 LR_FIND = "lr_find.csv"
 LR_FIND_PLOT = "lr_find.png"
@@ -35,7 +35,7 @@ SCHEDULE_COLUMNS = ["step", "epoch", "learning_rate"]
 SMOOTHING = 0.98  # weight of the past in the loss's exponential moving average (bias-corrected)
 
 
-def find_lr(model: keras.Model, batches: tf.data.Dataset, cfg: Config, loss: str) -> list[dict[str, float]]:
+def find_lr(model: keras.Model, batches, cfg: Config, loss: str) -> list[dict[str, float]]:
     """One epoch with the rate growing geometrically per batch; rows of (step, rate, loss, smoothed loss).
 
     The model is compiled with its own optimizer at a constant rate (the configured schedule
@@ -44,7 +44,7 @@ def find_lr(model: keras.Model, batches: tf.data.Dataset, cfg: Config, loss: str
     saved = model.get_weights()
     optimizer = build_optimizer(dataclasses.replace(cfg, scheduler=SchedulerConfig(name="constant")))
     model.compile(optimizer=optimizer, loss=loss)
-    steps = int(batches.cardinality())
+    steps = len(batches)
     rates = np.geomspace(cfg.lr_find.min_lr, cfg.lr_find.max_lr, steps)
     rows, average, best = [], 0.0, math.inf
     for step, ((x, y), rate) in enumerate(zip(batches, rates), start=1):
@@ -73,7 +73,7 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     keras.utils.set_random_seed(cfg.trainer.seed)
     data = datasets.load(cfg.dataset)
     model = build_model(cfg, data.input_shape, data.n_classes)
-    batches = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
+    batches = engine.pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     rows = find_lr(model, batches, cfg, loss_for(data.n_classes))
     write_csv(run_dir / LR_FIND, rows, LR_FIND_COLUMNS)
     result = {"status": "completed", "mode": "lr_find", **suggest(rows), "lr_find_steps": len(rows)}
@@ -109,11 +109,8 @@ def schedule_rows(cfg: Config, n_train: int) -> list[dict[str, float]]:
     total = planned_steps(cfg, n_train)
     per_epoch = total / cfg.trainer.epochs
     schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler, total)
-    rate = tf.function(schedule) if callable(schedule) else (lambda t: schedule)  # traced once, then fast per step
-    return [
-        {"step": t, "epoch": t / per_epoch, "learning_rate": float(rate(tf.constant(t, dtype=tf.int64)))}
-        for t in range(total)
-    ]
+    rate = engine.step_function(schedule) if callable(schedule) else (lambda t: schedule)
+    return [{"step": t, "epoch": t / per_epoch, "learning_rate": float(rate(t))} for t in range(total)]
 
 
 def plot_schedule(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[str, Any]:

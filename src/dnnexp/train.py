@@ -19,9 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dnnexp import data as datasets
 from dnnexp import runtime, transfer
-from dnnexp.backend import keras, tf
+from dnnexp.backend import BACKEND, keras
 from dnnexp.config import Config, config_hash
 from dnnexp.diagnostics import GradientDiagnostics
+from dnnexp.engines import engine
 from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
 from dnnexp.model import DROPOUTS, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
@@ -36,13 +37,16 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     """
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
-    threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
-    strategy = runtime.build_strategy(cfg.trainer.strategy)
+    if cfg.trainer.backend != BACKEND:
+        raise RuntimeError(f"trainer.backend={cfg.trainer.backend} in a process whose Keras runs on {BACKEND} "
+                           "(the backend is chosen before Keras loads: dnnexp.backends.choose)")
+    threads = engine.configure(cfg.trainer)  # before the backend's runtime starts
+    strategy = engine.build_strategy(cfg.trainer.strategy)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     runtime.set_precision(cfg.trainer.mixed_precision)
-    runtime.set_determinism(cfg.trainer.jit_compile)  # same seed, same metrics
+    engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
     with strategy.scope():  # the model's variables live on the strategy's devices
@@ -57,7 +61,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     if cfg.diagnostics.enabled:
         earlier = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= done] if done else []
         diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), earlier)
-    val_ds = pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
+    val_ds = engine.pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
 
     start = time.perf_counter()
     callbacks: list[keras.callbacks.Callback] = []
@@ -75,7 +79,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
+    test_loss, test_accuracy = model.evaluate(engine.pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
     save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
@@ -98,6 +102,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         **parameter_counts(model),
         **network.info,
         "steps_per_execution": model.steps_per_execution,
+        "backend": BACKEND,
         "threads": threads,
         "replicas": strategy.num_replicas_in_sync,
     }
@@ -110,7 +115,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     return metrics
 
 
-def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds: tf.data.Dataset,
+def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds,
               recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback], backup: TrainingBackup,
               final: bool) -> list[keras.callbacks.Callback]:
     """Fit one phase: set which layers train, (re)compile at lr * phase.lr_factor, continue the epoch count.
@@ -128,7 +133,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
         start, first = backup.saved_phase_start, backup.epochs_done
     callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
-    batches = EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
+    batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
     # a performance cut); the backup goes last (it saves the others' state).
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
@@ -139,14 +144,15 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
 
 def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data) -> None:
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
-    running several training steps per call into TensorFlow (runtime.steps_per_execution)."""
-    with model.distribute_strategy.scope():
+    running several training steps per call into the backend (runtime.steps_per_execution)."""
+    with engine.strategy_scope(model):
         optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
-            jit_compile=cfg.trainer.jit_compile,
+            jit_compile=engine.jit_compile(cfg.trainer),
         )
+    engine.prepare_fit(model)
 
 
 def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
@@ -166,36 +172,6 @@ def save_model(model: keras.Model, path: Path) -> None:
     os.replace(partial, path)
 
 
-class EpochShuffle(keras.callbacks.Callback):
-    """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
-
-    tf.data's ``shuffle(reshuffle_each_iteration=True)`` draws each epoch's order from a
-    generator that starts over in every process, so a run resumed at epoch k would see
-    epoch 1's order again. Here ``on_epoch_begin`` stores the epoch's order, a stateless
-    shuffle keyed by (seed, epoch), and the pass Keras starts after it reads its batches
-    from that order. Each pass is one epoch, so Keras' last call of an epoch simply runs
-    the steps that are left, and any ``steps_per_execution`` keeps epochs apart.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-        super().__init__()
-        self.seed = seed
-        self.order = tf.Variable(tf.range(len(x), dtype=tf.int64), trainable=False)
-        n, images, labels = len(x), as_tensor(x), as_tensor(y)
-        rows = _rows_of(images, labels)
-
-        @tf.autograph.experimental.do_not_convert
-        def batch(step):
-            return rows(self.order[step * batch_size : tf.minimum((step + 1) * batch_size, n)])
-
-        steps = tf.data.Dataset.range(math.ceil(n / batch_size))
-        self.dataset = steps.map(batch).prefetch(runtime.PREFETCH_BATCHES).with_options(runtime.pipeline_options())
-
-    def on_epoch_begin(self, epoch, logs=None):
-        seed = tf.constant([self.seed, epoch], tf.int64)
-        self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
-
-
 def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
     """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
     inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
@@ -212,47 +188,6 @@ def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, b
         probs = np.concatenate([1 - probs, probs], axis=-1)
     entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
     return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
-
-
-def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """In-memory arrays -> batches, in a new seeded order every epoch, prefetched while the model trains.
-
-    The arrays enter TensorFlow once; each epoch shuffles only the indices and each batch
-    gathers its rows, which costs a fraction of shuffling and batching sample by sample.
-    One thread does it (runtime.pipeline_options).
-    """
-    images, labels = as_tensor(x), as_tensor(y)
-    indices = tf.data.Dataset.range(len(x))
-    if shuffle_seed is not None:
-        indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    gathered = indices.batch(batch_size).map(_rows_of(images, labels))
-    return gathered.prefetch(runtime.PREFETCH_BATCHES).with_options(runtime.pipeline_options())
-
-
-def _rows_of(images: tf.Tensor, labels: tf.Tensor):
-    """index batch -> (images, labels) batch, for tf.data's map."""
-
-    # tf.data rewrites its functions with autograph unless told not to; plain TensorFlow ops
-    # need no rewriting, and skipping it saves part of a run's start-up.
-    @tf.autograph.experimental.do_not_convert
-    def rows(index):
-        return tf.gather(images, index), tf.gather(labels, index)
-
-    return rows
-
-
-def as_tensor(array: np.ndarray) -> tf.Tensor:
-    """The array as a tensor, sharing its memory when TensorFlow allows, else a copy.
-
-    Copying Fashion-MNIST's 172 MB of training images takes about 0.4 s here (mostly
-    fresh memory pages), as long as a training epoch. TensorFlow shares a NumPy array's
-    memory through DLPack, but only for a C-contiguous array aligned to 64 bytes (it
-    aborts the process on any other), which data.scale makes the images. The arrays of
-    a loaded dataset are never written after loading, so sharing them is safe.
-    """
-    if array.flags.c_contiguous and array.ctypes.data % datasets.ALIGNMENT == 0 and array.dtype in (np.float32, np.int64):
-        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-    return tf.constant(array)
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:

@@ -1,0 +1,52 @@
+"""Run one validated job in a fresh Python process: for a job on another Keras backend than this process's.
+
+Keras takes its backend when it is first imported and keeps it, so a sweep over
+``trainer.backend=tensorflow,jax`` cannot run its second job in the process that ran the
+first (Hydra's basic launcher runs every job in its own process; a joblib worker runs
+several). Such a job goes to a child process that loads the other backend, trains the
+config it is given into the job's folder and exits; the parent reads its metrics.json.
+
+    python -m dnnexp.isolated CONFIG_JSON RUN_DIR
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dnnexp.backends import JOBS_VARIABLE, choose, parallel_jobs
+from dnnexp.config import Config, validate
+from dnnexp.files import read_metrics
+
+
+def run_in_child(config: Config, run_dir: Path) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` in a child process (which inherits the terminal); its metrics."""
+    env = {**os.environ, JOBS_VARIABLE: str(parallel_jobs())}  # the child sees no launcher, so it is told
+    env.pop("KERAS_BACKEND", None)
+    command = [sys.executable, "-m", "dnnexp.isolated", json.dumps(dataclasses.asdict(config)), str(run_dir)]
+    finished = subprocess.run(command, env=env)
+    if finished.returncode != 0:
+        raise RuntimeError(f"the job's {config.trainer.backend} process exited with code {finished.returncode}")
+    return read_metrics(run_dir)
+
+
+def main() -> None:
+    from dnnexp.cli import RUNNERS
+
+    text, run_dir = sys.argv[1:]
+    config = validate(OmegaConf.create(json.loads(text)))
+    choose(config.trainer)
+    module, function = RUNNERS[config.mode].split(":")
+    getattr(importlib.import_module(module), function)(config, Path(run_dir))
+
+
+if __name__ == "__main__":
+    main()
