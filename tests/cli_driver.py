@@ -2,7 +2,8 @@
 
 Usage: python cli_driver.py CASES.json RESULTS.json, where CASES.json maps a case name to
 its argument list. Each case runs in its own empty folder; its result is the exit code,
-what it printed, and the status of every metrics.json it left behind.
+what it printed, the status of every metrics.json it left behind, and whether TensorFlow
+had been imported into the process by the end of the case.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def run_case(args: list[str], cwd: Path) -> dict:
             traceback.print_exc()
             code = "uncaught exception"
     statuses = [json.loads(p.read_text()).get("status") for p in cwd.rglob("metrics.json")]
-    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "statuses": statuses}
+    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "statuses": statuses,
+            "tensorflow_imported": "tensorflow" in sys.modules}
 
 
 if __name__ == "__main__":

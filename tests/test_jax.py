@@ -1,0 +1,147 @@
+"""trainer.backend=jax keeps what holds on TensorFlow: the same seed gives the same metrics, schedules give
+the formula's rate at every step, a run killed with SIGKILL resumes to the uninterrupted result, and the
+gradient diagnostics measure the same quantities.
+
+Keras takes its backend when it is first imported, and this test process runs on TensorFlow, so the JAX
+runs go through the command in JAX processes of their own: one driver process (tests/cli_driver.py) for
+the runs compared here, and the killed and resumed processes of the resume test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, run_cli, tiny_config
+from test_optim import one_cycle_formula
+from test_resume import COMPARED, RESUMABLE, saved_epoch, start_and_kill_mid_run
+
+pytest.importorskip("jax")
+
+JAX = ["trainer.backend=jax"]
+# 300 samples / batch 32 = 10 steps per epoch: calls of 4, 4 and the 2 left.
+SCHEDULED = [*TINY, *JAX, "scheduler=exponential", "scheduler.s=25", "optimizer.lr=0.1", "trainer.epochs=3",
+             "regularization=dropout", "regularization.rate=0.2"]
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    """One JAX compilation cache for this module's processes, as a sweep's jobs share one."""
+    folder = tmp_path_factory.mktemp("jax_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def jax_runs(tmp_path_factory, compilation_cache):
+    """The JAX runs this module compares, all in one JAX process: {case: (run folder, driver result)}."""
+    root = tmp_path_factory.mktemp("jax_runs")
+    cases = {
+        "four": [*SCHEDULED, "trainer.steps_per_execution=4"],
+        "four_again": [*SCHEDULED, "trainer.steps_per_execution=4"],
+        "one": [*SCHEDULED, "trainer.steps_per_execution=1"],
+        "schedule": [*TINY, *JAX, "mode=plot_schedule", "scheduler=one_cycle", "optimizer.lr=0.2"],
+        "diagnostics": [*TINY, *JAX, "diagnostics=on", "normalization=batchnorm_before"],
+        "straight": [*RESUMABLE, *JAX],
+    }
+    argv = {name: [*args, f"hydra.run.dir={root / name}"] for name, args in cases.items()}
+    (root / "cases.json").write_text(json.dumps(argv))
+    command = [sys.executable, str(Path(__file__).parent / "cli_driver.py"), "cases.json", "results.json"]
+    subprocess.run(command, cwd=root, check=True, timeout=600, stdout=subprocess.DEVNULL)
+    results = json.loads((root / "results.json").read_text())
+    for name, result in results.items():
+        assert result["code"] == 0, f"{name}: {result['stderr']}"
+    return {name: (root / name, result) for name, result in results.items()}
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_jax_run_records_its_backend_and_never_imports_tensorflow(jax_runs):
+    for name, (run_dir, result) in jax_runs.items():
+        assert result["tensorflow_imported"] is False, name
+    metrics = metrics_of(jax_runs["four"][0])
+    assert metrics["backend"] == "jax" and metrics["status"] == "completed" and metrics["steps_per_execution"] == 4
+
+
+def test_same_seed_gives_identical_metrics_on_jax(jax_runs):
+    first, again = metrics_of(jax_runs["four"][0]), metrics_of(jax_runs["four_again"][0])
+    for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy"):
+        assert again[key] == first[key]
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(pd.read_csv(jax_runs["four"][0] / "history.csv")[columns],
+                                  pd.read_csv(jax_runs["four_again"][0] / "history.csv")[columns])
+
+
+def test_steps_run_in_one_call_keep_the_schedule_exact_at_every_step(jax_runs):
+    four = pd.read_csv(jax_runs["four"][0] / "history.csv")
+    np.testing.assert_allclose(four["learning_rate"], [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)], rtol=1e-5)
+    # Calls of 4 steps compiled as one loop train as 1 step per call does: each step its own rate and dropout mask.
+    one = pd.read_csv(jax_runs["one"][0] / "history.csv")
+    np.testing.assert_allclose(four[["loss", "val_loss", "learning_rate"]], one[["loss", "val_loss", "learning_rate"]], rtol=1e-5)
+
+
+def test_schedule_plot_on_jax_gives_the_formulas_rate_at_every_step(jax_runs):
+    rows = pd.read_csv(jax_runs["schedule"][0] / "schedule.csv")
+    total = 20  # 2 epochs of 10 steps
+    cfg = tiny_config("scheduler=one_cycle").scheduler
+    expected = [one_cycle_formula(t, 0.2, total, cfg.start_factor, cfg.end_factor, cfg.final_fraction) for t in range(total)]
+    assert rows["step"].tolist() == list(range(total))
+    np.testing.assert_allclose(rows["learning_rate"], expected, rtol=1e-5, atol=1e-8)
+
+
+def test_jax_diagnostics_measure_what_tensorflow_measures_on_the_same_weights(jax_runs):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+    from dnnexp.diagnostics import measure
+
+    run_dir, _ = jax_runs["diagnostics"]
+    cfg = tiny_config("diagnostics=on", "normalization=batchnorm_before")
+    data = load(cfg.dataset)
+    model = keras.models.load_model(run_dir / "model.keras")  # the JAX run's final weights, here on TensorFlow
+    here = measure(model, data.x_train[: cfg.diagnostics.batch_size], data.y_train[: cfg.diagnostics.batch_size],
+                   "sparse_categorical_crossentropy")
+    rows = pd.read_csv(run_dir / "diagnostics.csv")
+    last = rows[rows["epoch"] == rows["epoch"].max()]
+    for layer, values in here.items():
+        for metric, value in values.items():
+            jax_value = last[(last["layer"] == layer) & (last["metric"] == metric)]["value"].item()
+            assert jax_value == pytest.approx(value, rel=1e-4, abs=1e-6), (layer, metric)
+    assert set(last["metric"]) == {"grad_norm", "activation_mean", "activation_std", "update_ratio"}
+
+
+def test_killed_jax_run_resumes_to_the_uninterrupted_result(jax_runs, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, *JAX, f"hydra.run.dir={run_dir}"]
+    start_and_kill_mid_run(args, tmp_path, run_dir / "history.csv")
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
+    done = saved_epoch(run_dir)
+    assert 1 <= done < 4
+
+    result = run_cli(*args, cwd=tmp_path, env={"JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})
+    assert result.returncode == 0, result.stderr
+    resumed = metrics_of(run_dir)
+    assert resumed["resumed_from_epoch"] == done and resumed["backend"] == "jax"
+    straight_dir, _ = jax_runs["straight"]
+    straight = metrics_of(straight_dir)
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv")[columns], pd.read_csv(straight_dir / "history.csv")[columns])
+
+
+def test_sweep_over_both_backends_trains_each_on_its_own_and_reports_the_backend(tmp_path, compilation_cache):
+    # The TensorFlow job runs in the sweep's process; the JAX job needs a process of its own.
+    result = run_cli("-m", *TINY, "trainer.epochs=1", "trainer.backend=tensorflow,jax", f"hydra.sweep.dir={tmp_path}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [metrics_of(tmp_path / job)["backend"] for job in ("0", "1")] == ["tensorflow", "jax"]
+    report = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(report["trainer.backend"]) == ["jax", "tensorflow"]
