@@ -87,6 +87,13 @@ CONFIG_CASES = [
     ("unknown monitor", ["regularization=early_stopping", "regularization.monitor=loss"], "regularization.monitor must be one of val_loss, val_accuracy; got 'loss'", 2),
     ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of best_val_accuracy", 2),
     ("unknown dataset name", ["dataset.name=imagenet"], "dataset.name must be one of mnist_5k, fashion_mnist, cifar10; got 'imagenet'", 2),
+    ("unknown backend", ["trainer.backend=torch"], "trainer.backend must be one of tensorflow, jax; got 'torch'", 2),
+    ("jit_compile text", ["trainer.jit_compile=fast"], "trainer.jit_compile must be auto, true or false, got 'fast'", 2),
+    # settings that have no meaning on the JAX backend
+    ("mirrored on jax", ["trainer.backend=jax", "trainer.strategy=mirrored"],
+     "trainer.strategy=mirrored needs trainer.backend=tensorflow (it is a tf.distribute strategy)", 2),
+    ("no xla on jax", ["trainer.backend=jax", "trainer.jit_compile=false"],
+     "trainer.jit_compile=false is not available with trainer.backend=jax", 2),
     # malformed override and sweep syntax
     ("empty sweep item", ["-m", "activation=relu,,elu"], "Error parsing override 'activation=relu,,elu'", 1),
     ("double equals", ["-m", "activation==relu"], "Error parsing override 'activation==relu'", 1),

@@ -116,3 +116,9 @@ def test_unknown_choice_is_refused_by_hydra_with_the_options(override):
         compose_config(override)
     group = override.split("=")[0]
     assert f"Could not find '{group}/" in str(err.value)
+
+
+def test_jax_backend_without_jax_installed_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"trainer.backend=jax needs JAX: pip install 'dnnexp\[jax\]'"):
+        validate(compose_config("trainer.backend=jax"))
