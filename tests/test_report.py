@@ -18,7 +18,10 @@ from scipy.stats import ttest_ind
 
 from dnnexp.cli import config_dir
 from dnnexp.config import ConfigError, validate
-from dnnexp.report import ReportError, build_report, load_runs, render, welch_p_value, write_sweep_report
+from dnnexp.results.render import render
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import ReportError, build_report, welch_p_value
+from dnnexp.results.sweep import write_sweep_report
 
 # ---------------------------------------------------------------- run folders with known numbers
 
@@ -166,7 +169,7 @@ def test_report_command_filters_exports_and_imports_no_tensorflow(seed_sweep, tm
     out = tmp_path / "table.csv"
     probe = (
         "import sys\n"
-        "from dnnexp.report_cli import main\n"
+        "from dnnexp.results.cli import main\n"
         f"main([{str(seed_sweep.parent)!r}, '--where', 'activation=selu', '--group-by', 'activation', '--output', {str(out)!r}])\n"
         "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
     )
@@ -178,7 +181,7 @@ def test_report_command_filters_exports_and_imports_no_tensorflow(seed_sweep, tm
 
 
 def test_report_command_names_an_unknown_key(seed_sweep):
-    result = subprocess.run([sys.executable, "-m", "dnnexp.report_cli", str(seed_sweep), "--where", "activaton=elu"],
+    result = subprocess.run([sys.executable, "-m", "dnnexp.results.cli", str(seed_sweep), "--where", "activaton=elu"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--where key 'activaton' is not in these runs; they have: activation," in result.stderr
@@ -188,7 +191,7 @@ def test_report_command_names_an_unknown_key(seed_sweep):
 
 
 def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
-    from dnnexp.report_cli import main
+    from dnnexp.results.cli import main
 
     main([str(seed_sweep), "--format", "json", "--plots", str(tmp_path / "figures")])
     records = json.loads(capsys.readouterr().out)
@@ -199,6 +202,21 @@ def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
     main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
     html = (tmp_path / "table.html").read_text()
     assert "<table" in html and "0.9133 ± 0.0153" in html
+
+
+def test_drawing_a_sweeps_figures_leaves_matplotlib_as_the_notebook_set_it(seed_sweep):
+    """A notebook's inline backend survives: figures are Figure objects, no pyplot, no backend switch."""
+    probe = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"  # stands for a notebook's inline backend
+        "from rich.console import Console\n"
+        "from dnnexp.results.sweep import write_sweep_report\n"
+        f"write_sweep_report({str(seed_sweep)!r}, Console(quiet=True))\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["svg", "False", "False"], result.stderr
+    assert (seed_sweep / "best_val_accuracy_bars.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # ---------------------------------------------------------------- a real sweep through the CLI
@@ -242,7 +260,7 @@ def test_a_real_sweep_ends_in_its_table_and_files(real_sweep):
 
 
 def test_report_command_rebuilds_the_sweeps_table(real_sweep, capsys):
-    from dnnexp.report_cli import main
+    from dnnexp.results.cli import main
 
     sweep, _ = real_sweep
     main([str(sweep), "--format", "markdown"])

@@ -14,9 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from dnnexp.files import write_atomic
-from dnnexp.report import ReportError, build_report, load_runs, render, render_rich, wide_console
-
-FORMATS = ("table", "csv", "markdown", "json", "html")
+from dnnexp.results.render import FORMATS, render, render_rich, wide_console
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import ReportError, build_report
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
 
@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(render(report, fmt))
     if args.plots:
-        from dnnexp.plots import write_plots
+        from dnnexp.results.figures import write_figures  # matplotlib only when asked to draw
 
-        write_plots(runs, report, args.plots)
+        write_figures(report, args.plots)
 
 
 if __name__ == "__main__":
