@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv, markdown, json, html")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
+    parser.add_argument("--include-pretrained", action="store_true",
+                        help="also list transfer learning's task-A caches (outputs/pretrained/<hash>), left out by default")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also write the learning-curve and bar PNGs into DIR")
     return parser.parse_args(argv)
 
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise ReportError(f"no such folder: {', '.join(missing)}")
-    runs = load_runs(args.paths)
+    runs = load_runs(args.paths, include_pretrained=args.include_pretrained)
     report = build_report(runs, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if args.output:

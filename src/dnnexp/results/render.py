@@ -30,11 +30,11 @@ def display_frame(report: Report) -> pd.DataFrame:
 
 
 def data_frame(report: Report) -> pd.DataFrame:
-    """The table as numbers (means, and ``_std`` columns for groups): what CSV and JSON export."""
+    """The table as numbers (means, ``_std`` columns and the p-values for groups): what CSV and JSON export."""
     columns = list(report.keys)
     for m in report.metrics:
         columns += [m, f"{m}_std"] if report.grouped else [m]
-    columns += ["n", "vs_best", "status"] if report.grouped else ["status", "runs"]
+    columns += ["n", "vs_best", "p_value", "p_adjusted", "status"] if report.grouped else ["status", "runs"]
     table = report.table.copy()
     if not report.grouped:
         table["runs"] = table["runs"].str[0]

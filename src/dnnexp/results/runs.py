@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
-from dnnexp.files import BACKUP, HISTORY, METRICS, lock_held
+from dnnexp.files import BACKUP, HISTORY, METRICS, SOURCE_CONFIG, lock_held
 from dnnexp.results.columns import DEFAULT_METRICS
 
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
@@ -37,17 +37,23 @@ class Runs:
         return self.frame[[*self.params, "status", *self.metrics, "error", "run"]]
 
 
-def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """Every run folder at or under ``paths``: a folder with ``.hydra/`` or a ``metrics.json``."""
+def find_run_dirs(paths: Iterable[Path], include_pretrained: bool = False) -> list[Path]:
+    """Every run folder at or under ``paths``: a folder with ``.hydra/`` or a ``metrics.json``.
+
+    Transfer learning's task-A caches (``transfer.cache_dir``, ``outputs/pretrained/<hash>``)
+    are models a comparison reuses, not variants of it: they are left out unless
+    ``include_pretrained``, or unless the path given is the cache folder or one cache itself.
+    """
     found: dict[Path, None] = {}
     for path in map(Path, paths):
         if _is_run_dir(path):
             found[path] = None
             continue
-        for marker in sorted(path.rglob(".hydra")):
-            found[marker.parent] = None
-        for metrics in sorted(path.rglob(METRICS)):
-            found[metrics.parent] = None
+        candidates = [marker.parent for marker in sorted(path.rglob(".hydra"))]
+        candidates += [metrics.parent for metrics in sorted(path.rglob(METRICS))]
+        for run_dir in candidates:
+            if include_pretrained or run_dir.parent == path or not is_pretrained(run_dir):
+                found[run_dir] = None
     return sorted(found, key=_natural_key)
 
 
@@ -55,19 +61,25 @@ def _is_run_dir(path: Path) -> bool:
     return (path / ".hydra").is_dir() or (path / METRICS).is_file()
 
 
+def is_pretrained(run_dir: Path) -> bool:
+    """A task-A cache that transfer.pretrained_task_a wrote: its own config file and no Hydra folder."""
+    return (run_dir / SOURCE_CONFIG).is_file() and not (run_dir / ".hydra").is_dir()
+
+
 def _natural_key(path: Path) -> list[Any]:
     # Job folders are numbered: 2 before 10.
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def load_runs(paths: Iterable[Path], finished: bool = False) -> Runs:
+def load_runs(paths: Iterable[Path], finished: bool = False, include_pretrained: bool = False) -> Runs:
     """Read every run under ``paths``; missing jobs of a sweep become rows with status ``missing``.
 
     ``finished`` says the sweep is over (the multirun-end callback): a run without
     metrics then is ``incomplete`` or ``interrupted`` (it crashed or was killed) instead of ``running``.
+    ``include_pretrained`` keeps transfer learning's task-A caches (see :func:`find_run_dirs`).
     """
     paths = [Path(p) for p in paths]
-    run_dirs = find_run_dirs(paths)
+    run_dirs = find_run_dirs(paths, include_pretrained)
     rows, params, metrics = [], {}, {}
     for run_dir in run_dirs:
         row, overrides, result = read_run(run_dir, finished)
