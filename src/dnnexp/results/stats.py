@@ -183,7 +183,7 @@ def _is_text(column: pd.Series) -> bool:
 
 
 def sort_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Best first by ``metric`` (accuracy up, loss down); rows without a completed run, then rows without a value, last."""
+    """Best first by ``metric`` (accuracy up, loss down), rows without a value last; rows without a completed run after all others."""
     order = table.assign(_counted=table["n"] > 0)
     order = order.sort_values(["_counted", metric], ascending=[False, not higher_is_better(metric)], na_position="last", kind="stable")
     return order.drop(columns="_counted")
