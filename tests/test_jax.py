@@ -10,7 +10,6 @@ the runs compared here, and the killed and resumed processes of the resume test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,7 +117,7 @@ def test_jax_diagnostics_measure_what_tensorflow_measures_on_the_same_weights(ja
     assert set(last["metric"]) == {"grad_norm", "activation_mean", "activation_std", "update_ratio"}
 
 
-def test_killed_jax_run_resumes_to_the_uninterrupted_result(jax_runs, tmp_path):
+def test_killed_jax_run_resumes_to_the_uninterrupted_result_compiling_nothing_again(jax_runs, tmp_path, compilation_cache):
     run_dir = tmp_path / "run"
     args = [*RESUMABLE, *JAX, f"hydra.run.dir={run_dir}"]
     start_and_kill_mid_run(args, tmp_path, run_dir / "history.csv")
@@ -126,8 +125,11 @@ def test_killed_jax_run_resumes_to_the_uninterrupted_result(jax_runs, tmp_path):
     done = saved_epoch(run_dir)
     assert 1 <= done < 4
 
-    result = run_cli(*args, cwd=tmp_path, env={"JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})
+    compiled = set(compilation_cache.iterdir())  # the straight run's programs, in the driver
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # Same architecture and batch size as the straight run: every program comes from the cache, none is compiled again.
+    assert set(compilation_cache.iterdir()) == compiled
     resumed = metrics_of(run_dir)
     assert resumed["resumed_from_epoch"] == done and resumed["backend"] == "jax"
     straight_dir, _ = jax_runs["straight"]
