@@ -34,12 +34,13 @@ class Timed:
     stderr: str
 
 
-def run_timed(cmd: list[str], cwd: Path) -> Timed:
-    """Run ``cmd``, with its wall time and peak resident memory (os.wait4's ru_maxrss, in KiB on Linux)."""
+def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Timed:
+    """Run ``cmd`` (with ``env`` added to the environment), with its wall time and peak resident memory
+    (os.wait4's ru_maxrss, in KiB on Linux)."""
     out, err = cwd / ".stdout", cwd / ".stderr"
     with open(out, "w") as fo, open(err, "w") as fe:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=fo, stderr=fe)
+        proc = subprocess.Popen(cmd, cwd=cwd, env={**ENV, **(env or {})}, stdout=fo, stderr=fe)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -1,14 +1,17 @@
 """Sweeps: 8 runs of the default experiment, in parallel with the joblib launcher against one after another.
 
-    python benchmarks/sweep.py [--runs 8] [--jobs 2] [--repeats 3]
+    python benchmarks/sweep.py [--runs 8] [--jobs 2] [--repeats 3] [--set trainer.backend=jax ...]
 
 Both are one ``dnnexp -m trainer.seed=1,...,8`` command (the default experiment with
 8 seeds); the parallel one adds ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, so
 each job's TensorFlow gets cores / n_jobs threads (``trainer.threads=auto``), while the
 sequential one runs its jobs in one process with all cores. Target on 2 cores: the
 parallel sweep takes at most 0.75 of the sequential wall time. Also prints the peak
-resident memory of the largest process of each, and the median training time of a run
-(``train_seconds``), which shows what parallel jobs cost each other.
+resident memory of the largest process of each, the median training time of a run
+(``train_seconds``), which shows what parallel jobs cost each other, and the median first
+epoch of the jobs after the first. ``--set`` adds overrides to every job: with
+``trainer.backend=jax`` each sweep starts on an empty JAX compilation cache of its own,
+which its first job fills and the others load from.
 
 Wall times on a shared 2-core machine move by 10-20% from one sweep to the next, so
 the pair is measured ``--repeats`` times, sequential and parallel in turn, and the
@@ -18,8 +21,10 @@ verdict uses the median of the ratios.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -29,15 +34,18 @@ from common import dnnexp, machine, run_timed
 TARGET = 0.75
 
 
-def sweep(scratch: Path, name: str, runs: int, launcher: list[str]):
+def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[str]):
     folder = scratch / name
     seeds = ",".join(str(s) for s in range(1, runs + 1))
-    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher), scratch)
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(scratch / "jax_cache")}  # empty: the sweep's first job compiles
+    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache)
     if result.returncode != 0:
         raise SystemExit(f"the {name} sweep failed:\n{result.stderr[-3000:]}")
-    metrics = [json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))]
+    jobs = sorted(folder.glob("*/metrics.json"), key=lambda p: int(p.parent.name))
+    metrics = [json.loads(p.read_text()) for p in jobs]
     assert len(metrics) == runs, f"{name}: {len(metrics)} of {runs} runs wrote metrics.json"
-    return result, metrics
+    first_epochs = [float(next(csv.DictReader(p.with_name("history.csv").open()))["seconds"]) for p in jobs]
+    return result, metrics, first_epochs
 
 
 def main() -> None:
@@ -45,6 +53,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2, help="hydra.launcher.n_jobs of the parallel sweep")
     parser.add_argument("--repeats", type=int, default=3, help="times to measure the pair; the median ratio decides")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every job")
     args = parser.parse_args()
     try:
         importlib.import_module("hydra_plugins.hydra_joblib_launcher")
@@ -52,19 +61,21 @@ def main() -> None:
         raise SystemExit("benchmarks/sweep.py needs Hydra's joblib launcher: python -m pip install -e '.[sweep]'") from None
     print(f"machine: {machine()}")
     launchers = {"basic (sequential)": [], f"joblib, n_jobs={args.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]}
-    print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs}), {args.repeats} time(s) each")
-    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'peak RSS MB':>11}")
+    print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs}) {' '.join(args.set)}, {args.repeats} time(s) each")
+    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'epoch 1 s (job 1 / later)':>25} {'peak RSS MB':>11}")
     ratios = []
     for repeat in range(1, args.repeats + 1):
         walls = []
         for label, launcher in launchers.items():
             with tempfile.TemporaryDirectory() as tmp:
-                result, metrics = sweep(Path(tmp), "sweep", args.runs, launcher)
+                result, metrics, first = sweep(Path(tmp), "sweep", args.runs, launcher, args.set)
             walls.append(result.seconds)
             train_s = statistics.median(m["train_seconds"] for m in metrics)
-            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {result.peak_rss_mb:>11.0f}")
+            epoch_1 = f"{first[0]:.2f} / {statistics.median(first[1:]):.2f}"
+            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25} {result.peak_rss_mb:>11.0f}")
         ratios.append(walls[1] / walls[0])
     ratio = statistics.median(ratios)
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"parallel / sequential: {', '.join(f'{r:.2f}' for r in ratios)}; median {ratio:.2f}"
           f" ({'meets' if ratio <= TARGET else 'MISSES'} the target <= {TARGET})")
 
