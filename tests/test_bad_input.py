@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, compose_config
-from formats import write_cifar10, write_fashion_mnist, write_idx
+from formats import plant_code_pickle, write_cifar10, write_fashion_mnist, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -149,6 +149,8 @@ DATA_CASES = [
     ("cifar not a pickle", ["dataset=cifar10", "dataset.data_dir={d}/cifar_garbage"],
      "cannot read CIFAR-10 batch {d}/cifar_garbage/cifar-10-batches-py/data_batch_1", 2),
     ("cifar missing keys", ["dataset=cifar10", "dataset.data_dir={d}/cifar_keys"], "is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')", 2),
+    ("cifar pickle that runs code", ["dataset=cifar10", "dataset.data_dir={d}/cifar_code"],
+     "{d}/cifar_code/cifar-10-batches-py/data_batch_1 is refused: its pickle would call posix.system", 2),
     ("cifar label count", ["dataset=cifar10", "dataset.data_dir={d}/cifar_labels"], "data_batch_2: 10 images but 9 labels", 2),
     ("sweep of broken data", ["-m", "dataset=fashion_mnist,cifar10", "dataset.data_dir={d}/nowhere"], "2 of 2 jobs failed", 1),
     # corrupted .keras transfer sources
@@ -201,7 +203,8 @@ def broken_datasets(d: Path) -> None:
     write_idx(fashion["ndim"] / TRAIN_IMAGES, np.zeros(200, np.uint8))
     write_idx(fashion["counts"] / FASHION_MNIST_FILES["train_labels"], np.zeros(199, np.uint8))
 
-    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10) for name in ("shape", "garbage", "keys", "labels")}
+    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10) for name in ("shape", "garbage", "keys", "labels", "code")}
+    plant_code_pickle(cifar["code"] / "data_batch_1", f"touch {d / 'cifar_code_ran'}")
     with open(cifar["shape"] / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
     (cifar["garbage"] / "data_batch_1").write_bytes(b"\x80\x04 this is no pickle")
@@ -236,6 +239,12 @@ def outcomes(tmp_path_factory, trained_run) -> tuple[Path, dict]:
     for group in ("config_cases", "data_cases"):
         results.update(json.loads((root / group / "results.json").read_text()))
     return data, results
+
+
+def test_a_crafted_cifar_pickle_never_ran_its_command(outcomes):
+    data, results = outcomes
+    assert results["cifar pickle that runs code"]["code"] == 2
+    assert not (data / "cifar_code_ran").exists()
 
 
 def test_at_least_fifty_distinct_bad_inputs():
