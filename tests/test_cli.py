@@ -24,7 +24,7 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "activation: elu, gelu, leaky_relu, relu, selu" in out.stdout  # --help lists the groups
-    assert "dnnexp -m +experiment=activations" in out.stdout  # ... after the usual commands
+    assert "dnnexp +experiment=activations" in out.stdout  # ... after the usual commands
     assert "name: selu" in out.stdout  # --cfg job shows the composed config
     assert out.stdout.strip().endswith("TF_NOT_LOADED")
 
