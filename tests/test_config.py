@@ -52,6 +52,10 @@ def test_units_list_sets_depth_and_sizes():
 PRESETS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
 
+def test_the_lecture_has_its_presets():
+    assert {"activations", "batchnorm", "lr_schedules", "clipping", "regularization", "learning_rate"} <= set(PRESETS)
+
+
 @pytest.mark.parametrize("experiment", PRESETS)
 def test_every_preset_is_a_sweep_whose_whole_grid_composes_and_validates(experiment):
     """`dnnexp +experiment=NAME` runs the comparison with or without -m (sweep_params checks hydra.mode),

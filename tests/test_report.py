@@ -16,7 +16,6 @@ from conftest import TINY, compose_config, run_cli, tiny_config
 from rich.console import Console
 from scipy.stats import ttest_ind
 
-from dnnexp.cli import config_dir
 from dnnexp.config import ConfigError, validate
 from dnnexp.results.render import render
 from dnnexp.results.runs import load_runs
@@ -387,13 +386,6 @@ def test_tensorboard_without_its_package_is_a_config_error(monkeypatch):
 
 
 # ---------------------------------------------------------------- presets
-
-
-PRESETS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
-
-
-def test_the_lecture_has_its_presets():
-    assert {"activations", "batchnorm", "lr_schedules", "clipping", "regularization", "learning_rate"} <= set(PRESETS)
 
 
 def test_a_preset_runs_its_sweep_without_dash_m(tmp_path):
