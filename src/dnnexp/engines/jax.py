@@ -123,6 +123,7 @@ def prepare_fit(model: keras.Model) -> None:
         return many(state, jax.tree.map(lambda *b: np.stack(b), *batches))
 
     def train_function(state, iterator: Iterator):
+        iterator = iter(iterator)  # train_on_batch passes a list of one batch
         batches = [next(iterator)]  # StopIteration ends the epoch, as in Keras' own loop
         for _, data in zip(range(model.steps_per_execution - 1), iterator):
             if data[0].shape != batches[0][0].shape:
