@@ -4,6 +4,7 @@ threads per sweep job, distribution strategy, mixed precision."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -213,3 +214,16 @@ def test_input_pipelines_run_on_one_thread_of_their_own_without_the_autotuner():
         options = dataset.options()
         assert options.threading.private_threadpool_size == 1 and options.threading.max_intra_op_parallelism == 1
         assert options.autotune.enabled is False
+
+
+def test_jax_gets_its_backend_and_xla_threads_before_keras_loads(monkeypatch):
+    monkeypatch.setattr(backends, "loaded", lambda: None)  # as in a process that has not imported Keras yet
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
+    monkeypatch.setenv(backends.JOBS_VARIABLE, "2")  # a job of a 2-job sweep, as a parent process says
+    monkeypatch.setattr(backends, "cores", lambda: 8)
+    backends.choose(TrainerConfig(backend="jax"))
+    assert os.environ["KERAS_BACKEND"] == "jax"
+    # auto on 8 cores shared by 2 jobs: 3 threads; the user's own flags stay, after dnnexp's, so they win.
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=3 --xla_dump_to=/tmp/dump"
+    backends.choose(TrainerConfig(backend="tensorflow", threads=1))
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
