@@ -29,14 +29,17 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-FAMILY_LEVEL = 0.05  # the family-wise error rate Holm's procedure holds
+from dnnexp.results.columns import higher_is_better
+from dnnexp.results.stats import NOISE_LEVEL, ReportError, holm_adjust, matches, welch_p_value, welch_t
+
 POWER = 0.8  # the power a "seeds needed" figure is computed for
 MAX_SEEDS = 1000  # beyond this, an effect counts as unresolvable by seeds
 
 SUPPORTED, CONTRADICTED, NOT_RESOLVED = "supported", "contradicted", "not resolved"
+NOT_CHECKED = "not checked"  # a preset's claim about a variant this sweep did not run (its grid was changed)
 
 
-class ClaimError(ValueError):
+class ClaimError(ReportError):
     """A claim cannot be read, or names a variant the runs do not have; the message says which."""
 
 
@@ -92,28 +95,65 @@ def describe(variant: Variant) -> str:
     return ", ".join(f"{k}={v}" for k, v in variant)
 
 
-def _matches(value: Any, wanted: str) -> bool:
-    try:
-        return float(value) == float(wanted)
-    except (TypeError, ValueError):
-        return str(value).lower() == wanted.lower()  # Hydra writes booleans as false, YAML reads False
-
-
 def select(frame: pd.DataFrame, variant: Variant) -> pd.DataFrame:
     """The runs of ``frame`` matching every condition of ``variant``."""
     mask = pd.Series(True, index=frame.index)
     for key, wanted in variant:
-        mask &= frame[key].map(lambda value: _matches(value, wanted)) if key in frame else False
+        mask &= frame[key].map(lambda value: matches(value, wanted)) if key in frame else False
     return frame[mask]
 
 
 def check_variants(claims: Iterable[Claim], frame: pd.DataFrame, params: list[str]) -> None:
     """Raise ClaimError naming the first variant no run has, and the variants that exist."""
     for claim in claims:
+        absent = _absent(claim, frame)
+        if absent:
+            raise ClaimError(f"claim {claim.text!r} names {describe(absent)}, which no run has; the runs have: {_existing(frame, absent, params)}")
+
+
+def _absent(claim: Claim, frame: pd.DataFrame) -> Variant | None:
+    """The first variant of ``claim`` that no run of ``frame`` matches, else None."""
+    variants = [claim.variant] if claim.prop else [v for side in claim.sides for v in side]
+    return next((v for v in variants if select(frame, v).empty), None)
+
+
+def check_grid(texts: Iterable[str], grid: dict[str, list[str]]) -> None:
+    """Before a sweep trains: every variant the claims name is in ``grid`` (key -> the values its jobs take).
+
+    Raises ClaimError naming the first condition the sweep will not run and the values it will.
+    """
+    for claim in map(parse_claim, texts):
         variants = [claim.variant] if claim.prop else [v for side in claim.sides for v in side]
-        for variant in variants:
-            if select(frame, variant).empty:
-                raise ClaimError(f"claim {claim.text!r} names {describe(variant)}, which no run has; the runs have: {_existing(frame, variant, params)}")
+        for key, wanted in (condition for variant in variants for condition in variant):
+            values = grid.get(key)
+            if values is None or not any(matches(value, wanted) for value in values):
+                runs = ", ".join(f"{k}={v}" for k, vs in grid.items() for v in vs) if values is None else ", ".join(f"{key}={v}" for v in values)
+                raise ClaimError(f"claim {claim.text!r} names {key}={wanted}, which this sweep does not run; it runs: {runs}")
+
+
+def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = ()) -> pd.DataFrame | None:
+    """The claims section of ``report`` (a stats.Report): ``stated`` by the runs' configs, ``typed`` by the user.
+
+    A typed claim naming a variant the runs lack is an error (ClaimError, listing what exists); a
+    stated one is reported as not checked, since a preset's grid may have been changed on purpose.
+    Returns None when there is no claim.
+    """
+    frame, params = report.runs, report.keys
+    typed = [parse_claim(t) for t in typed]
+    check_variants(typed, frame, params)
+    claims = [parse_claim(t) for t in dict.fromkeys(stated) if t not in {c.text for c in typed}] + typed
+    if not claims:
+        return None
+    checked = [c for c in claims if _absent(c, frame) is None]
+    relations = {id(c): [] for c in claims}
+    for relation in check_claims(checked, frame, report.metric):
+        relations[id(next(c for c in checked if c.text == relation.claim))].append(relation)
+    rows = []
+    for claim in claims:
+        absent = _absent(claim, frame)
+        rows += relations[id(claim)] or [Relation(claim.text, "the whole claim", claim.metric, "", verdict=NOT_CHECKED,
+                                                   note=f"this sweep has no runs of {describe(absent)}")]
+    return claims_frame(rows)
 
 
 def _existing(frame: pd.DataFrame, variant: Variant, params: list[str]) -> str:
@@ -125,47 +165,6 @@ def _existing(frame: pd.DataFrame, variant: Variant, params: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- statistics
-
-
-def welch(a: pd.Series, b: pd.Series) -> tuple[float, float] | None:
-    """(t, Welch-Satterthwaite df) of the difference mean(a) - mean(b), or None with fewer than 2 values on a side.
-
-    Written from the formula with scipy.special instead of scipy.stats.ttest_ind: importing
-    scipy.stats takes longer than the rest of a report. The tests check it against ttest_ind.
-    """
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:
-        gap = a.mean() - b.mean()
-        return (0.0 if gap == 0 else math.copysign(math.inf, gap)), math.inf
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return t, df
-
-
-def two_sided_p(t: float, df: float) -> float:
-    from scipy.special import stdtr
-
-    if math.isinf(t):
-        return 0.0
-    return float(2 * stdtr(df, -abs(t)))
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values: sorted ascending, p_(i) * (m - i + 1), made monotone, capped at 1.
-
-    Rejecting where the adjusted value is below alpha holds the family-wise error rate at
-    alpha for any dependence between the tests (Holm, 1979). A few lines, so written here
-    rather than taking statsmodels as a dependency for ``multipletests(method="holm")``.
-    """
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted, running = [1.0] * m, 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def welch_power(effect: float, sd_a: float, sd_b: float, n: int, alpha: float) -> float:
@@ -219,59 +218,53 @@ class Relation:
     n: str
     effect: float = math.nan  # mean(better) - mean(worse), signed so that > 0 goes the claimed way
     std: float = math.nan  # the two variants' pooled standard deviation
-    p: float = math.nan  # Holm-adjusted
+    p: float = math.nan  # Welch's two-sided p, Holm-adjusted over every pair of every claim
     verdict: str = NOT_RESOLVED
     note: str = ""
-    _raw: tuple | None = None  # (t, df, sd_a, sd_b) for a pair with two runs a side
+    sds: tuple[float, float] | None = None  # the two variants' standard deviations, when each has 2+ runs
+    p_raw: float = math.nan
 
 
-def check_claims(claims: list[Claim], frame: pd.DataFrame, default_metric: str, higher_is_better) -> list[Relation]:
-    """Every claim's relations, then one row per ordering with its overall verdict, in claim order."""
+def check_claims(claims: list[Claim], frame: pd.DataFrame, default_metric: str) -> list[Relation]:
+    """Every claim's relations, each ordering followed by its overall verdict, in claim order.
+
+    The pairs of all claims are one family: their p-values are Holm-adjusted together.
+    """
     completed = frame[frame["status"] == "completed"] if "status" in frame else frame
-    relations: list[Relation] = []
-    per_claim: list[list[Relation]] = []
-    for claim in claims:
-        rows = [_property(claim, frame)] if claim.prop else [
-            _pair(claim, better, worse, claim.metric or default_metric, completed, higher_is_better) for better, worse in claim.pairs()
-        ]
-        per_claim.append(rows)
-        relations += rows
-    tested = [r for r in relations if r._raw is not None]
-    for relation, p in zip(tested, holm([two_sided_p(r._raw[0], r._raw[1]) for r in tested])):
+    per_claim = [[_property(claim, frame)] if claim.prop else
+                 [_pair(claim, better, worse, claim.metric or default_metric, completed) for better, worse in claim.pairs()]
+                 for claim in claims]
+    tested = [r for rows in per_claim for r in rows if r.sds is not None]
+    for relation, p in zip(tested, holm_adjust([r.p_raw for r in tested])):
         _decide(relation, p, len(tested))
     out: list[Relation] = []
-    for claim, rows in zip(claims, per_claim):
-        out += rows
-        if len(rows) > 1:
-            out.append(_overall(claim, rows))
+    for rows in per_claim:
+        out += rows + ([_overall(rows)] if len(rows) > 1 else [])
     return out
 
 
-def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, completed: pd.DataFrame, higher_is_better) -> Relation:
-    values = [pd.to_numeric(select(completed, v).get(metric, pd.Series(dtype=float)), errors="coerce").dropna() for v in (better, worse)]
-    a, b = values
+def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, completed: pd.DataFrame) -> Relation:
+    a, b = (pd.to_numeric(select(completed, v).get(metric, pd.Series(dtype=float)), errors="coerce").dropna() for v in (better, worse))
     relation = Relation(claim.text, f"{describe(better)} > {describe(worse)}", metric, f"{len(a)} vs {len(b)}")
-    sign = 1 if higher_is_better(metric) else -1  # effect and t > 0: the claimed way
-    if len(a) < 2 or len(b) < 2:
+    sign = 1 if higher_is_better(metric) else -1  # effect > 0: the claimed way
+    if len(a) and len(b):
+        relation.effect = sign * (a.mean() - b.mean())
+    if welch_t(a, b) is None:
         relation.note = "needs 2+ completed runs per variant (add trainer.seed=0,1,2)"
-        if len(a) and len(b):
-            relation.effect = sign * (a.mean() - b.mean())
         return relation
-    t, df = welch(a, b)
-    relation.effect = sign * (a.mean() - b.mean())
     relation.std = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    relation._raw = (sign * t, df, a.std(ddof=1), b.std(ddof=1))
+    relation.sds = (a.std(ddof=1), b.std(ddof=1))
+    relation.p_raw = welch_p_value(a, b)
     return relation
 
 
 def _decide(relation: Relation, p: float, family: int) -> None:
     relation.p = p
-    t, _, sd_a, sd_b = relation._raw
-    if p < FAMILY_LEVEL:
-        relation.verdict = SUPPORTED if t > 0 else CONTRADICTED
+    if p < NOISE_LEVEL:
+        relation.verdict = SUPPORTED if relation.effect > 0 else CONTRADICTED
         return
-    # Holm's first step compares the smallest p with alpha / m: seeds enough for that level resolve it.
-    needed = seeds_needed(relation.effect, sd_a, sd_b, FAMILY_LEVEL / family)
+    # Holm's first step compares the smallest p with level / m: seeds enough for that level resolve it.
+    needed = seeds_needed(relation.effect, *relation.sds, NOISE_LEVEL / family)
     relation.note = (f"{needed} seeds per variant would resolve an effect this size at {POWER:.0%} power" if needed
                      else f"an effect this size needs more than {MAX_SEEDS} seeds per variant")
 
@@ -280,21 +273,22 @@ def _property(claim: Claim, frame: pd.DataFrame) -> Relation:
     key, wanted = claim.prop
     runs = select(frame, claim.variant)
     values = runs[key] if key in runs else pd.Series([None] * len(runs), dtype=object)
-    holds = int(values.map(lambda value: _matches(value, wanted)).sum())
+    holds = int(values.map(lambda value: matches(value, wanted)).sum())
     relation = Relation(claim.text, f"{describe(claim.variant)}: {key} = {wanted}", None, f"{holds} of {len(runs)}")
     if len(runs) and holds == len(runs):
         relation.verdict = SUPPORTED
     elif len(runs) and holds == 0:
         relation.verdict = CONTRADICTED
-        relation.note = "found: " + ", ".join(dict.fromkeys(values.dropna().astype(str))) if values.notna().any() else f"no run has {key}"
+        found = ", ".join(dict.fromkeys(values.dropna().astype(str)))
+        relation.note = f"found: {found}" if found else f"no run has {key}"
     return relation
 
 
-def _overall(claim: Claim, rows: list[Relation]) -> Relation:
+def _overall(rows: list[Relation]) -> Relation:
     verdicts = {r.verdict for r in rows}
     verdict = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if verdicts == {SUPPORTED} else NOT_RESOLVED
     supported = sum(r.verdict == SUPPORTED for r in rows)
-    return Relation(claim.text, "the whole claim", rows[0].metric, "", verdict=verdict, note=f"{supported} of {len(rows)} relations supported")
+    return Relation(rows[0].claim, "the whole claim", rows[0].metric, "", verdict=verdict, note=f"{supported} of {len(rows)} relations supported")
 
 
 def claims_frame(relations: list[Relation]) -> pd.DataFrame:
