@@ -1,6 +1,6 @@
 """dnnexp against the loops a user would write instead: seconds per epoch, side by side, in one invocation.
 
-    python benchmarks/peers.py [--batch-sizes 32 128] [--epochs 3] [--repeats 1] [--data-dir FOLDER] [--loops NAME ...]
+    python benchmarks/peers.py [--batch-sizes 32 128] [--epochs 3] [--repeats 1] [--data-dir FOLDER] [--loops NAME ...] [--set KEY=VALUE ...]
 
 The workload: the lecture's Fashion-MNIST MLP (784-300-100-10, ReLU, softmax), SGD at 0.01,
 55,000 training and 5,000 validation images, every epoch a pass over the training set and
@@ -184,7 +184,7 @@ def lightning_loop(data_dir: str, batch_size: int, epochs: int) -> list[float]:
     return timer.seconds
 
 
-def dnnexp_loop(data_dir: str, batch_size: int, epochs: int, backend: str) -> list[float]:
+def dnnexp_loop(data_dir: str, batch_size: int, epochs: int, backend: str, extra: list[str]) -> list[float]:
     import pandas as pd
     from hydra import compose, initialize_config_dir
 
@@ -194,7 +194,7 @@ def dnnexp_loop(data_dir: str, batch_size: int, epochs: int, backend: str) -> li
 
     overrides = ["dataset=fashion_mnist", f"dataset.data_dir={data_dir}", f"dataset.val_size={N_VAL}",
                  f"model.units=[{UNITS[0]},{UNITS[1]}]", f"optimizer.lr={LR}", f"trainer.epochs={epochs}",
-                 f"trainer.batch_size={batch_size}", f"trainer.backend={backend}", "trainer.verbose=false"]
+                 f"trainer.batch_size={batch_size}", f"trainer.backend={backend}", "trainer.verbose=false", *extra]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = validate(compose(config_name="config", overrides=overrides))
     choose(cfg.trainer)  # as the command does, before Keras loads
@@ -205,24 +205,24 @@ def dnnexp_loop(data_dir: str, batch_size: int, epochs: int, backend: str) -> li
         return pd.read_csv(Path(run_dir) / "history.csv")["seconds"].tolist()
 
 
-# name -> (what it needs installed, environment, function(data_dir, batch, epochs))
+# name -> (what it needs installed, environment, function(data_dir, batch, epochs, dnnexp overrides))
 LOOPS = {
-    "keras-tf": ("tensorflow", {"KERAS_BACKEND": "tensorflow"}, lambda d, b, e: keras_loop(d, b, e, 1)),
-    "keras-jax": ("jax", {"KERAS_BACKEND": "jax"}, lambda d, b, e: keras_loop(d, b, e, 1)),
-    "keras-jax-spe50": ("jax", {"KERAS_BACKEND": "jax"}, lambda d, b, e: keras_loop(d, b, e, 50)),
-    "torch": ("torch", {}, torch_loop),
-    "lightning": ("lightning", {}, lightning_loop),
-    "dnnexp-tf": ("tensorflow", {}, lambda d, b, e: dnnexp_loop(d, b, e, "tensorflow")),
-    "dnnexp-jax": ("jax", {}, lambda d, b, e: dnnexp_loop(d, b, e, "jax")),
-    "dnnexp-jax-cached": ("jax", {}, lambda d, b, e: dnnexp_loop(d, b, e, "jax")),
+    "keras-tf": ("tensorflow", {"KERAS_BACKEND": "tensorflow"}, lambda d, b, e, x: keras_loop(d, b, e, 1)),
+    "keras-jax": ("jax", {"KERAS_BACKEND": "jax"}, lambda d, b, e, x: keras_loop(d, b, e, 1)),
+    "keras-jax-spe50": ("jax", {"KERAS_BACKEND": "jax"}, lambda d, b, e, x: keras_loop(d, b, e, 50)),
+    "torch": ("torch", {}, lambda d, b, e, x: torch_loop(d, b, e)),
+    "lightning": ("lightning", {}, lambda d, b, e, x: lightning_loop(d, b, e)),
+    "dnnexp-tf": ("tensorflow", {}, lambda d, b, e, x: dnnexp_loop(d, b, e, "tensorflow", x)),
+    "dnnexp-jax": ("jax", {}, lambda d, b, e, x: dnnexp_loop(d, b, e, "jax", x)),
+    "dnnexp-jax-cached": ("jax", {}, lambda d, b, e, x: dnnexp_loop(d, b, e, "jax", x)),
 }
 
 
-def run_loop(name: str, data_dir: str, batch_size: int, epochs: int, cache: Path) -> list[float]:
+def run_loop(name: str, data_dir: str, batch_size: int, epochs: int, cache: Path, extra: list[str]) -> list[float]:
     """One loop in a fresh process: its seconds per epoch."""
     env = {**ENV, **LOOPS[name][1], "JAX_COMPILATION_CACHE_DIR": str(cache)}
     command = [sys.executable, __file__, "--run-one", name, "--data-dir", data_dir,
-               "--batch-sizes", str(batch_size), "--epochs", str(epochs)]
+               "--batch-sizes", str(batch_size), "--epochs", str(epochs), *(["--set", *extra] if extra else [])]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{name} at batch {batch_size} failed:\n{done.stderr[-3000:]}")
@@ -239,10 +239,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of every loop; the table shows medians")
     parser.add_argument("--data-dir", help="a folder with the four Fashion-MNIST .gz files")
     parser.add_argument("--loops", nargs="+", choices=list(LOOPS), help="only these loops")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for dnnexp's runs")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)  # the child process's side
     args = parser.parse_args()
     if args.run_one:
-        print(json.dumps(LOOPS[args.run_one][2](args.data_dir, args.batch_sizes[0], args.epochs)))
+        print(json.dumps(LOOPS[args.run_one][2](args.data_dir, args.batch_sizes[0], args.epochs, args.set)))
         return
 
     loops = [n for n in (args.loops or LOOPS) if importlib.util.find_spec(LOOPS[n][0]) is not None]
@@ -254,13 +255,13 @@ def main() -> None:
         peak = matmul_peak_gflops()
         print(f"data: {source}; float32 matmul peak (NumPy, 4096^2, all threads): {peak:.1f} GFLOP/s")
         print(f"model 784-{UNITS[0]}-{UNITS[1]}-10, SGD lr={LR}, {N_TRAIN:,} training + {N_VAL:,} validation samples, "
-              f"{args.epochs} epochs per run, median of {args.repeats} run(s)" + (f"; not installed: {', '.join(skipped)}" if skipped else ""))
+              f"{args.epochs} epochs per run, median of {args.repeats} run(s)" + (f"; dnnexp with {' '.join(args.set)}" if args.set else "") + (f"; not installed: {', '.join(skipped)}" if skipped else ""))
         runs: dict[tuple[str, int], list[list[float]]] = {}
         for repeat in range(args.repeats):
             for batch in args.batch_sizes:
                 cache = scratch / f"jax_cache_{repeat}_{batch}"  # fresh for each pair of dnnexp-jax runs
                 for name in loops:
-                    runs.setdefault((name, batch), []).append(run_loop(name, data_dir, batch, args.epochs, cache))
+                    runs.setdefault((name, batch), []).append(run_loop(name, data_dir, batch, args.epochs, cache, args.set))
         print(f"measured under load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} (at the end)")
     results = {key: summarize(epochs) for key, epochs in runs.items()}
     print_table(results, loops, args.batch_sizes, peak)

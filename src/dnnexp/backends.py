@@ -38,17 +38,21 @@ def parallel_jobs() -> int:
     return max(1, n_jobs if n_jobs > 0 else cores() + 1 + n_jobs)
 
 
-def thread_count(setting: int | str, jobs: int, n_cores: int) -> int:
-    """Threads for the training step's operations: the job's share of the cores, less one.
+def thread_count(setting: int | str, jobs: int, n_cores: int, spare: int = 1) -> int:
+    """Threads for the training step's operations: the job's share of the cores, less ``spare``.
 
-    The core left over runs the input pipeline and Keras' Python loop beside the
-    training step. Measured on 2 cores, one thread ran the lecture's MLP 1.2-1.8x
-    faster than two (splitting small operations costs more than it saves) and a
-    3072-1000-1000 MLP as fast (README "Performance").
+    On TensorFlow one core is left over (``spare=1``) for the input pipeline and Keras'
+    Python loop beside the training step: measured on 2 cores, one thread ran the lecture's
+    MLP 1.2-1.8x faster than two (splitting small operations costs more than it saves) and
+    a 3072-1000-1000 MLP as fast (README "Performance"). JAX dispatches each step without
+    waiting for the one before, so its loop needs no core of its own (``spare=0``).
     """
     if setting != "auto":
         return int(setting)
-    return max(1, n_cores // jobs - 1)
+    return max(1, n_cores // jobs - spare)
+
+
+JAX_SPARE_CORES = 0  # see thread_count
 
 
 def loaded() -> str | None:
@@ -68,6 +72,6 @@ def choose(trainer: TrainerConfig) -> None:
         return
     os.environ["KERAS_BACKEND"] = trainer.backend
     if trainer.backend == "jax":
-        threads = thread_count(trainer.threads, parallel_jobs(), cores())
+        threads = thread_count(trainer.threads, parallel_jobs(), cores(), spare=JAX_SPARE_CORES)
         ours = f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} intra_op_parallelism_threads={threads}"
         os.environ["XLA_FLAGS"] = f"{ours} {os.environ.get('XLA_FLAGS', '')}".strip()

@@ -152,7 +152,6 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
-    engine.prepare_fit(model)
 
 
 def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
