@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp.files import RunFolderError, read_metrics, write_metrics
-from dnnexp.hydra_callbacks import FailedJobs, print_error
+from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
+from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, check_folder, print_error
 
 
 def config_dir() -> str:
@@ -44,14 +44,26 @@ RUNNERS = {
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
+    try:  # each job's folder, held by the process that runs the job (a joblib worker too)
+        lock = lock_run_folder(run_dir)
+    except FolderTaken as err:
+        print_error(str(err))
+        return float("nan")
+    with lock:
+        return _run(cfg, run_dir, multirun=True)
+
+
+def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         config = validate(cfg)
+        check_folder(run_dir, config)  # a sweep's job: Optuna and other sweepers pick jobs as they go
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
             module, function = RUNNERS[config.mode].split(":")
@@ -60,12 +72,14 @@ def _app(cfg: DictConfig) -> float | None:
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:
+            ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
             sys.exit(2)
-        # In a sweep, one bad job is recorded and the others go on.
-        write_metrics(run_dir, {"status": "failed", "error": str(err)})
+        # In a sweep, one bad job is recorded and the others go on; another run's folder is left alone.
+        if not isinstance(err, FolderTaken):
+            write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
     except KeyboardInterrupt:
-        folder = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
+        folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
         print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
@@ -104,8 +118,9 @@ def main() -> None:
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
     FailedJobs.failed = []
+    FAILURES.clear()
     _app()
-    if FailedJobs.failed:  # recorded at the end of a multirun
+    if FailedJobs.failed or FAILURES:  # recorded at the end of a multirun
         sys.exit(1)
 
 

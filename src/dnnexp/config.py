@@ -505,17 +505,53 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
     return frozen, finetune
 
 
-def config_hash(cfg: Config) -> str:
-    """Twelve hex digits of the config's SHA-256; what only changes the display does not count.
+# Keys that change how a run goes or what it shows, never what it computes: how fast it runs
+# (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard), its
+# folder's name and the metric a sweeper reads. config_hash leaves them out, so setting one
+# neither trains a finished run again nor misses the task-A cache, and a killed run resumes
+# under it; every other key, including any added to the schema later, changes the hash.
+UNHASHED_KEYS = frozenset({
+    "trainer.verbose", "trainer.tensorboard", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
+    "task_name", "optimized_metric",
+})
 
-    metrics.json keeps it, so a sweep started again in its folder knows which jobs already
-    finished with exactly this config.
+
+def hashed_config(cfg: Config) -> dict[str, Any]:
+    """The config as {dotted key: value}, without UNHASHED_KEYS: what decides what a run computes."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif f"{prefix}{key}" not in UNHASHED_KEYS:
+                flat[f"{prefix}{key}"] = value
+
+    walk(dataclasses.asdict(cfg), "")
+    return json.loads(json.dumps(flat))  # as a backup's JSON header gives it back
+
+
+def config_hash(cfg: Config) -> str:
+    """Twelve hex digits of the SHA-256 of :func:`hashed_config`.
+
+    metrics.json and a run's backup keep it, so a command pointed at a folder knows whether
+    the run there is its own (resume it, or report it finished) or another config's (refuse).
     """
-    fields = dataclasses.asdict(cfg)
-    fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric"):
-        fields.pop(key)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(hashed_config(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def first_difference(here: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The first key whose value differs between two hashed configs, as `key: A here, B in this command`."""
+    for key in [*here, *(k for k in wanted if k not in here)]:
+        if key not in here or key not in wanted or here[key] != wanted[key]:
+            old, new = (_shown(c[key]) if key in c else "not set" for c in (here, wanted))
+            return f"{key}: {old} here, {new} in this command"
+    return "no key differs, yet the config hash does"
+
+
+def _shown(value: Any) -> str:
+    """A value as the command line writes it: relu, 0.05, true, null, [8, 9]."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

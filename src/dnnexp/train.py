@@ -48,7 +48,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
     model = network.model
-    backup = TrainingBackup(run_dir / BACKUP)
+    backup = TrainingBackup(run_dir / BACKUP, cfg)
     done = backup.epochs_done
     if done:
         console.print(f"resuming {run_dir} after epoch {done}")
