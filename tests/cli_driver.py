@@ -17,6 +17,10 @@ from pathlib import Path
 
 from dnnexp.cli import main
 
+# Overrides for run_case called from a test's own process: Hydra then logs nowhere, since its
+# log handlers would outlive the captured streams they were given.
+IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+
 
 def run_case(args: list[str], cwd: Path) -> dict:
     cwd.mkdir(parents=True)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
+from dnnexp import hydra_callbacks, lr_tools, report
 from dnnexp.files import lock_run_folder
 from dnnexp.report import load_runs
 
@@ -151,3 +153,41 @@ def test_report_flags_killed_live_and_broken_run_folders(tmp_path, capsys):
     printed = " ".join(capsys.readouterr().out.split())
     for word in ("interrupted", "incomplete", "running", "corrupt", "completed", "missing"):
         assert word in printed
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("module, name, what", [(report, "write_sweep_report", "the sweep report"),
+                                                (hydra_callbacks, "_failed", "the failed-jobs check")])
+def test_a_failing_end_of_sweep_callback_fails_the_command(tmp_path, monkeypatch, module, name, what):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(module, name, boom)
+    # One job that plots its schedule: it completes in a moment.
+    result = run_case(["-m", *IN_PROCESS, "mode=plot_schedule", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path / "cwd")
+    assert result["code"] == 1
+    assert f"dnnexp: error: {what} failed: RuntimeError: boom" in result["stderr"].splitlines()
+    assert "Traceback" not in result["stdout"] + result["stderr"]
+
+
+def test_a_live_sweep_jobs_folder_is_refused_to_another_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    second = {}
+    plot_schedule = lr_tools.plot_schedule
+
+    def job_meets_a_second_command(config, run_dir):
+        before = (run_dir / ".hydra" / "overrides.yaml").read_text()
+        second["result"] = run_cli(*TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=120)
+        second["untouched"] = (run_dir / ".hydra" / "overrides.yaml").read_text() == before
+        return plot_schedule(config, run_dir)
+
+    monkeypatch.setattr(lr_tools, "plot_schedule", job_meets_a_second_command)
+    job = tmp_path / "sweep" / "0"
+    result = run_case(["-m", *IN_PROCESS, "mode=plot_schedule", f"hydra.sweep.dir={job.parent}"], tmp_path / "cwd")
+    assert result["code"] == 0, result["stderr"]
+    assert second["result"].returncode == 2
+    assert f"dnnexp: error: {job} is in use by another dnnexp run; give this one its own folder" in second["result"].stderr
+    assert second["untouched"] and not (job / "history.csv").exists()
+    with lock_run_folder(job):  # released when the job ended
+        pass

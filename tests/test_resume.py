@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, run_cli, tiny_config
 
 from dnnexp import train as train_module
@@ -56,6 +57,11 @@ def wait_for_epochs(proc: subprocess.Popen, history: Path, epochs: int) -> None:
         time.sleep(0.01)
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     run_dir = tmp_path / "run"
     args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
@@ -64,6 +70,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     done = saved_epoch(run_dir)
     assert 1 <= done < 4
     before = pd.read_csv(run_dir / "history.csv")
+
+    killed = folder_bytes(run_dir)
+    other = run_cli(*args, "activation=tanh", "optimizer.lr=0.05", cwd=tmp_path)  # another config, the same folder
+    assert other.returncode == 2
+    assert other.stderr.strip() == (f"dnnexp: error: {run_dir} holds a run of another config (activation.name: relu here, "
+                                    f"tanh in this command); give this run its own folder, or delete {run_dir} to start over")
+    assert folder_bytes(run_dir) == killed
 
     result = run_cli(*args, cwd=tmp_path)  # the same command again
     assert result.returncode == 0, result.stderr
@@ -80,6 +93,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert again.returncode == 0 and "already holds this run, finished: not training it again" in again.stderr
     assert json.loads((run_dir / "metrics.json").read_text()) == resumed
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), history)
+    finished = folder_bytes(run_dir)
+    other = run_cli(*args, "trainer.epochs=3", cwd=tmp_path)  # a finished run is not overwritten by another config either
+    assert other.returncode == 2 and f"{run_dir} holds a run of another config (trainer.epochs: 4 here, 3 in this command)" in other.stderr
+    assert folder_bytes(run_dir) == finished
 
     straight_dir = tmp_path / "straight"
     straight = train(tiny_config(*RESUMABLE), straight_dir)
@@ -206,10 +223,26 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
     interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
 
-    with pytest.raises(RunFolderError, match="written by a run with another model or optimizer"):
+    with pytest.raises(RunFolderError, match=r"holds a run of another config \(model.units: 16 here, 8 in this command\)"):
         train(tiny_config("model.units=8"), tmp_path)
     backup = tmp_path / BACKUP
     backup.write_bytes(backup.read_bytes()[:100])  # a truncated backup
     with pytest.raises(RunFolderError, match=f"cannot read the backup {backup}.*delete it to start the run over"):
         train(tiny_config(), tmp_path)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_sweep_started_again_with_another_grid_is_refused_before_any_job_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    grid = ["-m", *TINY, *IN_PROCESS, "trainer.epochs=1", f"hydra.sweep.dir={sweep}"]
+    first = run_case([*grid, "activation=relu,elu"], tmp_path / "first")
+    assert first["code"] == 0 and first["statuses"] == [], first["stderr"]
+    before = folder_bytes(sweep)
+
+    shifted = run_case([*grid, "activation=elu,relu"], tmp_path / "shifted")  # job 0 is now elu
+    assert shifted["code"] == 2
+    assert shifted["stderr"].strip() == (
+        f"dnnexp: error: {sweep / '0'} holds a run of another config (activation.name: relu here, elu in this command); "
+        f"give this run its own folder, or delete {sweep / '0'} to start over")
+    assert folder_bytes(sweep) == before
