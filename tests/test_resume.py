@@ -17,8 +17,10 @@ from conftest import TINY, run_cli, tiny_config
 
 from dnnexp import train as train_module
 from dnnexp.backend import keras, tf
+from dnnexp.config import UNHASHED_KEYS, config_hash
 from dnnexp.files import BACKUP, RunFolderError
 from dnnexp.train import EpochShuffle, train
+from dnnexp.transfer import source_config
 
 COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
@@ -246,3 +248,41 @@ def test_sweep_started_again_with_another_grid_is_refused_before_any_job_changes
         f"dnnexp: error: {sweep / '0'} holds a run of another config (activation.name: relu here, elu in this command); "
         f"give this run its own folder, or delete {sweep / '0'} to start over")
     assert folder_bytes(sweep) == before
+
+    # Keys that change no result: the finished jobs are reported, not trained again.
+    faster = run_case([*grid, "activation=relu,elu", "trainer.steps_per_execution=3", "trainer.threads=1"], tmp_path / "faster")
+    assert faster["code"] == 0, faster["stderr"]
+    assert " ".join(faster["stderr"].split()).count("already holds this run, finished: not training it again") == 2
+    assert [(sweep / job / "metrics.json").read_bytes() for job in "01"] == [before[f"{job}/metrics.json"] for job in "01"]
+
+
+# Each key config_hash leaves out, set to another value than the default run has; threads
+# take effect only in a new process, so they go to the command with the two keys it alone reads.
+IN_THIS_PROCESS = ["trainer.verbose=true", "trainer.tensorboard=true", "trainer.steps_per_execution=1", "trainer.strategy=mirrored"]
+BY_THE_COMMAND = ["task_name=elsewhere", "optimized_metric=val_loss"]  # plus trainer.threads
+RESULTS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run")
+
+
+def test_keys_left_out_of_the_config_hash_change_no_result(trained_run, tmp_path):
+    assert {o.split("=")[0] for o in [*IN_THIS_PROCESS, *BY_THE_COMMAND, "trainer.threads"]} == UNHASHED_KEYS
+    run_dir, default = trained_run
+    threads = default["threads"] % 2 + 1  # 1 or 2, not what the default run had
+    command = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *TINY, *BY_THE_COMMAND, f"trainer.threads={threads}",
+                                f"hydra.run.dir={tmp_path / 'command'}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    train(tiny_config(*IN_THIS_PROCESS), tmp_path / "here")
+    assert command.wait(timeout=300) == 0, command.stderr.read()
+    command.stderr.close()
+    assert json.loads((tmp_path / "command" / "metrics.json").read_text())["threads"] == threads
+    losses = pd.read_csv(run_dir / "history.csv")[["loss", "val_loss", "val_accuracy"]]
+    for folder in (tmp_path / "here", tmp_path / "command"):
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["config_hash"] == default["config_hash"]
+        assert {k: metrics[k] for k in RESULTS} == {k: default[k] for k in RESULTS}
+        pd.testing.assert_frame_equal(pd.read_csv(folder / "history.csv")[losses.columns], losses)
+
+
+def test_keys_left_out_of_the_config_hash_reuse_the_pretrained_task_a():
+    transfer = ["transfer=frozen", "transfer.pretrain_classes=[0,1,2,3,4,5,6,7]", "dataset.classes=[8,9]"]
+    cache = config_hash(source_config(tiny_config(*transfer)))  # the task-A folder's name
+    toggled = tiny_config(*transfer, *IN_THIS_PROCESS, *BY_THE_COMMAND, "trainer.threads=1")
+    assert config_hash(source_config(toggled)) == cache
