@@ -63,7 +63,8 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
 
     try:
         config = validate(cfg)
-        check_folder(run_dir, config)  # a sweep's job: Optuna and other sweepers pick jobs as they go
+        if multirun:  # a run's folder was checked before Hydra wrote into it; Optuna's trials are known only now
+            check_folder(run_dir, config)
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
             module, function = RUNNERS[config.mode].split(":")

@@ -8,7 +8,6 @@ failed, without a second command.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import zipfile
 from collections.abc import Iterator
