@@ -15,7 +15,8 @@ import pytest
 from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
-from dnnexp import hydra_callbacks, lr_tools, report
+from dnnexp import hydra_callbacks, lr_tools
+from dnnexp.results import sweep as sweep_files
 from dnnexp.files import lock_run_folder
 from dnnexp.results.runs import load_runs
 
@@ -159,7 +160,7 @@ def boom(*args, **kwargs):
     raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("module, name, what", [(report, "write_sweep_report", "the sweep report"),
+@pytest.mark.parametrize("module, name, what", [(sweep_files, "write_sweep_report", "the sweep report"),
                                                 (hydra_callbacks, "_failed", "the failed-jobs check")])
 def test_a_failing_end_of_sweep_callback_fails_the_command(tmp_path, monkeypatch, module, name, what):
     monkeypatch.chdir(tmp_path)
