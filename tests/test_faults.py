@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -192,3 +193,22 @@ def test_a_live_sweep_jobs_folder_is_refused_to_another_command(tmp_path, monkey
     assert second["untouched"] and not (job / "history.csv").exists()
     with lock_run_folder(job):  # released when the job ended
         pass
+
+
+def test_a_joblib_workers_job_folder_is_locked_by_the_worker(tmp_path):
+    from test_resume import RESUMABLE, wait_for_epochs
+
+    sweep = tmp_path / "sweep"
+    # One job, sent to a worker process all the same (n_jobs is not 1).
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", "-m", *RESUMABLE, "trainer.epochs=30",
+                             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_epochs(proc, sweep / "0" / "history.csv", 1)
+        second = run_cli(*TINY, f"hydra.run.dir={sweep / '0'}", cwd=tmp_path, timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers
+        proc.wait()
+        proc.stderr.close()
+    assert second.returncode == 2
+    assert f"dnnexp: error: {sweep / '0'} is in use by another dnnexp run" in second.stderr
