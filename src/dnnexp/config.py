@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dnnexp.files import MODEL
+from dnnexp.typos import unknown_key
 
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
@@ -219,6 +220,8 @@ class Config:
     mode: str = "train"
     optimized_metric: str = "best_val_accuracy"
     task_name: str = "train"
+    # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
+    claims: list[str] = field(default_factory=list)
 
 
 OPTIMIZED_METRICS = ("best_val_accuracy", "val_accuracy", "test_accuracy", "val_loss", "test_loss")
@@ -240,7 +243,7 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or "config"
     msg = str(err).splitlines()[0]
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
-        return f"{key} is not a known key ({msg})"
+        return unknown_key(err) or f"{key} is not a known key ({msg})"
     if isinstance(err, ValidationError):
         value = getattr(err, "value", None)
         shown = repr(value) if isinstance(value, str) else str(value)
@@ -506,13 +509,14 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
 
 
 # Keys that change how a run goes or what it shows, never what it computes: how fast it runs
-# (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard), its
-# folder's name and the metric a sweeper reads. config_hash leaves them out, so setting one
-# neither trains a finished run again nor misses the task-A cache, and a killed run resumes
-# under it; every other key, including any added to the schema later, changes the hash.
+# (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard),
+# its folder's name, the metric a sweeper reads and the claims a sweep's report checks.
+# config_hash leaves them out, so setting one neither trains a finished run again nor misses
+# the task-A cache, and a killed run resumes under it; every other key, including any added
+# to the schema later, changes the hash.
 UNHASHED_KEYS = frozenset({
     "trainer.verbose", "trainer.tensorboard", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
-    "task_name", "optimized_metric",
+    "task_name", "optimized_metric", "claims",
 })
 
 
