@@ -231,7 +231,7 @@ def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
     np.savez(tmp_path / BACKUP, meta=np.array([RunsCode(f"touch {marker}")], dtype=object))
     with pytest.raises(RunFolderError, match="cannot read the backup .*allow_pickle=False"):
-        TrainingBackup(tmp_path / BACKUP)
+        TrainingBackup(tmp_path / BACKUP, tiny_config())
     assert not marker.exists()
 
 

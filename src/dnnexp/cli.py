@@ -167,6 +167,7 @@ def _refusing_typos(func: Callable[[], Any]) -> Any:
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
         print_error(message)
+        ClaimOutputFolder.roll_back()  # a sweep's typo is found once its folder exists
         sys.exit(2)
 
 

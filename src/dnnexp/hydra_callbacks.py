@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, ClassVar, NoReturn
 
@@ -118,7 +118,7 @@ class ClaimOutputFolder(Callback):
     since Hydra turns a callback's exceptions into warnings.
     """
 
-    # This process's run folder as it was before the run, and its lock.
+    # This process's run or sweep folder as it was before the command, and its lock.
     claimed: ClassVar[tuple[FolderSnapshot, IO] | None] = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -127,46 +127,48 @@ class ClaimOutputFolder(Callback):
             run_config = validate(config)
         except ConfigError as err:
             _refuse(str(err))
-        snapshot = FolderSnapshot(folder, _hydra_files(config))
-        lock = _claim(folder, snapshot)
-        try:
-            check_folder(folder, run_config)
-        except FolderTaken as err:
-            lock.close()
-            _refuse(str(err), snapshot)
-        ClaimOutputFolder.claimed = (snapshot, lock)
+        self._claim(folder, _hydra_files(config), lambda: check_folder(folder, run_config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = Path(config.hydra.sweep.dir)
-        snapshot = FolderSnapshot(folder, [])
-        self._lock = _claim(folder, snapshot)
-        try:
-            _check_grid(config)
-        except FolderTaken as err:
-            self._lock.close()
-            _refuse(str(err), snapshot)
+        self._claim(Path(config.hydra.sweep.dir), ["multirun.yaml"], lambda: _check_grid(config))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if ClaimOutputFolder.claimed:
-            ClaimOutputFolder.claimed[1].close()
-            ClaimOutputFolder.claimed = None
+        self._release()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._lock.close()
+        self._release()
 
     @classmethod
     def roll_back(cls) -> None:
-        """Leave the run's folder as it was before the run (gone, if the run created it), and release it."""
+        """Leave the folder as it was before the command (gone, if the command created it), and release it.
+
+        For a run refused after Hydra wrote into its folder (cli._app), and a sweep refused
+        once the sweeper has written multirun.yaml (a typo in its grid, cli._refusing_typos).
+        """
         if cls.claimed:
-            snapshot, lock = cls.claimed
-            snapshot.restore()
-            lock.close()
+            cls.claimed[0].restore()
+        cls._release()
+
+    @classmethod
+    def _release(cls) -> None:
+        if cls.claimed:
+            cls.claimed[1].close()
             cls.claimed = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The joblib launcher pickles the callbacks into its worker processes, and an open
-        # file cannot be pickled; the lock stays with the process that took it.
-        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+    @classmethod
+    def _claim(cls, folder: Path, rewritten: list[str], check: Callable[[], None]) -> None:
+        """Lock ``folder``, then ``check`` it (FolderTaken: refused); either refusal leaves it as it was."""
+        snapshot = FolderSnapshot(folder, rewritten)
+        try:
+            lock = lock_run_folder(folder)
+        except RunFolderError as err:
+            _refuse(str(err), snapshot)
+        try:
+            check()
+        except FolderTaken as err:
+            lock.close()
+            _refuse(str(err), snapshot)
+        cls.claimed = (snapshot, lock)
 
 
 def _refuse(message: str, snapshot: FolderSnapshot | None = None) -> NoReturn:
@@ -174,13 +176,6 @@ def _refuse(message: str, snapshot: FolderSnapshot | None = None) -> NoReturn:
         snapshot.restore()
     print_error(message)
     sys.exit(2)
-
-
-def _claim(folder: Path, snapshot: FolderSnapshot) -> IO:
-    try:
-        return lock_run_folder(folder)
-    except RunFolderError as err:
-        _refuse(str(err), snapshot)
 
 
 def _hydra_files(config: DictConfig) -> list[str]:
