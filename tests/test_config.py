@@ -98,6 +98,8 @@ BAD_VALUES = [
     ("evaluation.mc_samples=5", "evaluation.mc_samples=5 needs dropout: set regularization=dropout"),
     ("model=cnn model.filters=[8,0]", "model.filters must be a non-empty list of positive integers, got [8, 0]"),
     ("diagnostics=on diagnostics.vanishing_below=2", "diagnostics.vanishing_below must be in (0, 1), got 2.0"),
+    ("diagnostics=on model.hidden_layers=0", "diagnostics=on measures the hidden layers, and model.hidden_layers=0 builds none"),
+    ("diagnostics=on model.units=[]", "diagnostics=on measures the hidden layers, and model.units=[] builds none"),
     ("lr_find.max_lr=1e-6", "lr_find.max_lr must be in (1e-05, inf), got 1e-06"),
 ]
 

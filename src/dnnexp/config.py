@@ -407,6 +407,9 @@ def _check_tools(c: Config) -> None:
             "(regularization.rate > 0)"
         )
     d = c.diagnostics
+    if d.enabled and c.transfer.name == "none" and c.model.name == "mlp" and not hidden_units(c.model):
+        key = "model.units=[]" if isinstance(c.model.units, list) else f"model.hidden_layers={c.model.hidden_layers}"
+        raise ConfigError(f"diagnostics=on measures the hidden layers, and {key} builds none; add hidden layers or set diagnostics=off")
     _in_range("diagnostics.batch_size", d.batch_size, 1, math.inf)
     _in_range("diagnostics.vanishing_below", d.vanishing_below, 0, 1, low_open=True, high_open=True)
     _in_range("diagnostics.exploding_above", d.exploding_above, 1, math.inf, low_open=True, high_open=True)
