@@ -43,6 +43,21 @@ def test_saved_model_reproduces_test_accuracy(trained_run):
     assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
+def test_saved_model_of_a_standardized_run_takes_pixels_in_0_1(tmp_path):
+    import dataclasses
+
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("dataset.standardize=true")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")  # alone: no dnnexp, no statistics beside it
+    pixels = load(dataclasses.replace(cfg.dataset, standardize=False))  # pixels / 255, as a user has them
+    predicted = model.predict(pixels.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == pixels.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10  # the network's, nothing added
+
+
 def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
     _, first = trained_run
     again = train(tiny_config(), tmp_path)

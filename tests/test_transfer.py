@@ -228,6 +228,30 @@ def test_mismatched_input_is_a_clear_error_or_resized(source_run, tmp_path):
     assert model.predict(data.x_test[:3], verbose=0).shape == (3, 1)
 
 
+def test_reused_source_keeps_its_own_standardization_after_the_adapters(tmp_path):
+    # Task A standardized on its digits; task B (CIFAR-10 images, standardize=true too) is resized to
+    # the digits' shape, then standardized with A's statistics, the inputs the reused layers know.
+    from formats import write_cifar10
+
+    from dnnexp.backend import keras
+    from dnnexp.model import build_model
+    from dnnexp.transfer import build
+
+    a = load(DatasetConfig(classes=list(range(8)), standardize=True))
+    build_model(tiny_config(TASK_A), a.input_shape, a.n_classes, a.standardization).save(tmp_path / "a.keras")
+    folder = write_cifar10(tmp_path)
+    cfg = tiny_config("dataset=cifar10", f"dataset.data_dir={folder}", "dataset.val_size=20", "dataset.classes=[0,1]",
+                      "dataset.standardize=true", "transfer=frozen", f"transfer.source={tmp_path / 'a.keras'}",
+                      "transfer.resize=true")
+    model = build(cfg, load(cfg.dataset), tmp_path / "a.keras").model
+    names = [layer.name for layer in model.layers]
+    assert names.count("standardize") == 1
+    assert names.index("standardize") > max(i for i, name in enumerate(names) if name.startswith("resize_"))
+    source = keras.models.load_model(tmp_path / "a.keras").get_layer("standardize")
+    np.testing.assert_array_equal(model.get_layer("standardize").scale, source.scale)
+    np.testing.assert_allclose(source.scale, 1 / a.standardization[1], rtol=1e-6)
+
+
 def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():
     from dnnexp.transfer import apply_phase, build
 
