@@ -127,6 +127,8 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
 def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
     history = pd.read_csv(finetune_run[0] / "history.csv")
     assert history["phase"].tolist() == ["frozen", "frozen", "finetune", "finetune"]
+    # The kept weights are the fine-tuning phase's best: the model with the final trainable layout.
+    assert finetune_run[1]["best_epoch"] == 3 + int(history["val_loss"][2:].reset_index(drop=True).idxmin())
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR * LR_FACTOR, LR * LR_FACTOR], rtol=1e-6)
 

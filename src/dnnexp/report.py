@@ -39,6 +39,7 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "test_accuracy": ("test acc", "{:.4f}"),
     "test_loss": ("test loss", "{:.4f}"),
     "epochs_run": ("epochs", "{:.3g}"),
+    "best_epoch": ("kept epoch", "{:.3g}"),
     "stopped_early": ("stopped early", "{}"),
     "diverged_epoch": ("diverged at", "{:.3g}"),
     "train_seconds": ("train s", "{:.1f}"),
@@ -52,7 +53,7 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "mc_entropy": ("MC entropy", "{:.3f}"),
     "suggested_lr": ("suggested lr", "{:.3g}"),
 }
-DEFAULT_METRICS = ["best_val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
+DEFAULT_METRICS = ["val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
 # Shown by default only when some run has a value (a diverged run has an epoch here;
 # diagnostics=on, evaluation.mc_samples and mode=lr_find add theirs).
 OPTIONAL_METRICS = ["diverged_epoch", "grad_ratio", "gradient_verdict", "mc_accuracy", "mc_entropy", "suggested_lr"]
@@ -322,9 +323,9 @@ def _require(frame: pd.DataFrame, keys: Iterable[str], what: str, known: Iterabl
 
 
 def optimized_metric(frame: pd.DataFrame) -> str:
-    """The metric the runs were optimized for (their config's optimized_metric), else best_val_accuracy."""
+    """The metric the runs were optimized for (their config's optimized_metric), else val_accuracy."""
     named = frame["optimized_metric"].dropna() if "optimized_metric" in frame else pd.Series(dtype=object)
-    return str(named.mode().iloc[0]) if not named.empty else "best_val_accuracy"
+    return str(named.mode().iloc[0]) if not named.empty else "val_accuracy"
 
 
 def default_metrics(frame: pd.DataFrame) -> list[str]:
@@ -635,6 +636,7 @@ def markdown_report(report: Report, command: str | None, figures: list[str]) -> 
 # The single-run summary: metrics.json key -> its row label there (formats as in METRIC_COLUMNS).
 SUMMARY_ROWS = {
     "best_val_accuracy": "best val accuracy",
+    "best_epoch": "kept epoch",
     "val_accuracy": "val accuracy",
     "val_loss": "val loss",
     "test_accuracy": "test accuracy",
