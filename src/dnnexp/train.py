@@ -132,7 +132,9 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     backup.begin_phase(phase.name, start, callbacks, final)
     batches = EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
-    # a performance cut); the backup goes last (it saves the others' state).
+    # a performance cut); the backup goes last (it saves the others' state). TerminateOnNaN sees the
+    # loss once per call into TensorFlow (steps_per_execution steps), so it stops at the end of the
+    # call in which the loss stopped being finite.
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
               callbacks=[batches, recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup],
               shuffle=False, verbose=0)
