@@ -219,6 +219,19 @@ def test_resumed_run_keeps_the_best_epoch_it_had_before_the_kill(tmp_path, monke
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):
+    """backup.npz is read with allow_pickle=False: an object array in it is an unreadable backup, its code never runs."""
+    from formats import RunsCode
+
+    from dnnexp.resume import TrainingBackup
+
+    marker = tmp_path / "ran"
+    np.savez(tmp_path / BACKUP, meta=np.array([RunsCode(f"touch {marker}")], dtype=object))
+    with pytest.raises(RunFolderError, match="cannot read the backup .*allow_pickle=False"):
+        TrainingBackup(tmp_path / BACKUP)
+    assert not marker.exists()
+
+
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
     interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
 

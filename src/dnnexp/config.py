@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dnnexp.files import MODEL
+from dnnexp.typos import unknown_key
 
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
@@ -224,6 +225,8 @@ class Config:
     mode: str = "train"
     optimized_metric: str = "val_accuracy"
     task_name: str = "train"
+    # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
+    claims: list[str] = field(default_factory=list)
 
 
 # What a sweep may rank by: metrics of the model the run keeps, the one in model.keras. (best_val_accuracy,
@@ -247,7 +250,7 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or "config"
     msg = str(err).splitlines()[0]
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
-        return f"{key} is not a known key ({msg})"
+        return unknown_key(err) or f"{key} is not a known key ({msg})"
     if isinstance(err, ValidationError):
         value = getattr(err, "value", None)
         shown = repr(value) if isinstance(value, str) else str(value)
@@ -543,7 +546,7 @@ def config_hash(cfg: Config) -> str:
     """
     fields = dataclasses.asdict(cfg)
     fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric"):
+    for key in ("task_name", "optimized_metric", "claims"):
         fields.pop(key)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
