@@ -83,12 +83,15 @@ def test_performance_scheduling_cuts_rate_when_val_loss_stalls(tmp_path):
     np.testing.assert_allclose(lr, [1e-9, 1e-9, 5e-10, 2.5e-10], rtol=1e-5)
 
 
-def test_early_stopping_stops_and_says_so(tmp_path):
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_early_stopping_stops_and_says_so(tmp_path, keep):
     cfg = tiny_config("regularization=early_stopping", "regularization.monitor=val_accuracy",
-                      "regularization.patience=1", "optimizer.lr=1e-12", "trainer.epochs=10")
+                      "regularization.patience=1", "optimizer.lr=1e-12", "trainer.epochs=10", f"trainer.keep={keep}")
     metrics = train(cfg, tmp_path)
     assert metrics["stopped_early"] is True
     assert metrics["epochs_run"] == 2
+    # Nothing improves after epoch 1: it is the best by val_accuracy, and the epoch early stopping restores.
+    assert metrics["best_epoch"] == 1
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
 
 
