@@ -195,9 +195,12 @@ def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
 
 
 def test_cnn_trains_end_to_end(tmp_path):
-    cfg = tiny_config("model=cnn", "model.filters=[8]", "model.units=16", "optimizer=adam", "optimizer.lr=0.003", "diagnostics=on")
+    cfg = tiny_config("model=cnn", "model.filters=[8]", "model.units=16", "optimizer=adam", "optimizer.lr=0.003", "diagnostics=on",
+                      "dataset.standardize=true")
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["test_accuracy"] > 0.3  # learns: chance is 0.1
+    for key, value in evaluated(tmp_path, cfg).items():  # standardized inside, before the channel axis is added
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
     layers = pd.read_csv(tmp_path / "diagnostics.csv")["layer"].unique().tolist()
     assert layers == ["conv_1", "dense_1"]
 
