@@ -56,7 +56,10 @@ def _app(cfg: DictConfig) -> float | None:
         if metrics is None:
             module, function = RUNNERS[config.mode].split(":")
             run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
-            metrics = run(config, run_dir)
+            from dnnexp import loggers
+
+            with loggers.tracking(config, run_dir):
+                metrics = run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:

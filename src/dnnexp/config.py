@@ -175,7 +175,35 @@ class TrainerConfig:
     jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
-    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"  # a local SQLite store, or an MLflow server's URL
+    log_model: bool = False  # also model.keras, as an artifact
+
+
+@dataclass
+class WandbLoggerConfig:
+    mode: str = "offline"  # offline (outputs/wandb, sync later), online, disabled
+    project: str | None = None  # null: task_name
+    entity: str | None = None
+    dir: str = "outputs"  # offline runs go into <dir>/wandb/
+    log_model: bool = False
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    histogram_freq: int = 0  # epochs between weight histograms (0: none)
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers of conf/logger/, each present when chosen (logger=[mlflow,tensorboard])."""
+
+    mlflow: MlflowLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
 
 
 @dataclass
@@ -216,6 +244,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = "train"
     optimized_metric: str = "best_val_accuracy"
     task_name: str = "train"
@@ -368,11 +397,24 @@ def _check_ranges(c: Config) -> None:
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
-    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+    _check_loggers(c.logger)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _check_loggers(logger: LoggerConfig) -> None:
+    """Each chosen tracker's package must be installed (the extra of the same name installs it)."""
+    for name in ("mlflow", "wandb", "tensorboard"):
+        if getattr(logger, name) is not None and importlib.util.find_spec(name) is None:
+            raise ConfigError(f"logger={name} needs the {name} package: pip install 'dnnexp[{name}]'")
+    if logger.wandb is not None:
+        _one_of("logger.wandb.mode", logger.wandb.mode, WANDB_MODES)
+    if logger.tensorboard is not None:
+        _in_range("logger.tensorboard.histogram_freq", logger.tensorboard.histogram_freq, 0, math.inf)
 
 
 def _check_new_schedules(s: SchedulerConfig) -> None:
@@ -513,7 +555,7 @@ def config_hash(cfg: Config) -> str:
     """
     fields = dataclasses.asdict(cfg)
     fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric"):
+    for key in ("task_name", "optimized_metric", "logger"):  # where results are also sent changes no result
         fields.pop(key)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
