@@ -56,19 +56,25 @@ def sqlite_uri(folder: Path) -> str:
     return f"sqlite:///{folder}/mlflow.db"
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One SQLite store for the tests of this module (creating one takes seconds); each test has its own experiment."""
+    return sqlite_uri(tmp_path_factory.mktemp("mlflow"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_mlflow_run_in_the_local_store_holds_config_history_final_metrics_and_files(tmp_path):
-    cfg = tiny_config("logger=[mlflow,tensorboard]", f"logger.mlflow.tracking_uri={sqlite_uri(tmp_path)}",
-                      "logger.mlflow.log_model=true")
+def test_mlflow_run_in_the_local_store_holds_config_history_final_metrics_and_files(store, tmp_path):
+    cfg = tiny_config("logger=[mlflow,tensorboard]", f"logger.mlflow.tracking_uri={store}",
+                      "logger.mlflow.log_model=true", "task_name=local")
     run_dir = tmp_path / "run"
     metrics = tracked_train(cfg, run_dir)
 
-    client, [run] = mlflow_runs(sqlite_uri(tmp_path))
+    client, [run] = mlflow_runs(store, "local")
     assert (run.info.status, run.data.tags["dnnexp.status"]) == ("FINISHED", "completed")
     assert run.data.tags["dnnexp.run_dir"] == str(run_dir.resolve())
     params = run.data.params
@@ -81,24 +87,23 @@ def test_mlflow_run_in_the_local_store_holds_config_history_final_metrics_and_fi
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv", "metrics.json", "model.keras"}
     copy = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
     assert json.loads(Path(copy).read_text()) == json.loads((run_dir / "metrics.json").read_text())
-    assert (tmp_path / "mlartifacts").is_dir()  # the artifacts beside the store, not ./mlruns
+    assert list((Path(store.removeprefix("sqlite:///")).parent / "mlartifacts").rglob("model.keras"))  # beside the store
     assert {p.parent.name for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")} == {"train", "validation"}
 
 
-def test_killed_run_ends_killed_and_its_resumption_continues_the_same_mlflow_run(tmp_path, monkeypatch):
-    uri = sqlite_uri(tmp_path)
-    cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "trainer.epochs=3")
+def test_killed_run_ends_killed_and_its_resumption_continues_the_same_mlflow_run(store, tmp_path, monkeypatch):
+    cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={store}", "trainer.epochs=3", "task_name=resumed")
     run_dir = tmp_path / "run"
     original = train_module.regularization_callbacks
     monkeypatch.setattr(train_module, "regularization_callbacks", lambda c: [*original(c), Interrupt(at=2)])
     with pytest.raises(KeyboardInterrupt):
         tracked_train(cfg, run_dir)
     monkeypatch.undo()
-    client, [killed] = mlflow_runs(uri)
+    client, [killed] = mlflow_runs(store, "resumed")
     assert (killed.info.status, killed.data.tags["dnnexp.status"]) == ("KILLED", "killed")
 
     metrics = tracked_train(cfg, run_dir)
-    client, [run] = mlflow_runs(uri)
+    client, [run] = mlflow_runs(store, "resumed")
     assert metrics["resumed_from_epoch"] == 2
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert curve(client, run.info.run_id, "val_loss") == pytest.approx(column(run_dir, "val_loss"))
@@ -106,44 +111,44 @@ def test_killed_run_ends_killed_and_its_resumption_continues_the_same_mlflow_run
     assert run.data.metrics["resumed_from_epoch"] == 2
 
 
-def fail_mid_run(monkeypatch, tmp_path) -> str:
+def fail_mid_run(monkeypatch, store) -> str:
     def disk_full(self, values, step):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(loggers.MlflowTracker, "log_epoch", disk_full)
-    return sqlite_uri(tmp_path)
+    return store
 
 
 @pytest.mark.parametrize(
     "tracking_uri, said",
     [
-        (lambda monkeypatch, tmp_path: f"http://127.0.0.1:{free_port()}", "mlflow could not start a run (MlflowException"),
+        (lambda monkeypatch, store: f"http://127.0.0.1:{free_port()}", "mlflow could not start a run (MlflowException"),
         (fail_mid_run, "mlflow could not log the epoch's metrics (OSError: [Errno 28] No space left on device)"),
     ],
     ids=["server down", "disk full"],
 )
-def test_a_failing_logger_costs_the_run_nothing_but_one_line(tracking_uri, said, tmp_path, monkeypatch, capsys):
-    cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={tracking_uri(monkeypatch, tmp_path)}")
+def test_a_failing_logger_costs_the_run_nothing_but_one_line(tracking_uri, said, store, tmp_path, monkeypatch, capsys):
+    cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={tracking_uri(monkeypatch, store)}", "task_name=failing")
     metrics = tracked_train(cfg, tmp_path / "run")
     assert metrics["status"] == "completed" and (tmp_path / "run" / "model.keras").is_file()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dnnexp: logger:")]
     assert len(lines) == 1 and said in lines[0] and lines[0].endswith("the run goes on without it")
 
 
-def test_mlflow_server_receives_the_run_and_its_files(tmp_path):
+def test_mlflow_server_receives_the_run_and_its_files(store, tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", sqlite_uri(tmp_path), "--artifacts-destination", str(tmp_path / "artifacts")],
+         "--backend-store-uri", store, "--artifacts-destination", str(tmp_path / "artifacts")],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no background job workers
     )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{uri}/health", server)
-        cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={uri}")
+        cfg = tiny_config("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", "task_name=served")
         metrics = tracked_train(cfg, tmp_path / "run")
-        client, [run] = mlflow_runs(uri)
+        client, [run] = mlflow_runs(uri, "served")
         assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
         assert curve(client, run.info.run_id, "accuracy") == pytest.approx(column(tmp_path / "run", "accuracy"))
         copy = client.download_artifacts(run.info.run_id, "history.csv", str(tmp_path))
@@ -183,40 +188,38 @@ def test_bad_wandb_mode_is_refused_by_name():
 SWEEP = [*TINY, "trainer.epochs=1", "optimizer.lr=0.01,0.02,-1"]
 
 
-def run_sweep(tmp_path: Path, *launcher: str) -> tuple[subprocess.CompletedProcess, Path]:
+def run_sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", *SWEEP, *launcher, f"hydra.sweep.dir={sweep}", "logger=mlflow",
-                     f"logger.mlflow.tracking_uri={sqlite_uri(tmp_path)}", cwd=tmp_path)
-    return result, sweep
+    return run_cli("-m", *SWEEP, *overrides, f"hydra.sweep.dir={sweep}", cwd=tmp_path), sweep
 
 
-def assert_usual_sweep_end(result: subprocess.CompletedProcess, sweep: Path, tmp_path: Path) -> None:
-    """The table, summary.csv, exit status 1 naming the failed job, and the MLflow runs tagged with the sweep."""
+def assert_usual_sweep_end(result: subprocess.CompletedProcess, sweep: Path) -> None:
+    """The table, summary.csv, and exit status 1 naming the failed job."""
     assert result.returncode == 1, result.stderr
     table = result.stdout[result.stdout.index("dnnexp sweep:"):]
     assert "optimizer.lr" in table and "failed" in table
     summary = pd.read_csv(sweep / "summary.csv").sort_values("optimizer.lr")
     assert list(summary["status"]) == ["failed", "completed", "completed"]
     assert f"1 of 3 jobs failed: {sweep / '2'}" in result.stderr.replace("\n", "")
+
+
+def test_ray_sweep_ends_in_the_usual_table_with_its_runs_tracked_as_one_group(tmp_path):
+    result, sweep = run_sweep(tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.include_dashboard=false",
+                              "logger=mlflow", f"logger.mlflow.tracking_uri={sqlite_uri(tmp_path)}")
+    assert_usual_sweep_end(result, sweep)
+    assert "dnnexp: logger:" not in result.stderr  # two jobs at once created and wrote one SQLite store
     client, runs = mlflow_runs(sqlite_uri(tmp_path))
     grouped = [r for r in runs if r.data.tags.get("dnnexp.sweep") == str(sweep.resolve())]
     assert sorted(r.info.run_name for r in grouped) == ["sweep/0", "sweep/1"]
     assert {r.data.params["optimizer.lr"] for r in grouped} == {"0.01", "0.02"}
-
-
-def test_ray_sweep_ends_in_the_usual_table_with_its_runs_tracked(tmp_path):
-    result, sweep = run_sweep(tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.include_dashboard=false")
-    assert_usual_sweep_end(result, sweep, tmp_path)
     threads = [json.loads((sweep / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
     assert threads == [1, 1]  # Ray's default 1 CPU per job, less one, at least 1
 
 
 def test_submitit_sweep_ends_in_the_usual_table_and_resumes_in_its_folder(tmp_path):
     result, sweep = run_sweep(tmp_path, "hydra/launcher=submitit_local")
-    assert_usual_sweep_end(result, sweep, tmp_path)
+    assert_usual_sweep_end(result, sweep)
     again, _ = run_sweep(tmp_path, "hydra/launcher=submitit_local")  # the same command in the same folder
-    assert again.returncode == 1
+    assert again.returncode == 1 and "1 of 3 jobs failed" in again.stderr
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.err"))
     assert logs.count("already holds this run, finished: not training it again") == 2
-    _, runs = mlflow_runs(sqlite_uri(tmp_path))
-    assert len(runs) == 2  # the finished jobs were not tracked again

@@ -150,8 +150,8 @@ class MlflowTracker:
 
         settings = cfg.logger.mlflow
         self.log_model = settings.log_model
-        self.client = MlflowClient(tracking_uri=settings.tracking_uri)
         with _store_lock(settings.tracking_uri):  # parallel jobs must not create one SQLite store twice
+            self.client = MlflowClient(tracking_uri=settings.tracking_uri)
             if run_id is not None:  # a resumed run: the same MLflow run, RUNNING again
                 self.client.update_run(run_id, status="RUNNING")
                 self.run_id = run_id
