@@ -221,8 +221,9 @@ def test_ray_sweep_ends_in_the_usual_table_with_its_runs_tracked_as_one_group(tm
                               "logger=mlflow", f"logger.mlflow.tracking_uri={sqlite_uri(tmp_path)}")
     assert_usual_sweep_end(result, sweep)
     assert "dnnexp: logger:" not in result.stderr  # two jobs at once created and wrote one SQLite store
-    client, runs = mlflow_runs(sqlite_uri(tmp_path))
-    grouped = [r for r in runs if r.data.tags.get("dnnexp.sweep") == str(sweep.resolve())]
+    client = MlflowClient(sqlite_uri(tmp_path))
+    experiment = client.get_experiment_by_name("train").experiment_id
+    grouped = client.search_runs([experiment], filter_string=f"tags.`dnnexp.sweep` = '{sweep.resolve()}'")  # README's search
     assert sorted(r.info.run_name for r in grouped) == ["sweep/0", "sweep/1"]
     assert {r.data.params["optimizer.lr"] for r in grouped} == {"0.01", "0.02"}
     threads = [json.loads((sweep / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
