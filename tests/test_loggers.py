@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import wandb
 from conftest import TINY, run_cli, tiny_config
 from mlflow import MlflowClient
 from test_resume import Interrupt
@@ -175,6 +176,7 @@ def test_wandb_runs_offline_by_default_and_records_the_same_content(tmp_path):
     cfg = tiny_config("logger=wandb", f"logger.wandb.dir={tmp_path}")
     assert cfg.logger.wandb.mode == "offline"
     tracked_train(cfg, tmp_path / "run")
+    wandb.teardown()  # wandb's service process writes the run's last records when it stops (else at exit)
     run_id = json.loads((tmp_path / "run" / "loggers.json").read_text())["wandb"]
     [record] = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
     # wandb 0.31 has no public reader of offline runs (`wandb sync` uploads them); the

@@ -68,7 +68,10 @@ def tracking(cfg: Config, run_dir: Path) -> Iterator[Session]:
         session.finish("failed", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
         raise
     else:
-        metrics = read_metrics(run_dir)
+        try:
+            metrics = read_metrics(run_dir)
+        except (OSError, ValueError):  # a mode that writes no metrics.json
+            metrics = {}
         session.finish(metrics.get("status", "completed"), metrics)
     finally:
         _session = None
@@ -122,7 +125,7 @@ class Session:
             except Exception as err:
                 warn(f"{key} could not start a run ({_describe(err)}); the run goes on without it")
         if self.trackers:
-            self.each("keep its run id", lambda _: _write_ids(run_dir, {t.name: t.run_id for t in self.trackers}))
+            _write_ids(run_dir, {t.name: t.run_id for t in self.trackers})
 
     def each(self, what: str, call: Callable[[Any], None]) -> None:
         for tracker in list(self.trackers):
