@@ -303,11 +303,24 @@ def test_corrupt_source_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_source_holding_python_code_is_refused_not_run(tmp_path):
+    """Keras' safe mode: a Lambda layer's function is Python bytecode, which load_source never deserializes."""
+    import keras
+
+    from dnnexp.transfer import SourceModelError, load_source
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(2)])
+    model.save(tmp_path / "code.keras")
+    with pytest.raises(SourceModelError, match="cannot read .*code.keras as a Keras model .*Lambda"):
+        load_source(tmp_path / "code.keras")
+
+
 # ----------------------------------------------------------------------------- the chained preset
 
 
 def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
-    from dnnexp.report import build_report, load_runs
+    from dnnexp.results.runs import load_runs
+    from dnnexp.results.stats import build_report
 
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     result = run_cli("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
@@ -333,7 +346,7 @@ def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
 
 
 def test_error_rate_reduction_column_only_for_a_transfer_table():
-    from dnnexp.report import with_error_rate_reduction
+    from dnnexp.results.stats import with_error_rate_reduction
 
     arms = pd.DataFrame({"transfer": ["finetune", "none", "frozen"], "test_accuracy": [0.99, 0.96, 0.95]})
     table, metrics = with_error_rate_reduction(arms, ["transfer"], ["test_accuracy"])
