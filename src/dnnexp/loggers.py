@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import math
 import os
 import time
@@ -46,6 +47,8 @@ WANDB_EXIT_CODE = {"completed": 0, "diverged": 0, "failed": 1, "killed": 130}  #
 # exponential backoff (minutes); a user's own settings of these win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# urllib3 logs each retry as a warning; the one line of ``warn`` says what failed instead.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 _session: Session | None = None  # the trackers of the run in progress (set by ``tracking``)
 
