@@ -287,7 +287,7 @@ def test_sweep_started_again_with_another_grid_is_refused_before_any_job_changes
 
 # Each key config_hash leaves out, set to another value than the default run has; threads
 # take effect only in a new process, so they go to the command with the two keys it alone reads.
-IN_THIS_PROCESS = ["trainer.verbose=true", "trainer.tensorboard=true", "trainer.steps_per_execution=1", "trainer.strategy=mirrored"]
+IN_THIS_PROCESS = ["trainer.verbose=true", "logger=tensorboard", "trainer.steps_per_execution=1", "trainer.strategy=mirrored"]
 BY_THE_COMMAND = ["task_name=elsewhere", "optimized_metric=val_loss",  # plus trainer.threads
                   'claims=["activation=elu > activation=relu"]']
 RESULTS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run")

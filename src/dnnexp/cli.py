@@ -74,7 +74,10 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         if metrics is None:
             module, function = RUNNERS[config.mode].split(":")
             run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
-            metrics = run(config, run_dir)
+            from dnnexp import loggers
+
+            with loggers.tracking(config, run_dir):
+                metrics = run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         print_error(str(err))
         if not multirun:

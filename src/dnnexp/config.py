@@ -177,11 +177,39 @@ class TrainerConfig:
     jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
-    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
     # The weights a run keeps (model.keras, val_*, test_*, MC Dropout): those of its best epoch by
     # `monitor` (best), or of its last epoch (last). monitor null: regularization.monitor.
     keep: str = "best"
     monitor: str | None = None
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"  # a local SQLite store, or an MLflow server's URL
+    log_model: bool = False  # also model.keras, as an artifact
+
+
+@dataclass
+class WandbLoggerConfig:
+    mode: str = "offline"  # offline (outputs/wandb, sync later), online, disabled
+    project: str | None = None  # null: task_name
+    entity: str | None = None
+    dir: str = "outputs"  # offline runs go into <dir>/wandb/
+    log_model: bool = False
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    histogram_freq: int = 0  # epochs between weight histograms (0: none)
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers of conf/logger/, each present when chosen (logger=[mlflow,tensorboard])."""
+
+    mlflow: MlflowLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
 
 
 @dataclass
@@ -222,6 +250,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = "train"
     optimized_metric: str = "val_accuracy"
     task_name: str = "train"
@@ -379,11 +408,24 @@ def _check_ranges(c: Config) -> None:
     _check_keep(c)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
-    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+    _check_loggers(c.logger)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _check_loggers(logger: LoggerConfig) -> None:
+    """Each chosen tracker's package must be installed (the extra of the same name installs it)."""
+    for name in ("mlflow", "wandb", "tensorboard"):
+        if getattr(logger, name) is not None and importlib.util.find_spec(name) is None:
+            raise ConfigError(f"logger={name} needs the {name} package: pip install 'dnnexp[{name}]'")
+    if logger.wandb is not None:
+        _one_of("logger.wandb.mode", logger.wandb.mode, WANDB_MODES)
+    if logger.tensorboard is not None:
+        _in_range("logger.tensorboard.histogram_freq", logger.tensorboard.histogram_freq, 0, math.inf)
 
 
 def keep_monitor(c: Config) -> str:
@@ -540,13 +582,14 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
 
 # Keys that change how a run goes or what it shows, never what it computes: how fast it runs
 # (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard),
-# its folder's name, the metric a sweeper reads and the claims a sweep's report checks.
+# its folder's name, the metric a sweeper reads, the claims a sweep's report checks and the
+# experiment trackers it reports to (the whole logger group).
 # config_hash leaves them out, so setting one neither trains a finished run again nor misses
 # the task-A cache, and a killed run resumes under it; every other key, including any added
 # to the schema later, changes the hash.
 UNHASHED_KEYS = frozenset({
-    "trainer.verbose", "trainer.tensorboard", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
-    "task_name", "optimized_metric", "claims",
+    "trainer.verbose", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
+    "task_name", "optimized_metric", "claims", "logger",
 })
 
 
@@ -556,9 +599,11 @@ def hashed_config(cfg: Config) -> dict[str, Any]:
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
+            if f"{prefix}{key}" in UNHASHED_KEYS:
+                continue
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")
-            elif f"{prefix}{key}" not in UNHASHED_KEYS:
+            else:
                 flat[f"{prefix}{key}"] = value
 
     walk(dataclasses.asdict(cfg), "")
