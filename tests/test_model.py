@@ -156,3 +156,37 @@ def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind
     dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
     assert abs(dropped.mean()) < 0.05
     assert (abs(dropped.std() - 1) < 0.05) == keeps_moments
+
+
+@pytest.mark.parametrize(
+    "units, total, non_trainable",
+    [
+        # The lecture's case study: Flatten, BN, 2 x (Dense(50), relu, BN), softmax.
+        ("[50,50]", 45_846, 1_768),
+        # HML's BN-after model with input BN: 300 then 100 units.
+        ("[300,100]", 271_346, 2_368),
+    ],
+)
+def test_input_batchnorm_gives_the_references_parameter_counts(units, total, non_trainable):
+    model = build(f"model.units={units}", "normalization=batchnorm_after", "normalization.input=true")
+    assert layer_kinds(model)[:4] == ["Flatten", "BatchNormalization", "Dense", "Activation"]
+    assert model.layers[1].name == "batchnorm_input"
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert (model.count_params(), model.count_params() - trainable) == (total, non_trainable)
+
+
+@pytest.mark.parametrize("normalization", ["none", "batchnorm_before"])
+def test_input_batchnorm_works_with_any_placement(normalization):
+    model = build(f"normalization={normalization}", "normalization.input=true", "regularization=dropout")
+    kinds = layer_kinds(model)
+    assert kinds[:3] == ["Flatten", "BatchNormalization", "Dropout"]  # normalized, then dropped
+    assert kinds.count("BatchNormalization") == (1 if normalization == "none" else 3)
+
+
+def test_input_batchnorm_of_a_cnn_normalizes_each_channel_of_the_image():
+    cfg = tiny_config("model=cnn", "model.filters=[4]", "normalization.input=true")
+    model = build_model(cfg, (32, 32, 3), 10)
+    assert layer_kinds(model)[:2] == ["BatchNormalization", "Conv2D"]
+    assert model.get_layer("batchnorm_input").gamma.shape == (3,)
+    grey = build_model(cfg, (28, 28), 10)
+    assert layer_kinds(grey)[:3] == ["Reshape", "BatchNormalization", "Conv2D"]

@@ -88,6 +88,7 @@ class NormalizationConfig:
     name: str = "none"
     momentum: float = 0.99  # Keras' momentum; the lecture's EMA weight is alpha = 1 - momentum
     epsilon: float = 1e-3
+    input: bool = False  # also batch-normalize the input (right after Flatten; for a CNN, the image)
 
 
 @dataclass

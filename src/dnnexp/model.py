@@ -4,7 +4,8 @@ A hidden block is Dense -> [BatchNorm] -> activation -> [BatchNorm] -> [Dropout]
 ``dense_i``, ``batchnorm_i``, ``activation_i``, ``dropout_i`` (i from 1) so reports,
 diagnostics and transfer learning can find a block's layers by name. A CNN's conv blocks
 are named the same way with ``conv_i``, ``batchnorm_conv_i``, ``activation_conv_i``,
-``pool_i``, ``dropout_conv_i``.
+``pool_i``, ``dropout_conv_i``. ``normalization.input`` adds ``batchnorm_input`` in front of
+the first block (right after Flatten; in a CNN, on the image), as the lecture's case study does.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
         layers += _conv_blocks(cfg, input_shape, drop_input)
     else:
         layers.append(keras.layers.Flatten(name="flatten"))
+        if cfg.normalization.input:
+            layers.append(_batchnorm(cfg, "_input"))
         if drop_input:
             layers.append(_dropout(cfg, "dropout_input"))
     for i, (width, dropout) in enumerate(zip(units, drop_hidden), start=1):
@@ -125,6 +128,8 @@ def _conv_blocks(cfg: Config, input_shape: tuple[int, ...], drop_input: bool) ->
     layers: list[keras.layers.Layer] = []
     if len(input_shape) == 2:  # grayscale images come without a channel axis
         layers.append(keras.layers.Reshape((*input_shape, 1), name="channels"))
+    if cfg.normalization.input:  # per channel, over the batch and the image's rows and columns
+        layers.append(_batchnorm(cfg, "_input"))
     if drop_input:
         layers.append(_dropout(cfg, "dropout_input"))
     dropout = cfg.regularization.rate > 0 and cfg.regularization.layers in ("all", "hidden")
