@@ -99,6 +99,13 @@ BAD_VALUES = [
     ("model=cnn model.filters=[8,0]", "model.filters must be a non-empty list of positive integers, got [8, 0]"),
     ("diagnostics=on diagnostics.vanishing_below=2", "diagnostics.vanishing_below must be in (0, 1), got 2.0"),
     ("lr_find.max_lr=1e-6", "lr_find.max_lr must be in (1e-05, inf), got 1e-06"),
+    ("optimizer.name=adamx", "optimizer.name must be one of sgd, adam, nadam, rmsprop, adagrad, adamw, adamax, "
+     "adadelta, adafactor, ftrl, lion, or any other identifier keras.optimizers.get resolves (e.g. muon, "),
+    ("initializer.name=he_avg", "or any other identifier keras.initializers.get resolves"),
+    ("initializer=variance_scaling initializer.mode=fan_x", "initializer.mode must be one of fan_in, fan_out, fan_avg; got 'fan_x'"),
+    ("initializer=variance_scaling initializer.scale=0", "initializer.scale must be in (0, inf), got 0.0"),
+    ("initializer=variance_scaling initializer.distribution=normal",
+     "initializer.distribution must be one of truncated_normal, untruncated_normal, uniform; got 'normal'"),
 ]
 
 

@@ -143,3 +143,11 @@ def test_input_batchnorm_run_from_the_command_line_trains_and_counts_its_paramet
     # 784 -> 16 -> 16 -> 10 with biases, plus the input's 4 x 784 batch-norm weights (half of them moving statistics)
     assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 + 4 * 784
     assert metrics["params_non_trainable"] == 2 * 784
+
+
+def test_prelu_he_avg_init_and_adamax_train_together(tmp_path):
+    cfg = tiny_config("activation=prelu", "initializer=variance_scaling", "initializer.scale=2", "initializer.mode=fan_avg",
+                      "initializer.distribution=uniform", "optimizer=adamax", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "completed"
+    assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 + 2 * 16  # a slope per hidden unit

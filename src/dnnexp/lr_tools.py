@@ -24,7 +24,7 @@ from dnnexp.config import Config, SchedulerConfig
 from dnnexp.files import save_figure, write_csv, write_metrics
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, build_schedule, planned_steps
-from dnnexp.train import pipeline
+from dnnexp.train import check_keras_arguments, pipeline
 
 LR_FIND = "lr_find.csv"
 LR_FIND_PLOT = "lr_find.png"
@@ -70,6 +70,7 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     """mode=lr_find: writes lr_find.csv, lr_find.png and metrics.json (suggested_lr, min_loss_lr)."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
+    check_keras_arguments(cfg)
     keras.utils.set_random_seed(cfg.trainer.seed)
     data = datasets.load(cfg.dataset)
     model = build_model(cfg, data.input_shape, data.n_classes)

@@ -14,48 +14,72 @@ from collections.abc import Callable
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units
+from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units, keras_arguments
 
-# Activation layers by config name (Keras' own activations; LeakyReLU needs its slope).
-ACTIVATIONS: dict[str, Callable[[ActivationConfig, str], keras.layers.Layer]] = {
-    "relu": lambda cfg, name: keras.layers.Activation("relu", name=name),
-    "leaky_relu": lambda cfg, name: keras.layers.LeakyReLU(negative_slope=cfg.alpha, name=name),
-    "elu": lambda cfg, name: keras.layers.Activation("elu", name=name),
-    "selu": lambda cfg, name: keras.layers.Activation("selu", name=name),
-    "tanh": lambda cfg, name: keras.layers.Activation("tanh", name=name),
-    "sigmoid": lambda cfg, name: keras.layers.Activation("sigmoid", name=name),
-    "gelu": lambda cfg, name: keras.layers.Activation("gelu", name=name),
-    "swish": lambda cfg, name: keras.layers.Activation("silu", name=name),
+# Activations that are layers of their own: LeakyReLU takes activation.alpha as its slope, PReLU
+# learns one slope per unit (HML ch. 11). Every other name is a function keras.activations.get resolves.
+ACTIVATION_LAYERS: dict[str, Callable[..., keras.layers.Layer]] = {
+    "leaky_relu": lambda name, alpha=None, **args: keras.layers.LeakyReLU(
+        **({} if alpha is None else {"negative_slope": alpha}), **args, name=name
+    ),
+    "prelu": lambda name, **args: keras.layers.PReLU(**args, name=name),
 }
 
-# Keras initializer identifiers by config name; `auto` resolves through AUTO_INITIALIZER.
-INITIALIZERS = {
-    "he_normal": "he_normal",
-    "he_uniform": "he_uniform",
-    "lecun_normal": "lecun_normal",
-    "glorot_uniform": "glorot_uniform",
-    "glorot_normal": "glorot_normal",
-}
-
-# HML ch. 11, table 11-1: He for ReLU and its variants, LeCun for SELU, Glorot for the rest.
+# HML ch. 11, table 11-1: He for ReLU and its variants, LeCun for SELU, Glorot (Keras' default) for the rest.
 AUTO_INITIALIZER = {
     "relu": "he_normal",
     "leaky_relu": "he_normal",
+    "prelu": "he_normal",
     "elu": "he_normal",
     "gelu": "he_normal",
     "swish": "he_normal",
+    "mish": "he_normal",
     "selu": "lecun_normal",
-    "tanh": "glorot_uniform",
-    "sigmoid": "glorot_uniform",
 }
+
+
+@keras.saving.register_keras_serializable(package="dnnexp")
+class KerasActivation(keras.layers.Layer):
+    """A Keras activation function called with keyword arguments (``elu`` with ``alpha``, ``celu``, ...).
+
+    Keras' Activation layer calls its function with the input alone, and a functools.partial
+    would not save with the model, so the name and the arguments are this layer's config.
+    """
+
+    def __init__(self, activation: str, arguments: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.arguments = dict(arguments)
+        self.function = keras.activations.get(activation)
+
+    def call(self, x):
+        return self.function(x, **self.arguments)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation, "arguments": self.arguments}
+
+
+def activation_layer(cfg: ActivationConfig, name: str) -> keras.layers.Layer:
+    """The activation as a layer, given every argument its YAML sets."""
+    args = keras_arguments(cfg)
+    if cfg.name in ACTIVATION_LAYERS:
+        return ACTIVATION_LAYERS[cfg.name](name, **args)
+    if args:
+        return KerasActivation(cfg.name, args, name=name)
+    return keras.layers.Activation(cfg.name, name=name)
+
+
+def build_initializer(cfg: Config) -> keras.initializers.Initializer:
+    """A new kernel initializer: Keras' class for the name, given the YAML's arguments (auto: by the activation)."""
+    init = cfg.initializer
+    if init.name == "auto":
+        return keras.initializers.get(AUTO_INITIALIZER.get(cfg.activation.name, "glorot_uniform"))
+    # get() resolves the name (and its aliases) to an instance with Keras' defaults; its class takes the arguments.
+    return type(keras.initializers.get(init.name))(**keras_arguments(init))
+
 
 # Where the batch normalization goes relative to the activation.
 NORMALIZATION_PLACEMENT = {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"}
-
-
-def initializer_name(cfg: Config) -> str:
-    name = cfg.initializer.name
-    return AUTO_INITIALIZER[cfg.activation.name] if name == "auto" else INITIALIZERS[name]
 
 
 def dropout_flags(cfg: Config, n_hidden: int) -> tuple[bool, list[bool]]:
@@ -152,7 +176,7 @@ def _kernel_kwargs(cfg: Config, incoming_axes: list[int]) -> dict:
     max_norm = keras.constraints.MaxNorm(reg.max_norm, axis=incoming_axes) if reg.max_norm is not None else None
     return {
         "use_bias": NORMALIZATION_PLACEMENT[cfg.normalization.name] != "before",
-        "kernel_initializer": initializer_name(cfg),
+        "kernel_initializer": build_initializer(cfg),
         "kernel_regularizer": PENALTIES[reg.penalty](reg),
         "kernel_constraint": max_norm,
     }
@@ -164,7 +188,7 @@ def _block(cfg: Config, weights: keras.layers.Layer, suffix: str, dropout: bool,
     layers = [weights]
     if placement == "before":
         layers.append(_batchnorm(cfg, suffix))
-    layers.append(ACTIVATIONS[cfg.activation.name](cfg.activation, f"activation{suffix}"))
+    layers.append(activation_layer(cfg.activation, f"activation{suffix}"))
     if placement == "after":
         layers.append(_batchnorm(cfg, suffix))
     if pool is not None:

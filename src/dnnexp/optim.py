@@ -11,7 +11,7 @@ import math
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig
+from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig, keras_arguments
 
 
 @keras.saving.register_keras_serializable(package="dnnexp")
@@ -112,17 +112,6 @@ SCHEDULES = {
     "cosine": _cosine,
 }
 
-OPTIMIZERS = {
-    "sgd": lambda c, lr, clip: keras.optimizers.SGD(lr, momentum=c.momentum, nesterov=c.nesterov, **clip),
-    "adam": lambda c, lr, clip: keras.optimizers.Adam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
-    "nadam": lambda c, lr, clip: keras.optimizers.Nadam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
-    "rmsprop": lambda c, lr, clip: keras.optimizers.RMSprop(lr, rho=c.rho, **clip),
-    "adagrad": lambda c, lr, clip: keras.optimizers.Adagrad(lr, **clip),
-    "adamw": lambda c, lr, clip: keras.optimizers.AdamW(
-        lr, weight_decay=c.weight_decay, beta_1=c.beta_1, beta_2=c.beta_2, **clip
-    ),
-}
-
 # Keras' own clipping arguments: per component, per gradient tensor, or over all tensors jointly.
 CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"}
 
@@ -150,7 +139,9 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
 def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
     """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
     schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler, total_steps)
-    return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
+    # get() resolves the name (and its aliases) to an instance with Keras' defaults; its class takes the arguments.
+    optimizer = type(keras.optimizers.get(cfg.optimizer.name))
+    return optimizer(learning_rate=schedule, **keras_arguments(cfg.optimizer), **clipping_kwargs(cfg.clipping))
 
 
 def schedule_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:

@@ -20,10 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp import runtime, transfer
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config, config_hash
+from dnnexp.config import Config, ConfigError, config_hash, keras_arguments
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
-from dnnexp.model import DROPOUTS, forward, loss_for
+from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 from dnnexp.resume import TrainingBackup
 
@@ -38,6 +38,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     console = console or Console(quiet=not cfg.trainer.verbose)
     threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
     strategy = runtime.build_strategy(cfg.trainer.strategy)
+    check_keras_arguments(cfg)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
@@ -108,6 +109,23 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     write_metrics(run_dir, metrics)
     backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
     return metrics
+
+
+def check_keras_arguments(cfg: Config) -> None:
+    """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
+    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
+    checks = {
+        "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
+        "initializer": lambda: build_initializer(cfg)((4, 4)),
+        "optimizer": lambda: build_optimizer(cfg, total_steps=1),
+    }
+    for group, build in checks.items():
+        try:
+            build()
+        except (TypeError, ValueError) as err:
+            given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
+            first = (str(err).splitlines() or [""])[0]
+            raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds: tf.data.Dataset,
