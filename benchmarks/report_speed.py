@@ -25,7 +25,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from dnnexp.cli import config_dir
-from dnnexp.report import build_report, load_runs
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import build_report
 
 ACTIVATIONS = ["relu", "elu", "selu", "tanh", "sigmoid"]
 RATES = ["0.001", "0.01", "0.03", "0.1"]
@@ -60,7 +61,7 @@ def time_command(sweep: Path, repeats: int = 5) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dnnexp.report_cli", str(sweep), "--format", "csv"], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "dnnexp.results.cli", str(sweep), "--format", "csv"], check=True, capture_output=True)
         times.append(time.perf_counter() - start)
     return times
 

@@ -6,7 +6,7 @@ Times, as fresh processes, ``dnnexp --help``, ``dnnexp --cfg job``, a config err
 (``dnnexp trainer.epochs=abc``) and ``dnnexp-report`` on a folder of 100 run folders
 (written by ``report_speed.py``: 5 activations x 4 learning rates x 5 seeds), and says whether
 TensorFlow was imported. The commands run as ``python -m dnnexp.cli`` and
-``python -m dnnexp.report_cli`` from this checkout, which is what the ``dnnexp`` and
+``python -m dnnexp.results.cli`` from this checkout, which is what the ``dnnexp`` and
 ``dnnexp-report`` scripts call.
 """
 
@@ -55,10 +55,10 @@ def main() -> None:
             ("dnnexp --cfg job", "dnnexp.cli", ["--cfg", "job"]),
             ("dnnexp trainer.epochs=abc (config error)", "dnnexp.cli", ["trainer.epochs=abc"]),
         ]
-        if importlib.util.find_spec("dnnexp.report_cli") is not None:
-            commands.append((f"dnnexp-report on {N_RUNS} run folders", "dnnexp.report_cli", [str(hundred_runs(scratch))]))
+        if importlib.util.find_spec("dnnexp.results.cli") is not None:
+            commands.append((f"dnnexp-report on {N_RUNS} run folders", "dnnexp.results.cli", [str(hundred_runs(scratch))]))
         else:
-            print("dnnexp-report: not in this checkout (dnnexp.report_cli is missing), not measured")
+            print("dnnexp-report: not in this checkout (dnnexp.results.cli is missing), not measured")
         print(f"{'command':<42} {'median s':>8} {'max s':>6}  {'< 1.5 s':>7}  TensorFlow  (of {args.repeats} runs)")
         for label, module, cmd_args in commands:
             seconds, tf_loaded = measure(module, cmd_args, scratch, args.repeats)

@@ -151,7 +151,9 @@ def test_diagnostics_off_writes_nothing_extra(trained_run):
 def test_comparison_table_shows_grad_ratio_and_verdict_per_variant(tmp_path):
     from test_report import write_sweep
 
-    from dnnexp.report import build_report, load_runs, render
+    from dnnexp.results.render import render
+    from dnnexp.results.runs import load_runs
+    from dnnexp.results.stats import build_report
 
     jobs = [
         ({"activation": act, "trainer.seed": seed}, {"best_val_accuracy": acc, "grad_ratio": ratio, "gradient_verdict": verdict})
@@ -169,7 +171,7 @@ def test_comparison_table_shows_grad_ratio_and_verdict_per_variant(tmp_path):
 def test_run_summary_shows_gradient_rows_only_when_measured(diagnosed_run, trained_run):
     from rich.console import Console
 
-    from dnnexp.report import print_run_summary
+    from dnnexp.results.render import print_run_summary
 
     def summary(run) -> str:
         console = Console(record=True, width=100)

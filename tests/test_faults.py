@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY, compose_config, run_cli
 
 from dnnexp.files import lock_run_folder
-from dnnexp.report import load_runs
+from dnnexp.results.runs import load_runs
 
 
 def test_sweep_records_each_failure_goes_on_and_exits_nonzero(tmp_path):
@@ -113,7 +113,7 @@ def test_run_into_a_folder_in_use_is_refused(tmp_path, mode, key):
 def test_report_flags_killed_live_and_broken_run_folders(tmp_path, capsys):
     from test_report import write_run, write_sweep
 
-    from dnnexp.report_cli import main as report_main
+    from dnnexp.results.cli import main as report_main
 
     root = tmp_path / "outputs"
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -18,7 +19,10 @@ from scipy.stats import ttest_ind
 
 from dnnexp.cli import config_dir
 from dnnexp.config import ConfigError, validate
-from dnnexp.report import ReportError, build_report, load_runs, render, welch_p_value, write_sweep_report
+from dnnexp.results.render import render
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import ReportError, build_report, holm_adjust, welch_p_value
+from dnnexp.results.sweep import write_sweep_report
 
 # ---------------------------------------------------------------- run folders with known numbers
 
@@ -82,14 +86,52 @@ def test_seeds_are_grouped_into_mean_std_and_n(seed_sweep):
     assert "0.9133 ± 0.0153" in render(report, "markdown")
 
 
-def test_noise_verdict_is_welchs_test_at_five_percent(seed_sweep):
+def test_noise_verdict_is_welchs_test_holm_adjusted_at_five_percent(seed_sweep):
     report = build_report(load_runs([seed_sweep]))
     verdicts = dict(zip(report.table["activation"], report.table["vs_best"]))
     p_selu = ttest_ind(SEED_ACCURACIES["elu"], SEED_ACCURACIES["selu"], equal_var=False).pvalue
     p_relu = ttest_ind(SEED_ACCURACIES["elu"], SEED_ACCURACIES["relu"], equal_var=False).pvalue
-    assert p_selu >= 0.05 > p_relu  # the data is built so: selu's gap is noise, relu's is not
-    assert verdicts == {"elu": "best", "selu": f"within noise (p={p_selu:.2f})", "relu": f"worse (p={p_relu:.3f})"}
+    assert p_selu >= 0.05 > 2 * p_relu  # the data is built so: selu's gap is noise, relu's is not
+    # Holm over two comparisons: the smaller p doubles, the larger stays (but not below the first)
+    assert verdicts == {"elu": "best", "selu": f"within noise (adj. p={max(p_selu, 2 * p_relu):.2f})", "relu": f"worse (adj. p={2 * p_relu:.3f})"}
+    assert "p Holm-adjusted for 2 comparisons" in report.notes[0]
     assert "no clear winner over: activation=selu." in report.notes[0]
+
+
+def test_holm_adjust_matches_a_hand_computed_case():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> not below 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, and never below a smaller p's
+    assert holm_adjust([0.2]) == [0.2] and holm_adjust([]) == []
+
+
+def test_holm_turns_gaps_that_three_tests_make_likely_into_noise(tmp_path):
+    accuracies = {"elu": [0.90, 0.91, 0.92], "selu": [0.88, 0.89, 0.89], "tanh": [0.86, 0.88, 0.89], "sigmoid": [0.70, 0.71, 0.72]}
+    sweep = write_sweep(tmp_path / "sweep", [({"activation": act, "trainer.seed": seed}, {"best_val_accuracy": acc})
+                                             for act, accs in accuracies.items() for seed, acc in enumerate(accs)])
+    table = build_report(load_runs([sweep])).table.set_index("activation")
+    p = {act: ttest_ind(accuracies["elu"], accs, equal_var=False).pvalue for act, accs in accuracies.items() if act != "elu"}
+    assert p["sigmoid"] < p["selu"] < p["tanh"] < 0.05  # each alone would be "worse"
+    holm = {"sigmoid": 3 * p["sigmoid"], "selu": 2 * p["selu"], "tanh": max(2 * p["selu"], p["tanh"])}  # by hand
+    for act in p:
+        assert table.loc[act, "p_value"] == pytest.approx(p[act], rel=1e-9)
+        assert table.loc[act, "p_adjusted"] == pytest.approx(holm[act], rel=1e-9)
+    assert table.loc["selu", "vs_best"] == f"within noise (adj. p={holm['selu']:.2f})" == table.loc["tanh", "vs_best"]
+    assert table.loc["sigmoid", "vs_best"] == "worse (adj. p<0.001)"
+
+
+def test_holm_keeps_false_worse_verdicts_near_five_percent():
+    """Six variants that differ in nothing, 3 seeds each: how often does some variant look worse than the best?"""
+    rng = np.random.default_rng(0)
+    raw = adjusted = 0
+    trials = 1000
+    for _ in range(trials):
+        variants = sorted(rng.normal(0.9, 0.01, size=(6, 3)), key=lambda v: -v.mean())  # the best picked after the fact
+        p = [welch_p_value(pd.Series(variants[0]), pd.Series(v)) for v in variants[1:]]
+        raw += min(p) < 0.05
+        adjusted += min(holm_adjust(p)) < 0.05
+    assert raw / trials > 0.15  # uncorrected: about one table in five calls a variant worse by chance
+    assert adjusted / trials < 0.06
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy's, for the constant sample
@@ -154,6 +196,36 @@ def test_failed_missing_corrupt_and_running_runs_are_reported(tmp_path):
     assert len(summary) == 5 and set(summary["status"]) == {"completed", "failed", "missing", "corrupt", "running"}
 
 
+def test_a_groups_mean_and_n_count_its_completed_runs_and_list_the_others(tmp_path):
+    diverged = {"status": "diverged", "best_val_accuracy": 0.95, "diverged_epoch": 2}  # its best before the NaN
+    sweep = write_sweep(tmp_path / "sweep", [
+        ({"activation": "relu", "trainer.seed": 0}, {"best_val_accuracy": 0.80}),
+        ({"activation": "relu", "trainer.seed": 1}, {"best_val_accuracy": 0.82}),
+        ({"activation": "relu", "trainer.seed": 2}, diverged),
+        ({"activation": "relu", "trainer.seed": 3}, {"status": "failed", "error": "ValueError: boom"}),
+        (None, None),  # job 4: its folder is gone
+        ({"activation": "elu", "trainer.seed": 0}, {"best_val_accuracy": 0.70}),
+        ({"activation": "elu", "trainer.seed": 1}, {"best_val_accuracy": 0.72}),
+        ({"activation": "tanh", "trainer.seed": 0}, diverged),  # nothing completed: no numbers, never the best
+        ({"activation": "tanh", "trainer.seed": 1}, diverged),
+    ])
+    report = build_report(load_runs([sweep]))
+    table = report.table.set_index("activation")
+    assert list(table.index.fillna("?")) == ["relu", "elu", "tanh", "?"]
+    assert table.loc["relu", "best_val_accuracy"] == pytest.approx(0.81)  # not (0.80 + 0.82 + 0.95) / 3
+    assert table.loc["relu", "best_val_accuracy_std"] == pytest.approx(statistics.stdev([0.80, 0.82]))
+    assert table["n"].tolist() == [2, 2, 0, 0] and table["status"].iloc[-1] == "missing"
+    assert table.loc["relu", "status"] == "2 completed, 1 diverged, 1 failed"
+    assert table.loc["elu", "p_value"] == pytest.approx(ttest_ind([0.80, 0.82], [0.70, 0.72], equal_var=False).pvalue, rel=1e-9)
+    assert pd.isna(table.loc["tanh", "best_val_accuracy"]) and table.loc["tanh", "status"] == "2 diverged"
+    assert report.best["activation"] == "relu"
+    assert "Means, std and n count completed runs only; left out: 3 diverged, 1 failed, 1 missing." in report.notes
+    assert f"diverged: {sweep / '2'} (at epoch 2)" in report.notes and f"failed: {sweep / '3'}: ValueError: boom" in report.notes
+    assert f"missing: {sweep / '4'}" in report.notes
+    shown = render(report, "markdown")
+    assert "| **relu** | **0.8100 ± 0.0141** |" in shown and "| tanh | - |" in shown
+
+
 def test_a_run_without_metrics_is_incomplete_once_the_sweep_has_ended(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9}), ({"activation": "elu"}, None)])
     assert list(load_runs([sweep], finished=True).frame["status"]) == ["completed", "incomplete"]
@@ -166,7 +238,7 @@ def test_report_command_filters_exports_and_imports_no_tensorflow(seed_sweep, tm
     out = tmp_path / "table.csv"
     probe = (
         "import sys\n"
-        "from dnnexp.report_cli import main\n"
+        "from dnnexp.results.cli import main\n"
         f"main([{str(seed_sweep.parent)!r}, '--where', 'activation=selu', '--group-by', 'activation', '--output', {str(out)!r}])\n"
         "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')\n"
     )
@@ -178,7 +250,7 @@ def test_report_command_filters_exports_and_imports_no_tensorflow(seed_sweep, tm
 
 
 def test_report_command_names_an_unknown_key(seed_sweep):
-    result = subprocess.run([sys.executable, "-m", "dnnexp.report_cli", str(seed_sweep), "--where", "activaton=elu"],
+    result = subprocess.run([sys.executable, "-m", "dnnexp.results.cli", str(seed_sweep), "--where", "activaton=elu"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--where key 'activaton' is not in these runs; they have: activation," in result.stderr
@@ -188,7 +260,7 @@ def test_report_command_names_an_unknown_key(seed_sweep):
 
 
 def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
-    from dnnexp.report_cli import main
+    from dnnexp.results.cli import main
 
     main([str(seed_sweep), "--format", "json", "--plots", str(tmp_path / "figures")])
     records = json.loads(capsys.readouterr().out)
@@ -199,6 +271,41 @@ def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
     main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
     html = (tmp_path / "table.html").read_text()
     assert "<table" in html and "0.9133 ± 0.0153" in html
+
+
+def test_transfer_task_a_caches_are_left_out_unless_asked_for(seed_sweep, capsys):
+    from dnnexp.results.cli import main
+
+    outputs = seed_sweep.parent
+    cache = outputs / "pretrained" / "3f2a9c0d1e4b5a67"  # what transfer.pretrained_task_a writes: no .hydra/
+    cache.mkdir(parents=True)
+    (cache / "config.yaml").write_text(yaml.safe_dump({"activation": {"name": "relu"}, "dataset": {"classes": [0, 1, 2, 3, 4, 5, 6, 7]}}))
+    (cache / "metrics.json").write_text(json.dumps({"status": "completed", "best_val_accuracy": 0.99}))  # would rank first
+
+    def ranked(*args: str) -> list[float]:
+        main([*args, "--format", "json"])
+        return [record["best_val_accuracy"] for record in json.loads(capsys.readouterr().out)]
+
+    assert ranked(str(outputs)) == pytest.approx([statistics.mean(SEED_ACCURACIES[a]) for a in ("elu", "selu", "relu")])
+    assert ranked(str(outputs), "--include-pretrained")[0] == 0.99
+    assert ranked(str(outputs / "pretrained")) == [0.99]  # the cache folder itself: its runs are what was asked for
+    assert ranked(str(cache)) == [0.99]
+    assert str(cache) not in set(load_runs([outputs]).frame["run"])
+
+
+def test_drawing_a_sweeps_figures_leaves_matplotlib_as_the_notebook_set_it(seed_sweep):
+    """A notebook's inline backend survives: figures are Figure objects, no pyplot, no backend switch."""
+    probe = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"  # stands for a notebook's inline backend
+        "from rich.console import Console\n"
+        "from dnnexp.results.sweep import write_sweep_report\n"
+        f"write_sweep_report({str(seed_sweep)!r}, Console(quiet=True))\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["svg", "False", "False"], result.stderr
+    assert (seed_sweep / "best_val_accuracy_bars.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # ---------------------------------------------------------------- a real sweep through the CLI
@@ -242,7 +349,7 @@ def test_a_real_sweep_ends_in_its_table_and_files(real_sweep):
 
 
 def test_report_command_rebuilds_the_sweeps_table(real_sweep, capsys):
-    from dnnexp.report_cli import main
+    from dnnexp.results.cli import main
 
     sweep, _ = real_sweep
     main([str(sweep), "--format", "markdown"])

@@ -307,7 +307,8 @@ def test_corrupt_source_is_one_line_and_exit_2(tmp_path):
 
 
 def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
-    from dnnexp.report import build_report, load_runs
+    from dnnexp.results.runs import load_runs
+    from dnnexp.results.stats import build_report
 
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     result = run_cli("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
@@ -333,7 +334,7 @@ def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
 
 
 def test_error_rate_reduction_column_only_for_a_transfer_table():
-    from dnnexp.report import with_error_rate_reduction
+    from dnnexp.results.stats import with_error_rate_reduction
 
     arms = pd.DataFrame({"transfer": ["finetune", "none", "frozen"], "test_accuracy": [0.99, 0.96, 0.95]})
     table, metrics = with_error_rate_reduction(arms, ["transfer"], ["test_accuracy"])

@@ -77,7 +77,7 @@ def _app(cfg: DictConfig) -> float | None:
         return float("nan")
     if config.mode != "train":
         return None  # the tools print their own one-line result
-    from dnnexp.report import print_run_summary
+    from dnnexp.results.render import print_run_summary
 
     print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
     return metrics.get(config.optimized_metric)

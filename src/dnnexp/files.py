@@ -21,6 +21,7 @@ BACKUP = "backup.npz"  # the training state after the last completed epoch; gone
 LOCK = ".dnnexp.lock"
 DIAGNOSTICS = "diagnostics.csv"
 TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
+SOURCE_CONFIG = "config.yaml"  # a pretrained task-A folder's config; Hydra's runs keep theirs in .hydra/
 # `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
 DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]

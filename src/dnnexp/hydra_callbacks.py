@@ -36,7 +36,9 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
-        from dnnexp.report import ReportError, sweep_command, wide_console, write_sweep_report
+        from dnnexp.results.render import wide_console
+        from dnnexp.results.stats import ReportError
+        from dnnexp.results.sweep import sweep_command, write_sweep_report
 
         command = sweep_command(OmegaConf.to_container(config.hydra.overrides))
         try:

@@ -29,7 +29,7 @@ from rich.console import Console
 from dnnexp.backend import keras
 from dnnexp.config import Config, ConfigError, TransferConfig, config_hash, phase_epochs
 from dnnexp.data import Data, DataError
-from dnnexp.files import METRICS, MODEL, read_metrics, write_atomic
+from dnnexp.files import METRICS, MODEL, SOURCE_CONFIG, read_metrics, write_atomic
 from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer
 
 # Layers that adapt the target's images to the source's input; never trained.
@@ -92,7 +92,7 @@ def pretrained_task_a(cfg: Config, pretrain: Callable[[Config, Path], dict], con
     with _exclusive(folder / ".lock"):  # parallel jobs wait for one pretraining instead of repeating it
         if not (folder / METRICS).is_file():
             console.print(f"task A (classes {task_a.dataset.classes}): pretraining into {folder}")
-            write_atomic(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(task_a)))
+            write_atomic(folder / SOURCE_CONFIG, OmegaConf.to_yaml(OmegaConf.structured(task_a)))
             pretrain(task_a, folder)
         status = read_metrics(folder).get("status")
     if status != "completed":

@@ -14,9 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from dnnexp.files import write_atomic
-from dnnexp.report import ReportError, build_report, load_runs, render, render_rich, wide_console
-
-FORMATS = ("table", "csv", "markdown", "json", "html")
+from dnnexp.results.render import FORMATS, render, render_rich, wide_console
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import ReportError, build_report
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
 
@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv, markdown, json, html")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
+    parser.add_argument("--include-pretrained", action="store_true",
+                        help="also list transfer learning's task-A caches (outputs/pretrained/<hash>), left out by default")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also write the learning-curve and bar PNGs into DIR")
     return parser.parse_args(argv)
 
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise ReportError(f"no such folder: {', '.join(missing)}")
-    runs = load_runs(args.paths)
+    runs = load_runs(args.paths, include_pretrained=args.include_pretrained)
     report = build_report(runs, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if args.output:
@@ -69,9 +71,9 @@ def run(args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(render(report, fmt))
     if args.plots:
-        from dnnexp.plots import write_plots
+        from dnnexp.results.figures import write_figures  # matplotlib only when asked to draw
 
-        write_plots(runs, report, args.plots)
+        write_figures(report, args.plots)
 
 
 if __name__ == "__main__":

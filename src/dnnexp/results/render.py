@@ -1,0 +1,131 @@
+"""The comparison table as text: a rich table for the terminal, Markdown, HTML, CSV, JSON; one run's summary panel."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from dnnexp.results.columns import METRIC_COLUMNS, format_cell, format_value, label
+from dnnexp.results.stats import Report, ReportError
+
+FORMATS = ("table", "csv", "markdown", "json", "html")
+
+
+def display_frame(report: Report) -> pd.DataFrame:
+    """The table as text cells with readable headers: what the terminal, Markdown and HTML show."""
+    columns: dict[str, list[str]] = {k: [format_value(v) for v in report.table[k]] for k in report.keys}
+    for m in report.metrics:
+        columns[label(m)] = [format_cell(row, m) for _, row in report.table.iterrows()]
+    if report.grouped:
+        columns["n"] = [str(n) for n in report.table["n"]]
+        columns["vs best"] = list(report.table["vs_best"])
+    columns["status"] = list(report.table["status"])
+    return pd.DataFrame(columns)
+
+
+def data_frame(report: Report) -> pd.DataFrame:
+    """The table as numbers (means, ``_std`` columns and the p-values for groups): what CSV and JSON export."""
+    columns = list(report.keys)
+    for m in report.metrics:
+        columns += [m, f"{m}_std"] if report.grouped else [m]
+    columns += ["n", "vs_best", "p_value", "p_adjusted", "status"] if report.grouped else ["status", "runs"]
+    table = report.table.copy()
+    if not report.grouped:
+        table["runs"] = table["runs"].str[0]
+    return table[columns].rename(columns={"runs": "run"})
+
+
+STATUS_STYLES = {"failed": "red", "corrupt": "red", "missing": "red", "diverged": "yellow", "running": "dim", "incomplete": "dim",
+                 "interrupted": "yellow"}
+
+
+def render_rich(report: Report, title: str | None = None) -> Table:
+    shown = display_frame(report)
+    table = Table(title=title, title_justify="left", caption="\n".join(report.notes) or None, caption_justify="left")
+    for column in shown.columns:
+        text = column in report.keys or column in ("status", "vs best")
+        table.add_column(column, justify="left" if text else "right", no_wrap=column == "status")
+    best = report.best
+    for i, cells in enumerate(shown.itertuples(index=False)):
+        status = report.table["status"].iloc[i]
+        style = "bold green" if best is not None and i == best.name else STATUS_STYLES.get(status.split(" ")[-1], "")
+        table.add_row(*cells, style=style)
+    return table
+
+
+def render_markdown(report: Report) -> str:
+    shown = display_frame(report)
+    best = report.best
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "|".join("---" for _ in shown.columns) + "|"]
+    for i, cells in enumerate(shown.itertuples(index=False)):
+        cells = [c.replace("|", "\\|") for c in cells]
+        if best is not None and i == best.name:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + [f"{note}  " for note in report.notes]) + "\n"
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown, json or html."""
+    if fmt == "table":
+        console = Console(file=io.StringIO(), width=200)
+        console.print(render_rich(report))
+        return console.file.getvalue()
+    if fmt == "markdown":
+        return render_markdown(report)
+    if fmt == "html":
+        return display_frame(report).to_html(index=False, na_rep="-") + "".join(f"<p>{note}</p>\n" for note in report.notes)
+    if fmt == "csv":
+        return data_frame(report).to_csv(index=False)
+    if fmt == "json":
+        # Through json again: pandas writes NaN as null but escapes every "/" of the run folders.
+        return json.dumps(json.loads(data_frame(report).to_json(orient="records")), indent=2) + "\n"
+    raise ReportError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+
+
+def wide_console(**kwargs: Any) -> Console:
+    """A console for tables: the terminal's width, or 200 columns when writing to a pipe or log."""
+    console = Console(**kwargs)
+    if not console.is_terminal:
+        console.width = 200
+    return console
+
+
+# The single-run summary: metrics.json key -> its row label there (formats as in METRIC_COLUMNS).
+SUMMARY_ROWS = {
+    "best_val_accuracy": "best val accuracy",
+    "val_accuracy": "val accuracy",
+    "val_loss": "val loss",
+    "test_accuracy": "test accuracy",
+    "test_loss": "test loss",
+    "epochs_run": "epochs run",
+    "stopped_early": "stopped early",
+    "seconds_per_epoch": "seconds / epoch",
+    "params_total": "parameters",
+}
+# Rows shown only when the run has them (diagnostics=on, evaluation.mc_samples).
+OPTIONAL_SUMMARY_ROWS = {
+    "grad_ratio": "grad ratio (first / last)",
+    "gradient_verdict": "gradient flow",
+    "mc_accuracy": "MC Dropout accuracy",
+    "mc_entropy": "MC Dropout entropy",
+}
+
+
+def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
+    """The panel a single run ends with: its status and main metrics, one per row."""
+    table = Table(title=f"dnnexp run: {run_dir}", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("status", str(metrics.get("status", "-")))
+    present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if metrics.get(k) is not None}
+    for key, name in {**SUMMARY_ROWS, **present}.items():
+        value = metrics.get(key)
+        table.add_row(name, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
+    console.print(table)

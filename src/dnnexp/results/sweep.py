@@ -1,0 +1,47 @@
+"""What the end of a multirun writes into the sweep folder: the table, summary.csv, report.md and the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from dnnexp.files import write_atomic
+from dnnexp.results.figures import write_figures
+from dnnexp.results.render import render_markdown, render_rich
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import Report, build_report
+
+SUMMARY_CSV = "summary.csv"
+REPORT_MD = "report.md"
+
+
+def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = None, finished: bool = True) -> Report | None:
+    """Print the sweep's table and write summary.csv, report.md (with ``command``) and the plots into its folder."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_runs([sweep_dir], finished=finished)
+    if runs.frame.empty:
+        console.print(f"dnnexp: no runs in {sweep_dir}")
+        return None
+    report = build_report(runs)
+    console.print(render_rich(report, title=f"dnnexp sweep: {sweep_dir}"))
+    write_atomic(sweep_dir / SUMMARY_CSV, runs.summary().to_csv(index=False))
+    figures = write_figures(report, sweep_dir)
+    write_atomic(sweep_dir / REPORT_MD, markdown_report(report, command, figures))
+    console.print(f"Wrote {SUMMARY_CSV}, {REPORT_MD} and {len(figures)} plots into {sweep_dir}", highlight=False)
+    return report
+
+
+def sweep_command(overrides: dict[str, list[str]]) -> str:
+    """The command that started a sweep, from Hydra's ``hydra.overrides`` (task and hydra ones)."""
+    hydra = [o for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
+    return " ".join(["dnnexp", "-m", *map(str, hydra), *map(str, overrides.get("task") or [])])
+
+
+def markdown_report(report: Report, command: str | None, figures: list[str]) -> str:
+    lines = ["# dnnexp sweep", ""]
+    if command:
+        lines += ["```bash", command, "```", ""]
+    lines += [f"Sorted by `{report.metric}`, best first.", "", render_markdown(report)]
+    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
