@@ -574,7 +574,7 @@ def _check_phases(t: TransferConfig, epochs: int) -> None:
         )
     if finetune:
         _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
-    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True)  # 1: on at the same rate (HML ch. 11)
 
 
 def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
