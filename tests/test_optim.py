@@ -205,3 +205,37 @@ def test_the_name_tables_are_what_keras_resolves():
     assert set(schema.ACTIVATIONS + schema.INITIALIZERS + schema.OPTIMIZERS) - builtin <= set(
         schema.KERAS_ACTIVATIONS + schema.KERAS_INITIALIZERS + schema.KERAS_OPTIMIZERS
     )
+
+
+PER_EPOCH = 7  # steps per epoch in the schedule tests below
+
+
+def epoch_rates(*overrides: str, total_epochs: int = 12, lr0: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(finished epochs at each step, the rate at each step) of a per-epoch schedule over total_epochs."""
+    cfg = tiny_config("scheduler.unit=epoch", *overrides)
+    schedule = build_schedule(lr0, cfg.scheduler, total_epochs * PER_EPOCH, PER_EPOCH)
+    steps = np.arange(total_epochs * PER_EPOCH + 1)
+    return steps // PER_EPOCH, rates(schedule, steps)
+
+
+def test_per_epoch_exponential_is_hmls_epoch_formula_and_constant_within_an_epoch():
+    epochs, lr = epoch_rates("scheduler=exponential", "scheduler.s=2")
+    np.testing.assert_allclose(lr, 0.1 * 0.1 ** (epochs / 2), rtol=1e-5)  # HML: lr0 * 0.1^(epoch / s)
+
+
+def test_per_epoch_piecewise_boundaries_count_epochs():
+    epochs, lr = epoch_rates("scheduler=piecewise", "scheduler.boundaries=[4,14]", "scheduler.values=[0.01,0.005,0.001]",
+                             total_epochs=20)
+    # HML's piecewise_constant_fn: 0.01 for epoch < 5, 0.005 for epoch < 15, then 0.001 (boundaries t <= 4, t <= 14).
+    np.testing.assert_allclose(lr, np.where(epochs < 5, 0.01, np.where(epochs < 15, 0.005, 0.001)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, formula", [
+    (["scheduler=power", "scheduler.s=3", "scheduler.c=2"], lambda e: 0.1 / (1 + e / 3) ** 2),
+    (["scheduler=one_cycle"], lambda e: [one_cycle_formula(t, 0.1, 12, 0.1, 0.001, 0.1) for t in e]),
+    (["scheduler=cosine", "scheduler.warmup_steps=2"],
+     lambda e: np.where(e < 2, 0.1 * e / 2, 0.1 * 0.5 * (1 + np.cos(np.pi * np.clip(e - 2, 0, 10) / 10)))),
+])
+def test_per_epoch_schedules_count_their_lengths_in_epochs(overrides, formula):
+    epochs, lr = epoch_rates(*overrides)  # one_cycle and cosine stretch over the run's 12 epochs
+    np.testing.assert_allclose(lr, formula(epochs), rtol=1e-5, atol=1e-8)

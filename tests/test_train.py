@@ -151,3 +151,32 @@ def test_prelu_he_avg_init_and_adamax_train_together(tmp_path):
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed"
     assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 + 2 * 16  # a slope per hidden unit
+
+
+def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monkeypatch):
+    from dnnexp.backend import keras
+
+    class RateAtEveryCall(keras.callbacks.Callback):
+        """The optimizer's step count and rate after each call into TensorFlow (3 steps, or what is left of the epoch)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            opt = self.model.optimizer
+            self.seen.append((int(opt.iterations), float(opt.learning_rate)))
+
+    # 300 samples / batch 32 = 10 steps per epoch, 3 steps per call: calls never line up with epochs.
+    cfg = tiny_config("scheduler=exponential", "scheduler.unit=epoch", "scheduler.s=2", "optimizer.lr=0.1",
+                      "trainer.epochs=4", "trainer.steps_per_execution=3")
+    recorder = RateAtEveryCall()
+    monkeypatch.setattr("dnnexp.train.tensorboard_callbacks", lambda cfg, run_dir: [recorder])  # a watcher of the whole run
+    train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    # The rate after epoch e's last step, the one epoch e + 1 trains at: 0.1 * 0.1^(e / 2).
+    np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.1 ** (e / 2) for e in (1, 2, 3, 4)], rtol=1e-5)
+    steps = [s for s, _ in recorder.seen]
+    assert any(s % 10 not in (0, 9) for s in steps)  # calls end inside epochs
+    for step, rate in recorder.seen:  # after `step` steps, `step // 10` epochs are finished
+        assert rate == pytest.approx(0.1 * 0.1 ** ((step // 10) / 2), rel=1e-5)

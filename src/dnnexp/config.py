@@ -62,6 +62,7 @@ KERAS_OPTIMIZERS = (
 VARIANCE_SCALING_MODES = ("fan_in", "fan_out", "fan_avg")
 VARIANCE_SCALING_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 SCHEDULERS = ("constant", "power", "exponential", "performance", "piecewise", "one_cycle", "cosine")
+SCHEDULE_UNITS = ("step", "epoch")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
@@ -143,12 +144,13 @@ class OptimizerConfig:
 @dataclass
 class SchedulerConfig:
     name: str = "constant"
-    s: float = 1000.0  # step size, in optimizer steps (power, exponential)
+    unit: str = "step"  # what t and every length below count: optimizer steps, or finished epochs
+    s: float = 1000.0  # step size, in steps or epochs (power, exponential)
     c: float = 1.0  # power (power)
     factor: float = 0.5  # performance: lr <- lr * factor
     patience: int = 2  # performance: epochs without val_loss improvement
     min_lr: float = 0.0
-    boundaries: list[int] = field(default_factory=list)  # piecewise: steps where the rate changes
+    boundaries: list[int] = field(default_factory=list)  # piecewise: steps (or epochs) where the rate changes
     values: list[float] = field(default_factory=list)  # piecewise: the rates, one more than boundaries
     total_steps: int | None = None  # one_cycle, cosine: null = the whole run (epochs x steps per epoch)
     start_factor: float = 0.1  # one_cycle: starting rate = optimizer.lr * start_factor
@@ -417,6 +419,7 @@ def _check_ranges(c: Config) -> None:
 
     s = c.scheduler
     _one_of("scheduler.name", s.name, SCHEDULERS)
+    _one_of("scheduler.unit", s.unit, SCHEDULE_UNITS)
     _positive("scheduler.s", s.s)
     _in_range("scheduler.c", s.c, 0, math.inf, low_open=True, high_open=True)
     _in_range("scheduler.factor", s.factor, 0, 1, low_open=True, high_open=True)
@@ -464,7 +467,7 @@ def _check_new_schedules(s: SchedulerConfig) -> None:
                 f"for {len(s.boundaries)} boundaries"
             )
         if s.boundaries != sorted(set(s.boundaries)) or any(b < 1 for b in s.boundaries):
-            raise ConfigError(f"scheduler.boundaries must be increasing positive step counts, got {s.boundaries}")
+            raise ConfigError(f"scheduler.boundaries must be increasing positive {s.unit} counts, got {s.boundaries}")
         for v in s.values:
             _positive("scheduler.values", v)
     if s.total_steps is not None:

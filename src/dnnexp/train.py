@@ -24,7 +24,7 @@ from dnnexp.config import Config, ConfigError, config_hash, keras_arguments
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
 from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
-from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks, steps_per_epoch
 from dnnexp.resume import TrainingBackup
 
 
@@ -117,7 +117,7 @@ def check_keras_arguments(cfg: Config) -> None:
     checks = {
         "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
         "initializer": lambda: build_initializer(cfg)((4, 4)),
-        "optimizer": lambda: build_optimizer(cfg, total_steps=1),
+        "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
     }
     for group, build in checks.items():
         try:
@@ -159,7 +159,8 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
     running several training steps per call into TensorFlow (runtime.steps_per_execution)."""
     with model.distribute_strategy.scope():
-        optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
+        n_train = len(data.x_train)
+        optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
