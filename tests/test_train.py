@@ -180,3 +180,21 @@ def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monke
     assert any(s % 10 not in (0, 9) for s in steps)  # calls end inside epochs
     for step, rate in recorder.seen:  # after `step` steps, `step // 10` epochs are finished
         assert rate == pytest.approx(0.1 * 0.1 ** ((step // 10) / 2), rel=1e-5)
+
+
+def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
+    from formats import write_fashion_mnist
+
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    folder = write_fashion_mnist(tmp_path / "fm", n_train=150, n_test=30)
+    cfg = tiny_config("dataset=fashion_mnist", f"dataset.data_dir={folder}", "dataset.val_size=50", "dataset.limit=null",
+                      "dataset.split=ordered", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path / "run")
+    data = load(cfg.dataset)
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    probs = model.predict(data.x_val, verbose=0)
+    assert len(data.x_val) == 50
+    # the run's val_loss is the cross-entropy on exactly these 50 images
+    assert -np.mean(np.log(probs[np.arange(50), data.y_val])) == pytest.approx(metrics["val_loss"], rel=1e-4)

@@ -27,6 +27,7 @@ from dnnexp.files import MODEL
 
 # The vocabulary of every named choice; each name is also a YAML file in its conf/ group.
 DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
+SPLITS = ("stratified", "ordered")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "mish")
 INITIALIZERS = (
     "auto", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "glorot_uniform", "glorot_normal", "variance_scaling",
@@ -89,6 +90,7 @@ class DatasetConfig:
     limit: int | None = None
     standardize: bool = False
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    split: str = "stratified"  # validation: a seeded stratified sample, or ordered: the training file's last val_size
     classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
@@ -384,6 +386,10 @@ def _check_ranges(c: Config) -> None:
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
     _check_classes("dataset.classes", d.classes, d.name)
+    _one_of("dataset.split", d.split, SPLITS)
+    if d.split == "ordered" and d.name == "mnist_5k":
+        raise ConfigError("dataset.split=ordered needs a dataset with a test split of its own (fashion_mnist, cifar10); "
+                          "mnist_5k's file is sorted by class")
 
     _one_of("model.name", c.model.name, MODELS)
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
