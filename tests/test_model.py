@@ -190,3 +190,11 @@ def test_input_batchnorm_of_a_cnn_normalizes_each_channel_of_the_image():
     assert model.get_layer("batchnorm_input").gamma.shape == (3,)
     grey = build_model(cfg, (28, 28), 10)
     assert layer_kinds(grey)[:3] == ["Reshape", "BatchNormalization", "Conv2D"]
+
+
+def test_penalize_output_adds_the_output_kernels_penalty_too():
+    # HML's l2 example: l2(0.01) on every Dense layer, the output layer included.
+    model = build("model.hidden_layers=2", "regularization=l2", "regularization.l2=0.01", "regularization.penalize_output=true")
+    kernels = [model.get_layer(name).kernel.numpy() for name in ("dense_1", "dense_2", "output")]
+    assert float(sum(model.losses)) == pytest.approx(sum(0.01 * np.square(w).sum() for w in kernels), rel=1e-5)
+    assert len(model.losses) == 3

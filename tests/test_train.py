@@ -198,3 +198,18 @@ def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
     assert len(data.x_val) == 50
     # the run's val_loss is the cross-entropy on exactly these 50 images
     assert -np.mean(np.log(probs[np.arange(50), data.y_val])) == pytest.approx(metrics["val_loss"], rel=1e-4)
+
+
+def test_penalized_output_run_reports_the_penalty_in_its_loss(tmp_path):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("regularization=l2", "regularization.l2=0.05", "regularization.penalize_output=true", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.get_layer("output").kernel_regularizer.get_config() == {"l2": 0.05}
+    data = load(cfg.dataset)
+    probs = model.predict(data.x_val, verbose=0)
+    cross_entropy = -np.mean(np.log(probs[np.arange(len(probs)), data.y_val]))
+    penalty = sum(0.05 * np.square(model.get_layer(n).kernel.numpy()).sum() for n in ("dense_1", "dense_2", "output"))
+    assert metrics["val_loss"] == pytest.approx(cross_entropy + penalty, rel=1e-4)

@@ -182,6 +182,7 @@ class RegularizationConfig:
     penalty: str = "none"  # kernel penalty added to the loss: none, l1, l2, l1_l2
     l1: float = 0.01
     l2: float = 0.01
+    penalize_output: bool = False  # the penalty on the output layer's kernel too
     max_norm: float | None = None  # max-norm constraint on each unit's incoming weights
 
 

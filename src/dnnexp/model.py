@@ -97,14 +97,13 @@ def dropout_flags(cfg: Config, n_hidden: int) -> tuple[bool, list[bool]]:
     return on_input, hidden
 
 
-def output_layer(n_classes: int) -> keras.layers.Dense:
-    """Softmax over the classes, or one sigmoid unit for a binary task.
+def output_layer(n_classes: int, penalty: keras.regularizers.Regularizer | None = None) -> keras.layers.Dense:
+    """Softmax over the classes, or one sigmoid unit for a binary task; ``penalty`` on its kernel.
 
     Always float32: under mixed precision a float16 softmax and loss lose too much (Keras' advice).
     """
-    if n_classes == 2:
-        return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="output")
-    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="output")
+    units, activation = (1, "sigmoid") if n_classes == 2 else (n_classes, "softmax")
+    return keras.layers.Dense(units, activation=activation, kernel_regularizer=penalty, dtype="float32", name="output")
 
 
 def loss_for(n_classes: int) -> str:
@@ -118,6 +117,12 @@ PENALTIES: dict[str, Callable[[RegularizationConfig], keras.regularizers.Regular
     "l2": lambda r: keras.regularizers.L2(r.l2),
     "l1_l2": lambda r: keras.regularizers.L1L2(l1=r.l1, l2=r.l2),
 }
+
+
+def output_penalty(cfg: Config) -> keras.regularizers.Regularizer | None:
+    """The kernel penalty of the output layer: the hidden layers' one with regularization.penalize_output, else none."""
+    reg = cfg.regularization
+    return PENALTIES[reg.penalty](reg) if reg.penalize_output else None
 
 # Dropout layers by regularization.dropout_kind: alpha dropout keeps SELU's self-normalization.
 DROPOUTS = {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout}
@@ -138,7 +143,7 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
             layers.append(_dropout(cfg, "dropout_input"))
     for i, (width, dropout) in enumerate(zip(units, drop_hidden), start=1):
         layers += hidden_block(cfg, i, width, dropout)
-    layers.append(output_layer(n_classes))
+    layers.append(output_layer(n_classes, output_penalty(cfg)))
     return keras.Sequential(layers, name=cfg.model.name)
 
 
