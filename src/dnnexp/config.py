@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dnnexp.files import MODEL
+from dnnexp.typos import unknown_key
 
 # The vocabulary of every named choice; each name is also a YAML file in its conf/ group.
 DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
@@ -309,7 +310,7 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or "config"
     msg = str(err).splitlines()[0]
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
-        return f"{key} is not a known key ({msg})"
+        return unknown_key(err) or f"{key} is not a known key ({msg})"
     if isinstance(err, ValidationError):
         value = getattr(err, "value", None)
         shown = repr(value) if isinstance(value, str) else str(value)

@@ -183,7 +183,7 @@ def _is_text(column: pd.Series) -> bool:
 
 
 def sort_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Best first by ``metric`` (accuracy up, loss down); rows without a completed run, then rows without a value, last."""
+    """Best first by ``metric`` (accuracy up, loss down), rows without a value last; rows without a completed run after all others."""
     order = table.assign(_counted=table["n"] > 0)
     order = order.sort_values(["_counted", metric], ascending=[False, not higher_is_better(metric)], na_position="last", kind="stable")
     return order.drop(columns="_counted")
@@ -196,7 +196,7 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
     variant is much noisier than a good one); it needs two or more completed runs on
     each side. Every variant is tested against a best picked after the fact, so the
     p-values are Holm-adjusted for the number of tests: of simulated tables of six equal
-    variants with 3 seeds each, 23% call at least one of them worse uncorrected, under 5%
+    variants with 3 seeds each, about 22% call at least one of them worse uncorrected, under 5%
     adjusted (tests/test_report.py).
     Returns the columns vs_best, p_value and p_adjusted, and the note under the table.
     """
