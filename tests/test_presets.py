@@ -14,25 +14,28 @@ from formats import write_cifar10, write_fashion_mnist
 
 from dnnexp.config import validate
 
-# (preset, the reference it sweeps or the value swept, input shape, classes, parameters, non-trainable), as published
-# or worked out by hand in ../shared/parity.md.
+# (the overrides of a reference's model, input shape, classes, parameters, non-trainable), as the
+# reference prints them or as worked out by hand.
 MODELS = [
-    ("lecture_notebook", "+reference=lecture_power", (28, 28), 10, 42_310, 0),
-    ("lecture_notebook", "+reference=lecture_batchnorm", (28, 28), 10, 45_846, 1_768),
-    ("lecture_notebook", "+reference=lecture_case_study", (28, 28), 10, 45_846, 1_768),
-    ("lecture_notebook", "+reference=lecture_dropout", (28, 28), 10, 42_310, 0),
-    ("hml_selu_100", "activation=selu", (28, 28), 10, 1_079_410, 0),
-    ("hml_transfer", "transfer=none", (28, 28), 2, 98_801, 0),
-    ("hml_cifar10", "+reference=cifar_swish", (32, 32, 3), 10, 500_210, 0),
-    ("hml_cifar10", "+reference=cifar_batchnorm", (32, 32, 3), 10, 506_210, 4_000),  # HML3 keeps 2,000 redundant biases
+    ("+experiment=lecture_notebook +reference=lecture_power", (28, 28), 10, 42_310, 0),
+    ("+experiment=lecture_notebook +reference=lecture_batchnorm", (28, 28), 10, 45_846, 1_768),
+    ("+experiment=lecture_notebook +reference=lecture_case_study", (28, 28), 10, 45_846, 1_768),
+    ("+experiment=lecture_notebook +reference=lecture_dropout", (28, 28), 10, 42_310, 0),
+    ("+experiment=hml_selu_100 activation=selu", (28, 28), 10, 1_079_410, 0),
+    ("+experiment=hml_transfer transfer=none", (28, 28), 2, 98_801, 0),
+    ("+experiment=hml_cifar10 +reference=cifar_swish", (32, 32, 3), 10, 500_210, 0),
+    ("+experiment=hml_cifar10 +reference=cifar_batchnorm", (32, 32, 3), 10, 506_210, 4_000),  # HML3 keeps 2,000 redundant biases
+    ("model.units=[300,100] normalization=batchnorm_after normalization.input=true", (28, 28), 10, 271_346, 2_368),
+    ("model.units=[300,100] normalization=batchnorm_before", (28, 28), 10, 267_810, 800),
+    ("model.units=[100,100] regularization=dropout regularization.rate=0.2", (28, 28), 10, 89_610, 0),
 ]
 
 
-@pytest.mark.parametrize("preset, choice, shape, classes, params, non_trainable", MODELS)
-def test_preset_builds_the_references_model(preset, choice, shape, classes, params, non_trainable):
+@pytest.mark.parametrize("overrides, shape, classes, params, non_trainable", MODELS)
+def test_reference_model_has_the_references_parameter_count(overrides, shape, classes, params, non_trainable):
     from dnnexp.model import build_model
 
-    model = build_model(validate(compose_config(f"+experiment={preset}", choice)), shape, classes)
+    model = build_model(validate(compose_config(*overrides.split())), shape, classes)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert (model.count_params(), model.count_params() - trainable) == (params, non_trainable)
 
@@ -95,3 +98,22 @@ def test_preset_runs_end_to_end_on_real_format_files(preset_runs, preset, jobs):
     assert (sweep / "summary.csv").is_file()  # the sweep's comparison table
     metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert [m["status"] for m in metrics] == ["completed"] * jobs
+
+
+def reproduction_commands() -> list[str]:
+    """Every `dnnexp ...` command of README's "Reproducing the lecture and the book" table."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Reproducing the lecture and the book")[1].split("\n## ")[0]
+    return re.findall(r"`(dnnexp [^`]+)`", section)
+
+
+def test_readme_reproduces_every_experiment_with_a_valid_command():
+    import shlex
+
+    commands = reproduction_commands()
+    assert len(commands) >= 30
+    for command in commands:
+        args = shlex.split(command)[1:]
+        validate(compose_config(*args))
