@@ -180,6 +180,8 @@ def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monke
     assert any(s % 10 not in (0, 9) for s in steps)  # calls end inside epochs
     for step, rate in recorder.seen:  # after `step` steps, `step // 10` epochs are finished
         assert rate == pytest.approx(0.1 * 0.1 ** ((step // 10) / 2), rel=1e-5)
+    saved = keras.models.load_model(tmp_path / "model.keras").optimizer  # the schedule saves with the model
+    assert float(saved.learning_rate) == pytest.approx(0.1 * 0.1 ** (4 / 2), rel=1e-5)
 
 
 def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
