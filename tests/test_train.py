@@ -105,16 +105,51 @@ def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
     one = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
     keras.utils.set_random_seed(2)
     other = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
-    assert one["mc_entropy"] != other["mc_entropy"]  # dropout is on: two single passes differ
+    assert one["entropy"] != other["entropy"]  # dropout is on: two single passes differ
     # With the dropout layers off, the same code gives the plain prediction's accuracy and entropy.
     plain = model.predict(data.x_test, verbose=0)
     for layer in model.layers:
         if "dropout" in layer.name:
             layer.rate = 0.0
     again = mc_dropout(model, data.x_test, data.y_test, samples=3, batch_size=32)
-    assert again["mc_accuracy"] == pytest.approx(np.mean(plain.argmax(axis=1) == data.y_test))
+    assert again["accuracy"] == pytest.approx(np.mean(plain.argmax(axis=1) == data.y_test))
     entropy = -np.sum(plain * np.log(np.clip(plain, 1e-12, 1)), axis=1).mean()
-    assert again["mc_entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert again["entropy"] == pytest.approx(entropy, rel=1e-5)
+    np.testing.assert_allclose(again["class_std"], 0, atol=1e-6)  # identical passes do not spread
+
+
+def test_mc_dropout_class_std_is_hmls_std_over_the_passes(monkeypatch):
+    from dnnexp.train import mc_dropout
+
+    rng = np.random.default_rng(0)
+    passes = rng.dirichlet(np.ones(3), size=(4, 5)).astype("float32")  # 4 passes over 5 images, 3 classes
+    calls = iter(passes)
+    monkeypatch.setattr("dnnexp.train.forward", lambda model, x, training_for: (next(calls), {}))
+    y = np.array([0, 1, 2, 0, 1])
+    got = mc_dropout(None, np.zeros((5, 2)), y, samples=4, batch_size=32)
+    y_proba = passes.mean(axis=0)
+    assert got["accuracy"] == pytest.approx(np.mean(y_proba.argmax(axis=1) == y))
+    np.testing.assert_allclose(got["class_std"], passes.std(axis=0).mean(axis=0), rtol=1e-5)  # HML: y_probas.std(axis=0)
+
+
+def test_mc_dropout_on_both_splits_and_training_accuracy_with_dropout_off(mc_run):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    run_dir, metrics = mc_run
+    for split in ("", "val_"):
+        assert 0.1 < metrics[f"mc_{split}accuracy"] <= 1.0 and 0.0 < metrics[f"mc_{split}entropy"] < np.log(10)
+    per_class = pd.read_csv(run_dir / "mc_dropout.csv", dtype={"class": str})
+    assert per_class["class"].tolist() == [str(d) for d in range(10)]
+    assert per_class["val_std"].mean() == pytest.approx(metrics["mc_val_std"], rel=1e-5)
+    assert per_class["test_std"].mean() == pytest.approx(metrics["mc_std"], rel=1e-5) and metrics["mc_std"] > 0
+    # The kept model's training accuracy, dropout off, as HML's model.evaluate(X_train, y_train).
+    model = keras.models.load_model(run_dir / "model.keras")
+    data = load(tiny_config().dataset)
+    predicted = model.predict(data.x_train, verbose=0).argmax(axis=1)
+    assert metrics["train_accuracy"] == pytest.approx(np.mean(predicted == data.y_train), abs=1e-6)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert metrics["train_accuracy"] != history["accuracy"].iloc[-1]  # history's is with dropout on, during the epoch
 
 
 def test_cnn_trains_end_to_end(tmp_path):
