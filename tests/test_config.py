@@ -118,6 +118,9 @@ BAD_VALUES = [
     ("initializer.name=he_avg", "or any other identifier keras.initializers.get resolves"),
     ("initializer=variance_scaling initializer.mode=fan_x", "initializer.mode must be one of fan_in, fan_out, fan_avg; got 'fan_x'"),
     ("initializer=variance_scaling initializer.scale=0", "initializer.scale must be in (0, inf), got 0.0"),
+    ("dataset.raw_pixels=true dataset.standardize=true",
+     "dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one"),
+    ("dataset.raw_pixels=true transfer=mobilenet_v2", "dataset.raw_pixels=true cannot change the input of a pretrained network"),
     ("initializer=variance_scaling initializer.distribution=normal",
      "initializer.distribution must be one of truncated_normal, untruncated_normal, uniform; got 'normal'"),
 ]

@@ -198,3 +198,11 @@ def test_penalize_output_adds_the_output_kernels_penalty_too():
     kernels = [model.get_layer(name).kernel.numpy() for name in ("dense_1", "dense_2", "output")]
     assert float(sum(model.losses)) == pytest.approx(sum(0.01 * np.square(w).sum() for w in kernels), rel=1e-5)
     assert len(model.losses) == 3
+
+
+def test_raw_pixels_scale_the_input_back_to_0_255_inside_the_model():
+    model = build("dataset.raw_pixels=true")
+    assert model.layers[0].name == "raw_pixels" and not model.layers[0].weights
+    assert model.count_params() == build().count_params()
+    x = np.random.default_rng(0).random((2, 28, 28)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[0](x)), 255 * x, rtol=1e-6)

@@ -250,3 +250,16 @@ def test_penalized_output_run_reports_the_penalty_in_its_loss(tmp_path):
     cross_entropy = -np.mean(np.log(probs[np.arange(len(probs)), data.y_val]))
     penalty = sum(0.05 * np.square(model.get_layer(n).kernel.numpy()).sum() for n in ("dense_1", "dense_2", "output"))
     assert metrics["val_loss"] == pytest.approx(cross_entropy + penalty, rel=1e-4)
+
+
+def test_raw_pixel_run_saves_a_model_that_takes_the_usual_input(tmp_path):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("dataset.raw_pixels=true", "optimizer.lr=1e-4", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    data = load(cfg.dataset)
+    assert 0 <= data.x_test.min() and data.x_test.max() <= 1  # the data stays in [0, 1]; the model scales it
+    predicted = model.predict(data.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)

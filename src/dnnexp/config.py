@@ -90,6 +90,7 @@ class DatasetConfig:
     test_size: int = 1000  # only for mnist_5k, which has no test split of its own
     limit: int | None = None
     standardize: bool = False
+    raw_pixels: bool = False  # the network computes on 0-255 (HML's CIFAR-10 exercise); the model still takes [0, 1]
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
     split: str = "stratified"  # validation: a seeded stratified sample, or ordered: the training file's last val_size
     classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
@@ -389,6 +390,8 @@ def _check_ranges(c: Config) -> None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
     _check_classes("dataset.classes", d.classes, d.name)
     _one_of("dataset.split", d.split, SPLITS)
+    if d.raw_pixels and d.standardize:
+        raise ConfigError("dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one")
     if d.split == "ordered" and d.name == "mnist_5k":
         raise ConfigError("dataset.split=ordered needs a dataset with a test split of its own (fashion_mnist, cifar10); "
                           "mnist_5k's file is sorted by class")
@@ -526,6 +529,9 @@ def _check_transfer(c: Config) -> None:
     _one_of("transfer.name", t.name, TRANSFERS)
     if t.name == "none":
         return
+    if c.dataset.raw_pixels and (t.name == "mobilenet_v2" or t.source is not None):
+        raise ConfigError(f"dataset.raw_pixels=true cannot change the input of a pretrained network (transfer={t.name}"
+                          f"{'' if t.source is None else ' with transfer.source'}): its first layers keep the scaling it was trained with")
     if t.name != "mobilenet_v2":
         _check_source(t, c.dataset.name)
         if t.reuse_layers is not None:

@@ -78,6 +78,9 @@ def build_initializer(cfg: Config) -> keras.initializers.Initializer:
     return type(keras.initializers.get(init.name))(**keras_arguments(init))
 
 
+# The first layer of a model whose network computes on 0-255 pixels (dataset.raw_pixels).
+RAW_PIXELS = "raw_pixels"
+
 # Where the batch normalization goes relative to the activation.
 NORMALIZATION_PLACEMENT = {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"}
 
@@ -133,6 +136,8 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
     units = hidden_units(cfg.model)
     drop_input, drop_hidden = dropout_flags(cfg, len(units))
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
+    if cfg.dataset.raw_pixels:
+        layers.append(raw_pixels())
     if cfg.model.name == "cnn":
         layers += _conv_blocks(cfg, input_shape, drop_input)
     else:
@@ -145,6 +150,12 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
         layers += hidden_block(cfg, i, width, dropout)
     layers.append(output_layer(n_classes, output_penalty(cfg)))
     return keras.Sequential(layers, name=cfg.model.name)
+
+
+def raw_pixels() -> keras.layers.Rescaling:
+    """[0, 1] -> 0-255 (dataset.raw_pixels): the network computes on raw pixel values, as HML's CIFAR-10
+    exercise trains, while the saved model takes the same [0, 1] input as every other run's. No weights."""
+    return keras.layers.Rescaling(255.0, name=RAW_PIXELS)
 
 
 def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:
