@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from dnnexp.backend import keras
 
 from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units, keras_arguments
@@ -81,6 +83,9 @@ def build_initializer(cfg: Config) -> keras.initializers.Initializer:
 # The first layer of a model whose network computes on 0-255 pixels (dataset.raw_pixels).
 RAW_PIXELS = "raw_pixels"
 
+# The first layer of a model trained on standardized pixels (dataset.standardize).
+STANDARDIZE = "standardize"
+
 # Where the batch normalization goes relative to the activation.
 NORMALIZATION_PLACEMENT = {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"}
 
@@ -131,13 +136,20 @@ def output_penalty(cfg: Config) -> keras.regularizers.Regularizer | None:
 DROPOUTS = {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout}
 
 
-def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
-    """An MLP, or (model=cnn) conv blocks then the same dense head, ending in the output layer."""
+def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                standardize: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
+    """An MLP, or (model=cnn) conv blocks then the same dense head, ending in the output layer.
+
+    ``standardize``: the training split's per-pixel (mean, std) (dataset.standardize), applied by
+    the model's first layer, so the model takes pixels in [0, 1].
+    """
     units = hidden_units(cfg.model)
     drop_input, drop_hidden = dropout_flags(cfg, len(units))
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
     if cfg.dataset.raw_pixels:
         layers.append(raw_pixels())
+    if standardize is not None:
+        layers.append(standardization(*standardize))
     if cfg.model.name == "cnn":
         layers += _conv_blocks(cfg, input_shape, drop_input)
     else:
@@ -156,6 +168,15 @@ def raw_pixels() -> keras.layers.Rescaling:
     """[0, 1] -> 0-255 (dataset.raw_pixels): the network computes on raw pixel values, as HML's CIFAR-10
     exercise trains, while the saved model takes the same [0, 1] input as every other run's. No weights."""
     return keras.layers.Rescaling(255.0, name=RAW_PIXELS)
+
+
+def standardization(mean: np.ndarray, std: np.ndarray) -> keras.layers.Rescaling:
+    """(x - mean) / std per pixel, as x * (1 / std) - mean / std: Keras' Rescaling with array scale
+    and offset, which has no weights (the parameter counts stay the network's) and saves both
+    arrays in its config. Computed in float32 under mixed precision too: 1 / std of a nearly
+    constant pixel can exceed float16's range.
+    """
+    return keras.layers.Rescaling(1.0 / std, offset=-mean / std, dtype="float32", name=STANDARDIZE)
 
 
 def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from dnnexp.files import write_atomic
-from dnnexp.results.render import FORMATS, render, render_rich, wide_console
+from dnnexp.results.claims import judge
+from dnnexp.results.render import FORMATS, print_report, render, wide_console
 from dnnexp.results.runs import load_runs
 from dnnexp.results.stats import ReportError, build_report
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
@@ -29,12 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("outputs")], metavar="PATH",
                         help="run folders, sweep folders or a parent such as outputs/ (default: outputs)")
     parser.add_argument("--metrics", type=_comma_list, help="metric columns, comma-separated (default: "
-                        "best_val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
+                        "val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric (default: the runs' optimized_metric)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config key (or status) has this value; repeat to combine")
     parser.add_argument("--group-by", type=_comma_list, metavar="KEYS",
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
+    parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
+                        help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
     parser.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv, markdown, json, html")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
     parser.add_argument("--include-pretrained", action="store_true",
@@ -63,11 +66,12 @@ def run(args: argparse.Namespace) -> None:
         raise ReportError(f"no such folder: {', '.join(missing)}")
     runs = load_runs(args.paths, include_pretrained=args.include_pretrained)
     report = build_report(runs, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by)
+    report.claims = judge(report, runs.claims, args.claim)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if args.output:
         write_atomic(args.output, render(report, fmt))
     elif fmt == "table":
-        wide_console().print(render_rich(report, title=f"dnnexp: {len(runs.frame)} runs in {', '.join(map(str, args.paths))}"))
+        print_report(report, wide_console(), title=f"dnnexp: {len(runs.frame)} runs in {', '.join(map(str, args.paths))}")
     else:
         sys.stdout.write(render(report, fmt))
     if args.plots:
