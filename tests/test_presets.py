@@ -60,6 +60,7 @@ def test_hml_transfer_fine_tunes_every_reused_layer_at_the_same_rate():
     t = cfg.transfer
     assert (t.frozen_epochs, t.finetune_epochs, t.unfreeze_top, t.lr_factor) == (4, 16, 3, 1.0)
     assert t.pretrain_classes == [1, 3, 4, 5, 6, 7, 8, 9] and cfg.dataset.classes == [0, 2]
+    assert cfg.trainer.keep == "last"  # HML evaluates model_B_on_A as its 16 epochs leave it
 
 
 # Small files in the real formats, one epoch: (preset, its overrides, jobs it runs). The deep nets
