@@ -129,6 +129,16 @@ BAD_VALUES = [
     ("diagnostics=on model.hidden_layers=0", "diagnostics=on measures the hidden layers, and model.hidden_layers=0 builds none"),
     ("diagnostics=on model.units=[]", "diagnostics=on measures the hidden layers, and model.units=[] builds none"),
     ("lr_find.max_lr=1e-6", "lr_find.max_lr must be in (1e-05, inf), got 1e-06"),
+    ("optimizer.name=adamx", "optimizer.name must be one of sgd, adam, nadam, rmsprop, adagrad, adamw, adamax, "
+     "adadelta, adafactor, ftrl, lion, or any other identifier keras.optimizers.get resolves (e.g. muon, "),
+    ("initializer.name=he_avg", "or any other identifier keras.initializers.get resolves"),
+    ("initializer=variance_scaling initializer.mode=fan_x", "initializer.mode must be one of fan_in, fan_out, fan_avg; got 'fan_x'"),
+    ("initializer=variance_scaling initializer.scale=0", "initializer.scale must be in (0, inf), got 0.0"),
+    ("dataset.raw_pixels=true dataset.standardize=true",
+     "dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one"),
+    ("dataset.raw_pixels=true transfer=mobilenet_v2", "dataset.raw_pixels=true cannot change the input of a pretrained network"),
+    ("initializer=variance_scaling initializer.distribution=normal",
+     "initializer.distribution must be one of truncated_normal, untruncated_normal, uniform; got 'normal'"),
 ]
 
 
@@ -141,7 +151,7 @@ def test_bad_value_is_refused_with_key_value_and_what_is_allowed(override, messa
 
 
 @pytest.mark.parametrize("override, message", [
-    ("activation=relux", "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, relu, selu, sigmoid, swish, tanh)"),
+    ("activation=relux", "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, mish, prelu, relu, selu, sigmoid, swish, tanh)"),
     ("scheduler=foo", "scheduler=foo is not a choice (choices: constant, cosine, exponential, one_cycle, performance, piecewise, power)"),
     ("clipping=globl_norm", "clipping=globl_norm is not a choice; did you mean global_norm? (choices: global_norm, none, norm, value)"),
     ("model.unit=3", "model.unit is not a key of model; did you mean model.units? (keys: hidden_layers, name, units)"),

@@ -124,6 +124,35 @@ def test_cifar_batch_with_wrong_shape_is_refused(tmp_path):
         load_raw("cifar10", str(folder))
 
 
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
+def test_ordered_split_holds_out_the_last_val_size_training_images(tmp_path, dataset):
+    if dataset == "fashion_mnist":
+        write_fashion_mnist(tmp_path, n_train=120, n_test=30)
+        raw = load_raw(dataset, str(tmp_path))
+    else:
+        write_cifar10(tmp_path, n_per_batch=24)
+        raw = load_raw(dataset, str(tmp_path))
+    data = load(DatasetConfig(name=dataset, data_dir=str(tmp_path), val_size=30, split="ordered"))
+    # HML's X_train_full[:-30] / X_train_full[-30:], tfds' train[:n] / train[n:]: file order, no shuffle
+    np.testing.assert_array_equal(data.y_val, raw.y[-30:])
+    np.testing.assert_array_equal(data.y_train, raw.y[:-30])
+    np.testing.assert_allclose(data.x_val, raw.x[-30:] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(data.x_train, raw.x[:-30] / 255.0, rtol=1e-6)
+    stratified = load(DatasetConfig(name=dataset, data_dir=str(tmp_path), val_size=30))
+    assert not np.array_equal(stratified.y_val, data.y_val)
+
+
+def test_ordered_split_of_the_class_sorted_digits_is_refused():
+    from conftest import compose_config
+
+    from dnnexp.config import validate
+
+    with pytest.raises(ConfigError, match="dataset.split=ordered needs a dataset with a test split of its own"):
+        validate(compose_config("dataset.split=ordered"))
+    with pytest.raises(ConfigError, match="dataset.split must be one of stratified, ordered; got 'random'"):
+        validate(compose_config("dataset=fashion_mnist", "dataset.split=random"))
+
+
 @pytest.mark.parametrize("name", ["data_batch_1", "batches.meta"])
 def test_a_cifar_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, name):
     folder = write_cifar10(tmp_path, n_per_batch=10)

@@ -96,6 +96,13 @@ def test_schedule_rows_cover_the_planned_steps():
     np.testing.assert_allclose([r["learning_rate"] for r in rows], 0.1 * 0.1 ** (np.arange(20) / 5), rtol=1e-5)
 
 
+def test_schedule_plot_of_a_per_epoch_schedule_steps_between_epochs():
+    # 10 steps per epoch, 2 epochs: epoch 0 at lr0, epoch 1 at lr0 * 0.1^(1/2).
+    cfg = tiny_config("scheduler=exponential", "scheduler.unit=epoch", "scheduler.s=2", "optimizer.lr=0.1")
+    rates = [r["learning_rate"] for r in schedule_rows(cfg, n_train=300)]
+    np.testing.assert_allclose(rates, [0.1] * 10 + [0.1 * 0.1 ** 0.5] * 10, rtol=1e-5)
+
+
 def test_cli_plot_schedule_writes_csv_and_png_without_training(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(*TINY, "trainer.verbose=true", "mode=plot_schedule", "scheduler=one_cycle", "optimizer.lr=0.2",

@@ -182,16 +182,51 @@ def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
     one = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
     keras.utils.set_random_seed(2)
     other = mc_dropout(model, data.x_test, data.y_test, samples=1, batch_size=32)
-    assert one["mc_entropy"] != other["mc_entropy"]  # dropout is on: two single passes differ
+    assert one["entropy"] != other["entropy"]  # dropout is on: two single passes differ
     # With the dropout layers off, the same code gives the plain prediction's accuracy and entropy.
     plain = model.predict(data.x_test, verbose=0)
     for layer in model.layers:
         if "dropout" in layer.name:
             layer.rate = 0.0
     again = mc_dropout(model, data.x_test, data.y_test, samples=3, batch_size=32)
-    assert again["mc_accuracy"] == pytest.approx(np.mean(plain.argmax(axis=1) == data.y_test))
+    assert again["accuracy"] == pytest.approx(np.mean(plain.argmax(axis=1) == data.y_test))
     entropy = -np.sum(plain * np.log(np.clip(plain, 1e-12, 1)), axis=1).mean()
-    assert again["mc_entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert again["entropy"] == pytest.approx(entropy, rel=1e-5)
+    np.testing.assert_allclose(again["class_std"], 0, atol=1e-6)  # identical passes do not spread
+
+
+def test_mc_dropout_class_std_is_hmls_std_over_the_passes(monkeypatch):
+    from dnnexp.train import mc_dropout
+
+    rng = np.random.default_rng(0)
+    passes = rng.dirichlet(np.ones(3), size=(4, 5)).astype("float32")  # 4 passes over 5 images, 3 classes
+    calls = iter(passes)
+    monkeypatch.setattr("dnnexp.train.forward", lambda model, x, training_for: (next(calls), {}))
+    y = np.array([0, 1, 2, 0, 1])
+    got = mc_dropout(None, np.zeros((5, 2)), y, samples=4, batch_size=32)
+    y_proba = passes.mean(axis=0)
+    assert got["accuracy"] == pytest.approx(np.mean(y_proba.argmax(axis=1) == y))
+    np.testing.assert_allclose(got["class_std"], passes.std(axis=0).mean(axis=0), rtol=1e-5)  # HML: y_probas.std(axis=0)
+
+
+def test_mc_dropout_on_both_splits_and_training_accuracy_with_dropout_off(mc_run):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    run_dir, metrics = mc_run
+    for split in ("", "val_"):
+        assert 0.1 < metrics[f"mc_{split}accuracy"] <= 1.0 and 0.0 < metrics[f"mc_{split}entropy"] < np.log(10)
+    per_class = pd.read_csv(run_dir / "mc_dropout.csv", dtype={"class": str})
+    assert per_class["class"].tolist() == [str(d) for d in range(10)]
+    assert per_class["val_std"].mean() == pytest.approx(metrics["mc_val_std"], rel=1e-5)
+    assert per_class["test_std"].mean() == pytest.approx(metrics["mc_std"], rel=1e-5) and metrics["mc_std"] > 0
+    # The kept model's training accuracy, dropout off, as HML's model.evaluate(X_train, y_train).
+    model = keras.models.load_model(run_dir / "model.keras")
+    data = load(tiny_config().dataset)
+    predicted = model.predict(data.x_train, verbose=0).argmax(axis=1)
+    assert metrics["train_accuracy"] == pytest.approx(np.mean(predicted == data.y_train), abs=1e-6)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert metrics["train_accuracy"] != history["accuracy"].iloc[-1]  # history's is with dropout on, during the epoch
 
 
 def test_cnn_trains_end_to_end(tmp_path):
@@ -211,3 +246,100 @@ def test_one_cycle_run_follows_its_schedule_over_the_whole_run(tmp_path):
     train(cfg, tmp_path)
     lr = pd.read_csv(tmp_path / "history.csv")["learning_rate"].tolist()
     np.testing.assert_allclose(lr, [0.1 - 0.09 * 1 / 9, 1e-4], rtol=1e-4)
+
+
+def test_input_batchnorm_run_from_the_command_line_trains_and_counts_its_parameters(tmp_path):
+    from conftest import TINY, run_cli
+
+    run_dir = tmp_path / "run"
+    result = run_cli(*TINY, "trainer.epochs=1", "normalization.input=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 784 -> 16 -> 16 -> 10 with biases, plus the input's 4 x 784 batch-norm weights (half of them moving statistics)
+    assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 + 4 * 784
+    assert metrics["params_non_trainable"] == 2 * 784
+
+
+def test_prelu_he_avg_init_and_adamax_train_together(tmp_path):
+    cfg = tiny_config("activation=prelu", "initializer=variance_scaling", "initializer.scale=2", "initializer.mode=fan_avg",
+                      "initializer.distribution=uniform", "optimizer=adamax", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "completed"
+    assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10 + 2 * 16  # a slope per hidden unit
+
+
+def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monkeypatch):
+    from dnnexp.backend import keras
+
+    class RateAtEveryCall(keras.callbacks.Callback):
+        """The optimizer's step count and rate after each call into TensorFlow (3 steps, or what is left of the epoch)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            opt = self.model.optimizer
+            self.seen.append((int(opt.iterations), float(opt.learning_rate)))
+
+    # 300 samples / batch 32 = 10 steps per epoch, 3 steps per call: calls never line up with epochs.
+    cfg = tiny_config("scheduler=exponential", "scheduler.unit=epoch", "scheduler.s=2", "optimizer.lr=0.1",
+                      "trainer.epochs=4", "trainer.steps_per_execution=3")
+    recorder = RateAtEveryCall()
+    monkeypatch.setattr("dnnexp.train.tensorboard_callbacks", lambda cfg, run_dir: [recorder])  # a watcher of the whole run
+    train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    # The rate after epoch e's last step, the one epoch e + 1 trains at: 0.1 * 0.1^(e / 2).
+    np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.1 ** (e / 2) for e in (1, 2, 3, 4)], rtol=1e-5)
+    steps = [s for s, _ in recorder.seen]
+    assert any(s % 10 not in (0, 9) for s in steps)  # calls end inside epochs
+    for step, rate in recorder.seen:  # after `step` steps, `step // 10` epochs are finished
+        assert rate == pytest.approx(0.1 * 0.1 ** ((step // 10) / 2), rel=1e-5)
+    saved = keras.models.load_model(tmp_path / "model.keras").optimizer  # the schedule saves with the model
+    assert float(saved.learning_rate) == pytest.approx(0.1 * 0.1 ** (4 / 2), rel=1e-5)
+
+
+def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
+    from formats import write_fashion_mnist
+
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    folder = write_fashion_mnist(tmp_path / "fm", n_train=150, n_test=30)
+    cfg = tiny_config("dataset=fashion_mnist", f"dataset.data_dir={folder}", "dataset.val_size=50", "dataset.limit=null",
+                      "dataset.split=ordered", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path / "run")
+    data = load(cfg.dataset)
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    probs = model.predict(data.x_val, verbose=0)
+    assert len(data.x_val) == 50
+    # the run's val_loss is the cross-entropy on exactly these 50 images
+    assert -np.mean(np.log(probs[np.arange(50), data.y_val])) == pytest.approx(metrics["val_loss"], rel=1e-4)
+
+
+def test_penalized_output_run_reports_the_penalty_in_its_loss(tmp_path):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("regularization=l2", "regularization.l2=0.05", "regularization.penalize_output=true", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.get_layer("output").kernel_regularizer.get_config() == {"l2": 0.05}
+    data = load(cfg.dataset)
+    probs = model.predict(data.x_val, verbose=0)
+    cross_entropy = -np.mean(np.log(probs[np.arange(len(probs)), data.y_val]))
+    penalty = sum(0.05 * np.square(model.get_layer(n).kernel.numpy()).sum() for n in ("dense_1", "dense_2", "output"))
+    assert metrics["val_loss"] == pytest.approx(cross_entropy + penalty, rel=1e-4)
+
+
+def test_raw_pixel_run_saves_a_model_that_takes_the_usual_input(tmp_path):
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("dataset.raw_pixels=true", "optimizer.lr=1e-4", "trainer.epochs=1")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    data = load(cfg.dataset)
+    assert 0 <= data.x_test.min() and data.x_test.max() <= 1  # the data stays in [0, 1]; the model scales it
+    predicted = model.predict(data.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)

@@ -133,6 +133,24 @@ def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
     np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR * LR_FACTOR, LR * LR_FACTOR], rtol=1e-6)
 
 
+def test_all_reused_layers_fine_tuned_at_the_same_rate_as_hml(source_run, tmp_path):
+    # HML ch. 11: frozen first, then every reused layer unfrozen and training goes on at the same rate.
+    from dnnexp.backend import keras
+    from dnnexp.train import train
+
+    cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=3",
+                      "transfer.finetune_epochs=1", "transfer.unfreeze_top=3", f"optimizer.lr={LR}", "transfer.lr_factor=1.0")
+    metrics = train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["phase"].tolist() == ["frozen", "frozen", "finetune"]
+    np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR], rtol=1e-6)
+    source = keras.models.load_model(source_run[0] / "model.keras")
+    model = keras.models.load_model(tmp_path / "model.keras")
+    for name in ("dense_1", "dense_2", "dense_3"):
+        assert np.abs(dense_weights(model, name)[0] - dense_weights(source, name)[0]).max() > 0
+    assert metrics["params_trainable"] == 784 * 16 + 2 * 16 * 16 + 16 + 1  # the three reused Dense kernels (no bias before BN) and the head
+
+
 def test_source_model_file_is_untouched(source_run, finetune_run):
     run_dir, digest = source_run
     assert sha256(run_dir / "model.keras") == digest
@@ -297,7 +315,7 @@ def test_every_transfer_choice_has_a_yaml_and_a_builder():
         (["transfer=frozen", "transfer.source=/no/such/model.keras"], "transfer.source=/no/such/model.keras does not exist"),
         (["transfer=frozen", "transfer.pretrain_classes=[1]"], "transfer.pretrain_classes must list at least 2 different"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "transfer.lr_factor=1.5"],
-         "transfer.lr_factor must be in (0, 1), got 1.5"),
+         "transfer.lr_factor must be in (0, 1], got 1.5"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "trainer.epochs=5"],
          "transfer.finetune_epochs=5 must be less than trainer.epochs=5"),
         (["transfer=mobilenet_v2", "transfer.input_size=64"], "transfer.input_size must be one of 96, 128, 160, 192, 224"),

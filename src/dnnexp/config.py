@@ -8,6 +8,7 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib.util
@@ -25,16 +26,45 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from dnnexp.files import MODEL
 from dnnexp.typos import unknown_key
 
-# The vocabulary of every named choice. The builders in model.py and optim.py keep
-# registries with exactly these keys (a test holds them together), and each name
-# is also a YAML file in its conf/ group.
+# The vocabulary of every named choice; each name is also a YAML file in its conf/ group.
 DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish")
-INITIALIZERS = ("auto", "he_normal", "he_uniform", "lecun_normal", "glorot_uniform", "glorot_normal")
+SPLITS = ("stratified", "ordered")
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "mish")
+INITIALIZERS = (
+    "auto", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "glorot_uniform", "glorot_normal", "variance_scaling",
+)
 NORMALIZATIONS = ("none", "batchnorm_before", "batchnorm_after")
 MODELS = ("mlp", "cnn")
-OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop", "adagrad", "adamw")
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop", "adagrad", "adamw", "adamax", "adadelta", "adafactor", "ftrl", "lion")
+
+# Activations, initializers and optimizers are Keras' own: a YAML's `name` goes through
+# keras.activations.get, keras.initializers.get or keras.optimizers.get (model.py, optim.py), so a
+# user's YAML (--config-dir) adds a choice without code. These are the identifiers Keras resolves
+# (Keras 3.15; a test holds them equal to Keras' registries), so a misspelt name is refused here,
+# without loading TensorFlow. Not listed: the abstract bases and the optimizer wrappers
+# (lossscaleoptimizer, multioptimizer, optimizermap), which need another optimizer to wrap.
+KERAS_ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish",
+    "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish", "relu", "relu6", "selu",
+    "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign", "sparse_plus", "sparse_sigmoid",
+    "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink", "threshold",
+)
+KERAS_INITIALIZERS = (
+    "constant", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "identity", "lecun_normal",
+    "lecun_uniform", "normal", "one", "ones", "orthogonal", "random_normal", "random_uniform", "stft",
+    "truncated_normal", "uniform", "variance_scaling", "zero", "zeros",
+    "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity", "IdentityInitializer",
+    "LecunNormal", "LecunUniform", "Ones", "Orthogonal", "OrthogonalInitializer", "RandomNormal",
+    "RandomUniform", "STFT", "STFTInitializer", "TruncatedNormal", "VarianceScaling", "Zeros",
+)
+KERAS_OPTIMIZERS = (
+    "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "muon", "nadam",
+    "rmsprop", "schedulefreeadamw", "sgd",
+)
+VARIANCE_SCALING_MODES = ("fan_in", "fan_out", "fan_avg")
+VARIANCE_SCALING_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 SCHEDULERS = ("constant", "power", "exponential", "performance", "piecewise", "one_cycle", "cosine")
+SCHEDULE_UNITS = ("step", "epoch")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
@@ -61,7 +91,9 @@ class DatasetConfig:
     test_size: int = 1000  # only for mnist_5k, which has no test split of its own
     limit: int | None = None
     standardize: bool = False
+    raw_pixels: bool = False  # the network computes on 0-255 (HML's CIFAR-10 exercise); the model still takes [0, 1]
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    split: str = "stratified"  # validation: a seeded stratified sample, or ordered: the training file's last val_size
     classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
@@ -74,15 +106,23 @@ class ModelConfig:
     kernel_size: int = 3  # cnn
 
 
+# In the activation, initializer and optimizer groups every key a YAML sets, other than `name` (and
+# the optimizer's `lr`), is an argument of the Keras object: the keys below are typed and checked
+# here (None: not set, Keras' default), any other key goes into `args` as it is (validate).
 @dataclass
 class ActivationConfig:
     name: str = "relu"
-    alpha: float = 0.2  # negative slope of leaky_relu
+    alpha: float | None = None  # leaky_relu's negative slope; elu's and celu's alpha
+    args: dict[str, Any] = field(default_factory=dict)  # the YAML's other keys: the activation's own arguments
 
 
 @dataclass
 class InitializerConfig:
     name: str = "auto"
+    scale: float | None = None  # variance_scaling: variance = scale / fan
+    mode: str | None = None  # variance_scaling: fan_in, fan_out or fan_avg
+    distribution: str | None = None  # variance_scaling: truncated_normal, untruncated_normal or uniform
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,29 +130,32 @@ class NormalizationConfig:
     name: str = "none"
     momentum: float = 0.99  # Keras' momentum; the lecture's EMA weight is alpha = 1 - momentum
     epsilon: float = 1e-3
+    input: bool = False  # also batch-normalize the input (right after Flatten; for a CNN, the image)
 
 
 @dataclass
 class OptimizerConfig:
     name: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    rho: float = 0.9
-    weight_decay: float = 0.004  # adamw: decoupled weight decay (Keras' default)
+    lr: float = 0.01  # Keras' learning_rate
+    momentum: float | None = None
+    nesterov: bool | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    rho: float | None = None
+    weight_decay: float | None = None  # decoupled weight decay (adamw, lion, ...)
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class SchedulerConfig:
     name: str = "constant"
-    s: float = 1000.0  # step size, in optimizer steps (power, exponential)
+    unit: str = "step"  # what t and every length below count: optimizer steps, or finished epochs
+    s: float = 1000.0  # step size, in steps or epochs (power, exponential)
     c: float = 1.0  # power (power)
     factor: float = 0.5  # performance: lr <- lr * factor
     patience: int = 2  # performance: epochs without val_loss improvement
     min_lr: float = 0.0
-    boundaries: list[int] = field(default_factory=list)  # piecewise: steps where the rate changes
+    boundaries: list[int] = field(default_factory=list)  # piecewise: steps (or epochs) where the rate changes
     values: list[float] = field(default_factory=list)  # piecewise: the rates, one more than boundaries
     total_steps: int | None = None  # one_cycle, cosine: null = the whole run (epochs x steps per epoch)
     start_factor: float = 0.1  # one_cycle: starting rate = optimizer.lr * start_factor
@@ -142,6 +185,7 @@ class RegularizationConfig:
     penalty: str = "none"  # kernel penalty added to the loss: none, l1, l2, l1_l2
     l1: float = 0.01
     l2: float = 0.01
+    penalize_output: bool = False  # the penalty on the output layer's kernel too
     max_norm: float | None = None  # max-norm constraint on each unit's incoming weights
 
 
@@ -267,12 +311,38 @@ def validate(cfg: DictConfig) -> Config:
     """Return the typed config, or raise ConfigError naming the first bad key."""
     user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     try:
+        user = _collect_arguments(user)
         typed = OmegaConf.merge(OmegaConf.structured(Config), user)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe_type_error(err)) from None
     config: Config = OmegaConf.to_object(typed)  # type: ignore[assignment]
     _check_ranges(config)
     return config
+
+
+# The groups whose YAMLs name a Keras object and may pass it any argument.
+KERAS_GROUPS = {"activation": ActivationConfig, "initializer": InitializerConfig, "optimizer": OptimizerConfig}
+
+
+def _collect_arguments(user: DictConfig) -> DictConfig:
+    """Move the keys of an activation, initializer or optimizer YAML that the schema does not type into its `args`."""
+    user = copy.deepcopy(user)
+    for group, schema in KERAS_GROUPS.items():
+        node = user.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        typed = {f.name for f in dataclasses.fields(schema)}
+        extra = {key: node[key] for key in node if key not in typed}
+        if extra:
+            OmegaConf.set_struct(user, False)
+            user[group] = {**{k: node[k] for k in node if k in typed}, "args": {**node.get("args", {}), **extra}}
+    return user
+
+
+def keras_arguments(group: ActivationConfig | InitializerConfig | OptimizerConfig) -> dict[str, Any]:
+    """The keyword arguments of the group's Keras object: every key the YAML set but `name` and `lr`."""
+    typed = {f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.name not in ("name", "lr", "args")}
+    return {**{key: value for key, value in typed.items() if value is not None}, **group.args}
 
 
 def _describe_type_error(err: OmegaConfBaseException) -> str:
@@ -302,6 +372,20 @@ def _expected_type(full_key: str) -> str:
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _keras_name(key: str, value: str, builtin: tuple[str, ...], keras_names: tuple[str, ...], resolver: str) -> None:
+    if value not in builtin and value not in keras_names:
+        raise ConfigError(
+            f"{key} must be one of {', '.join(builtin)}, or any other identifier {resolver} resolves "
+            f"(e.g. {', '.join([n for n in keras_names if n not in builtin][:3])}); got {value!r}"
+        )
+
+
+def _optional(check, key: str, value: Any, *args, **kwargs) -> None:
+    """A key the schema types but a YAML need not set (None: Keras' default): checked when set."""
+    if value is not None:
+        check(key, value, *args, **kwargs)
 
 
 def _in_range(key: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
@@ -343,6 +427,12 @@ def _check_ranges(c: Config) -> None:
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
     _check_classes("dataset.classes", d.classes, d.name)
+    _one_of("dataset.split", d.split, SPLITS)
+    if d.raw_pixels and d.standardize:
+        raise ConfigError("dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one")
+    if d.split == "ordered" and d.name == "mnist_5k":
+        raise ConfigError("dataset.split=ordered needs a dataset with a test split of its own (fashion_mnist, cifar10); "
+                          "mnist_5k's file is sorted by class")
 
     _one_of("model.name", c.model.name, MODELS)
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
@@ -355,9 +445,14 @@ def _check_ranges(c: Config) -> None:
         raise ConfigError(f"model.filters must be a non-empty list of positive integers, got {c.model.filters!r}")
     _in_range("model.kernel_size", c.model.kernel_size, 1, math.inf)
 
-    _one_of("activation.name", c.activation.name, ACTIVATIONS)
-    _in_range("activation.alpha", c.activation.alpha, 0, 1)
-    _one_of("initializer.name", c.initializer.name, INITIALIZERS)
+    _keras_name("activation.name", c.activation.name, ACTIVATIONS, KERAS_ACTIVATIONS, "keras.activations.get")
+    if c.activation.name == "leaky_relu":  # a slope; elu's and celu's alpha is any positive scale (Keras checks it)
+        _optional(_in_range, "activation.alpha", c.activation.alpha, 0, 1)
+    init = c.initializer
+    _keras_name("initializer.name", init.name, INITIALIZERS, KERAS_INITIALIZERS, "keras.initializers.get")
+    _optional(_positive, "initializer.scale", init.scale)
+    _optional(_one_of, "initializer.mode", init.mode, VARIANCE_SCALING_MODES)
+    _optional(_one_of, "initializer.distribution", init.distribution, VARIANCE_SCALING_DISTRIBUTIONS)
 
     n = c.normalization
     _one_of("normalization.name", n.name, NORMALIZATIONS)
@@ -365,16 +460,15 @@ def _check_ranges(c: Config) -> None:
     _positive("normalization.epsilon", n.epsilon)
 
     o = c.optimizer
-    _one_of("optimizer.name", o.name, OPTIMIZERS)
+    _keras_name("optimizer.name", o.name, OPTIMIZERS, KERAS_OPTIMIZERS, "keras.optimizers.get")
     _positive("optimizer.lr", o.lr)
-    _in_range("optimizer.momentum", o.momentum, 0, 1, high_open=True)
-    _in_range("optimizer.beta_1", o.beta_1, 0, 1, high_open=True)
-    _in_range("optimizer.beta_2", o.beta_2, 0, 1, high_open=True)
-    _in_range("optimizer.rho", o.rho, 0, 1, high_open=True)
-    _in_range("optimizer.weight_decay", o.weight_decay, 0, math.inf)
+    for key in ("momentum", "beta_1", "beta_2", "rho"):
+        _optional(_in_range, f"optimizer.{key}", getattr(o, key), 0, 1, high_open=True)
+    _optional(_in_range, "optimizer.weight_decay", o.weight_decay, 0, math.inf)
 
     s = c.scheduler
     _one_of("scheduler.name", s.name, SCHEDULERS)
+    _one_of("scheduler.unit", s.unit, SCHEDULE_UNITS)
     _positive("scheduler.s", s.s)
     _in_range("scheduler.c", s.c, 0, math.inf, low_open=True, high_open=True)
     _in_range("scheduler.factor", s.factor, 0, 1, low_open=True, high_open=True)
@@ -455,7 +549,7 @@ def _check_new_schedules(s: SchedulerConfig) -> None:
                 f"for {len(s.boundaries)} boundaries"
             )
         if s.boundaries != sorted(set(s.boundaries)) or any(b < 1 for b in s.boundaries):
-            raise ConfigError(f"scheduler.boundaries must be increasing positive step counts, got {s.boundaries}")
+            raise ConfigError(f"scheduler.boundaries must be increasing positive {s.unit} counts, got {s.boundaries}")
         for v in s.values:
             _positive("scheduler.values", v)
     if s.total_steps is not None:
@@ -509,6 +603,9 @@ def _check_transfer(c: Config) -> None:
     _one_of("transfer.name", t.name, TRANSFERS)
     if t.name == "none":
         return
+    if c.dataset.raw_pixels and (t.name == "mobilenet_v2" or t.source is not None):
+        raise ConfigError(f"dataset.raw_pixels=true cannot change the input of a pretrained network (transfer={t.name}"
+                          f"{'' if t.source is None else ' with transfer.source'}): its first layers keep the scaling it was trained with")
     if t.name != "mobilenet_v2":
         _check_source(t, c.dataset.name)
         if t.reuse_layers is not None:
@@ -568,7 +665,7 @@ def _check_phases(t: TransferConfig, epochs: int) -> None:
         )
     if finetune:
         _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
-    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True)  # 1: on at the same rate (HML ch. 11)
 
 
 def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:

@@ -80,7 +80,7 @@ class RawData:
 
 
 def load(cfg: DatasetConfig) -> Data:
-    """Load, split (seeded, stratified) and scale to [0, 1] the dataset that ``cfg`` names."""
+    """Load, split (seeded and stratified, or in file order) and scale to [0, 1] the dataset that ``cfg`` names."""
     raw = load_raw(cfg.name, cfg.data_dir)
     x, y = raw.x, raw.y
     if raw.x_test is None:
@@ -89,7 +89,10 @@ def load(cfg: DatasetConfig) -> Data:
     else:
         _check_split_sizes(cfg, len(y), ("dataset.val_size", cfg.val_size))
         x_test, y_test = raw.x_test, raw.y_test
-    x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
+    if cfg.split == "ordered":  # as tfds' train[:70%] / train[70%:] and HML's X_train_full[:-5000]
+        x_train, x_val, y_train, y_val = x[: -cfg.val_size], x[-cfg.val_size :], y[: -cfg.val_size], y[-cfg.val_size :]
+    else:
+        x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
     class_names = list(raw.class_names)
     if cfg.classes is not None:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = (

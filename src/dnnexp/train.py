@@ -20,11 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp import loggers, runtime, transfer
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config, config_hash, keep_monitor
+from dnnexp.config import Config, ConfigError, config_hash, keep_monitor, keras_arguments
 from dnnexp.diagnostics import GradientDiagnostics
-from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, read_rows, write_history, write_metrics
-from dnnexp.model import DROPOUTS, forward, loss_for
-from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
+from dnnexp.files import (
+    BACKUP, DIAGNOSTICS, HISTORY, MC_DROPOUT, MC_DROPOUT_COLUMNS, MODEL, read_rows, write_csv, write_history,
+    write_metrics,
+)
+from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks, steps_per_epoch
 from dnnexp.resume import TrainingBackup
 
 
@@ -38,6 +41,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     console = console or Console(quiet=not cfg.trainer.verbose)
     threads = runtime.configure_threads(cfg.trainer.threads)  # before TensorFlow's runtime starts
     strategy = runtime.build_strategy(cfg.trainer.strategy)
+    check_keras_arguments(cfg)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
@@ -77,6 +81,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
+    # history.csv's training accuracy is the epoch's running mean with dropout on; this is the kept model's, dropout off.
+    train_loss, train_accuracy = model.evaluate(pipeline(data.x_train, data.y_train, max(cfg.trainer.batch_size, 1024)), verbose=0)
     save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
@@ -89,6 +95,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
+        "train_accuracy": float(train_accuracy),
+        "train_loss": float(train_loss),
         "epochs_run": len(rows),
         "stopped_early": any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in callbacks),
         "diverged_epoch": diverged_at,
@@ -106,10 +114,27 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     if diagnostics:
         metrics.update(diagnostics.summary())
     if cfg.evaluation.mc_samples:
-        metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
+        metrics.update(mc_dropout_report(model, data, cfg.evaluation.mc_samples, cfg.trainer.batch_size, run_dir))
     write_metrics(run_dir, metrics)
     backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
     return metrics
+
+
+def check_keras_arguments(cfg: Config) -> None:
+    """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
+    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
+    checks = {
+        "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
+        "initializer": lambda: build_initializer(cfg)((4, 4)),
+        "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
+    }
+    for group, build in checks.items():
+        try:
+            build()
+        except (TypeError, ValueError) as err:
+            given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
+            first = (str(err).splitlines() or [""])[0]
+            raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds: tf.data.Dataset,
@@ -145,7 +170,8 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
     running several training steps per call into TensorFlow (runtime.steps_per_execution)."""
     with model.distribute_strategy.scope():
-        optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
+        n_train = len(data.x_train)
+        optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
@@ -194,22 +220,41 @@ class EpochShuffle(keras.callbacks.Callback):
         self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
 
 
-def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
-    """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
-    inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
-    which is high where the passes disagree or are unsure.
+def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, Any]:
+    """MC Dropout (HML ch. 11): ``samples`` predictions made with dropout on (batch norm stays in
+    inference mode). The mean prediction is scored: its accuracy, and its mean entropy -sum p log p
+    (in nats), which is high where the passes disagree or are unsure. ``class_std`` is HML's
+    ``y_probas.std(axis=0)``, each class's probability's standard deviation over the passes,
+    averaged over the images.
     """
-    chunks, size = [], max(batch_size, 1024)  # bounded memory for CNN activations on a large test set
+    means, stds, size = [], [], max(batch_size, 1024)  # bounded memory for CNN activations on a large split
     for start in range(0, len(x), size):
         batch = x[start : start + size]
-        passes = [keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
-                  for _ in range(samples)]
-        chunks.append(np.mean(passes, axis=0))
-    probs = np.concatenate(chunks)
-    if probs.shape[-1] == 1:  # one sigmoid unit: P(class 1)
-        probs = np.concatenate([1 - probs, probs], axis=-1)
+        passes = np.stack([keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
+                           for _ in range(samples)])
+        if passes.shape[-1] == 1:  # one sigmoid unit: P(class 1)
+            passes = np.concatenate([1 - passes, passes], axis=-1)
+        means.append(passes.mean(axis=0))
+        stds.append(passes.std(axis=0))
+    probs, std = np.concatenate(means), np.concatenate(stds)
     entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
-    return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
+    return {"accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "entropy": float(entropy.mean()),
+            "class_std": std.mean(axis=0)}
+
+
+def mc_dropout_report(model: keras.Model, data: datasets.Data, samples: int, batch_size: int, run_dir: Path) -> dict[str, Any]:
+    """MC Dropout on the test and the validation split (HML's CIFAR-10 exercise scores it on the latter):
+    metrics.json's mc_* and mc_val_* values, and mc_dropout.csv, each class's standard deviation."""
+    test = mc_dropout(model, data.x_test, data.y_test, samples, batch_size)
+    val = mc_dropout(model, data.x_val, data.y_val, samples, batch_size)
+    rows = [{"class": name, "val_std": float(v), "test_std": float(t)}
+            for name, v, t in zip(data.class_names, val["class_std"], test["class_std"])]
+    write_csv(run_dir / MC_DROPOUT, rows, MC_DROPOUT_COLUMNS)
+    return {
+        "mc_samples": samples,
+        "mc_accuracy": test["accuracy"], "mc_entropy": test["entropy"], "mc_std": float(test["class_std"].mean()),
+        "mc_val_accuracy": val["accuracy"], "mc_val_entropy": val["entropy"], "mc_val_std": float(val["class_std"].mean()),
+    }
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:

@@ -30,7 +30,7 @@ from dnnexp.backend import keras
 from dnnexp.config import Config, ConfigError, TransferConfig, config_hash, phase_epochs
 from dnnexp.data import Data, DataError
 from dnnexp.files import METRICS, MODEL, SOURCE_CONFIG, read_metrics, write_atomic
-from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer
+from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer, output_penalty
 
 # Layers that adapt the target's images to the source's input; never trained.
 ADAPTER_PREFIX = "resize"
@@ -249,7 +249,7 @@ def _new_head(cfg: Config, n_dense_reused: int, n_classes: int, flatten: bool = 
     layers = [keras.layers.Flatten(name="flatten_new")] if flatten else []
     for i, width in enumerate(new_units, start=n_dense_reused + 1):
         layers += hidden_block(cfg, i, width, dropouts[i - 1])
-    return [*layers, output_layer(n_classes)]
+    return [*layers, output_layer(n_classes, output_penalty(cfg))]
 
 
 # ----------------------------------------------------------------------------- input shapes

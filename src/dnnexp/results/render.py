@@ -158,6 +158,7 @@ SUMMARY_ROWS = {
     "val_loss": "val loss",
     "test_accuracy": "test accuracy",
     "test_loss": "test loss",
+    "train_accuracy": "train accuracy (dropout off)",
     "epochs_run": "epochs run",
     "stopped_early": "stopped early",
     "seconds_per_epoch": "seconds / epoch",
@@ -168,6 +169,7 @@ OPTIONAL_SUMMARY_ROWS = {
     "grad_ratio": "grad ratio (first / last)",
     "gradient_verdict": "gradient flow",
     "mc_accuracy": "MC Dropout accuracy",
+    "mc_val_accuracy": "MC Dropout val accuracy",
     "mc_entropy": "MC Dropout entropy",
 }
 
