@@ -10,7 +10,9 @@ import atexit
 import gc
 import importlib
 import sys
+import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
+from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import RunFolderError, read_metrics, write_metrics
-from dnnexp.hydra_callbacks import FailedJobs, print_error
+from dnnexp.hydra_callbacks import FailedJobs, Outcome, print_error
 
 
 def config_dir() -> str:
@@ -47,9 +50,12 @@ def _app(cfg: DictConfig) -> float | None:
     from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
+    start = time.perf_counter()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if not multirun:
+        Outcome.run_dir = run_dir
     try:
         config = validate(cfg)
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
@@ -58,9 +64,9 @@ def _app(cfg: DictConfig) -> float | None:
             run = getattr(importlib.import_module(module), function)  # TensorFlow loads here
             metrics = run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
-        print_error(str(err))
         if not multirun:
-            sys.exit(2)
+            refuse(str(err))
+        print_error(str(err))
         # In a sweep, one bad job is recorded and the others go on.
         write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
@@ -77,9 +83,14 @@ def _app(cfg: DictConfig) -> float | None:
         return float("nan")
     if config.mode != "train":
         return None  # the tools print their own one-line result
-    from dnnexp.results.render import print_run_summary
+    from dnnexp.results.render import print_job_line, print_run_summary
 
-    print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
+    console = Console(quiet=not config.trainer.verbose)
+    if multirun:  # one line per job; the table follows when the sweep ends
+        print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), metrics, config.optimized_metric,
+                       time.perf_counter() - start, console)
+    else:
+        print_run_summary(metrics, run_dir, console)
     return metrics.get(config.optimized_metric)
 
 
@@ -99,13 +110,37 @@ def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     return metrics
 
 
+def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
+    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return the failed jobs' folders.
+
+    The command (main) and the Python API (dnnexp.run, dnnexp.sweep) both come through
+    here, so both get Hydra's own parsing, composition, callbacks, launchers and sweepers,
+    and the same checks. Raises DnnexpError for what the user must fix. What the command
+    made is left in Outcome (the run's folder, the sweep's report).
+    """
+    FailedJobs.failed = []
+    Outcome.reset()
+    saved_argv = sys.argv
+    sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
+    try:
+        _app()
+    except Refusal as refusal:
+        raise DnnexpError(refusal.message, refusal.code) from None
+    finally:
+        sys.argv = saved_argv
+    return FailedJobs.failed  # recorded at the end of a multirun
+
+
 def main() -> None:
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
-    FailedJobs.failed = []
-    _app()
-    if FailedJobs.failed:  # recorded at the end of a multirun
+    try:
+        failed = execute(sys.argv[1:], prog=sys.argv[0])
+    except DnnexpError as err:
+        print_error(str(err))
+        sys.exit(err.exit_code)
+    if failed:
         sys.exit(1)
 
 

@@ -7,20 +7,37 @@ failed, without a second command.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from dnnexp.errors import refuse
 from dnnexp.files import RunFolderError, lock_run_folder, read_metrics
 
 
 def print_error(message: str) -> None:
     """One red line on stderr, the way dnnexp reports everything a user must fix."""
     Console(stderr=True).print(f"[bold red]dnnexp: error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class Outcome:
+    """What the command running in this process made, for its caller: cli.execute resets it, the API reads it.
+
+    Hydra's entry point returns nothing and a job's return value stays inside its
+    launcher, so the single run's folder (cli._app) and the sweep's report (SweepReport,
+    in the process that started the sweep, whatever the launcher) are recorded here.
+    """
+
+    run_dir: ClassVar[Path | None] = None
+    sweep_dir: ClassVar[Path | None] = None
+    report: ClassVar[Any] = None  # the sweep's dnnexp.results.stats.Report
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.run_dir = cls.sweep_dir = cls.report = None
 
 
 class SweepReport(Callback):
@@ -38,11 +55,13 @@ class SweepReport(Callback):
 
         from dnnexp.results.render import wide_console
         from dnnexp.results.stats import ReportError
-        from dnnexp.results.sweep import sweep_command, write_sweep_report
+        from dnnexp.results.runs import sweep_command
+        from dnnexp.results.sweep import write_sweep_report
 
         command = sweep_command(OmegaConf.to_container(config.hydra.overrides))
+        Outcome.sweep_dir = self.sweep_dir or Path(config.hydra.sweep.dir)
         try:
-            write_sweep_report(self.sweep_dir or Path(config.hydra.sweep.dir), wide_console(), command)
+            Outcome.report = write_sweep_report(Outcome.sweep_dir, wide_console(), command)
         except ReportError as err:
             Console(stderr=True).print(f"[bold red]dnnexp: report:[/] {err}", highlight=False)
 
@@ -76,8 +95,7 @@ class ClaimOutputFolder(Callback):
         try:
             self._lock = lock_run_folder(folder)
         except RunFolderError as err:
-            print_error(str(err))
-            sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
+            refuse(str(err))  # a SystemExit, since Hydra turns a callback's exceptions into warnings
 
 
 class FailedJobs(Callback):

@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from dnnexp.results.columns import DEFAULT_METRICS, OPTIONAL_METRICS, describe_row, format_cell, higher_is_better
-from dnnexp.results.runs import Runs
+from dnnexp.results.runs import Runs, load_runs
 
 NOISE_LEVEL = 0.05  # family-wise: a lead with Holm-adjusted p >= 5% is "within the noise"
 SEED_KEY = "trainer.seed"
@@ -81,6 +82,16 @@ def build_report(
         notes.append(verdict)
     notes += failure_notes(frame, grouped)
     return Report(table, keys, metrics, metric, grouped, notes)
+
+
+def report_for(paths: list[Path], metrics: list[str] | None = None, sort: str | None = None, where: Iterable[str] = (),
+               group_by: list[str] | None = None, include_pretrained: bool = False) -> Report:
+    """The report of the runs at or under ``paths``: what ``dnnexp-report`` and ``dnnexp.compare`` show."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise ReportError(f"no such folder: {', '.join(missing)}")
+    return build_report(load_runs(paths, include_pretrained=include_pretrained), metrics=metrics, sort=sort,
+                        where=where, group_by=group_by)
 
 
 def filter_runs(frame: pd.DataFrame, where: Iterable[str]) -> pd.DataFrame:
