@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -43,6 +44,47 @@ def write_cifar_batch(path: Path, n: int, seed: int) -> np.ndarray:
     with open(path, "wb") as f:
         pickle.dump({b"data": data, b"labels": labels.tolist(), b"batch_label": b"fake"}, f)
     return images
+
+
+def python2_cifar_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled as the real files are: Python 2's cPickle, protocol 2, arrays by NumPy 1.
+
+    Python 3 cannot write this (it pickles bytes through _codecs.encode, NumPy 2 names
+    numpy._core), so the opcodes are spelled out: NumPy 1's ``ndarray.__reduce__`` gives
+    ``_reconstruct(ndarray, (0,), 'b')`` with the state ``(1, shape, dtype, fortran, raw bytes)``,
+    and ``dtype.__reduce__`` gives ``dtype('u1', 0, 1)`` with the state
+    ``(3, '|', None, None, None, -1, -1, 0)``; Python 2's str is SHORT_BINSTRING / BINSTRING.
+    """
+    def string(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + len(b).to_bytes(4, "little")) + b
+
+    def integer(i: int) -> bytes:
+        return b"K" + bytes([i]) if 0 <= i < 256 else b"M" + i.to_bytes(2, "little") if 0 <= i < 65536 else b"J" + i.to_bytes(4, "little", signed=True)
+
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R"
+             + b"(" + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + integer(0) + b"\x85" + string(b"b") + b"\x87R"
+             + b"(" + integer(1) + integer(data.shape[0]) + integer(data.shape[1]) + b"\x86" + dtype + b"\x89"
+             + string(data.astype(np.uint8).tobytes()) + b"tb")
+    items = string(b"data") + array + string(b"labels") + b"](" + b"".join(integer(int(y)) for y in labels) + b"e"
+    items += string(b"batch_label") + string(b"training batch 1 of 5")
+    return b"\x80\x02}(" + items + b"u."
+
+
+class RunsCode:
+    """An object whose unpickling runs ``command`` through os.system: what a crafted file holds."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def plant_code_pickle(path: Path, command: str) -> None:
+    """A crafted CIFAR-10 file: a batch-shaped dict whose unpickling runs ``command`` through os.system."""
+    with open(path, "wb") as f:
+        pickle.dump({b"data": RunsCode(command), b"labels": [0] * 10, b"label_names": []}, f)
 
 
 def write_cifar10(parent: Path, n_per_batch: int = 40) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, compose_config
-from formats import write_cifar10, write_fashion_mnist, write_idx
+from formats import plant_code_pickle, write_cifar10, write_fashion_mnist, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -45,7 +45,6 @@ CONFIG_CASES = [
     ("layers text", ["model.hidden_layers=abc"], "model.hidden_layers must be an integer, got 'abc'", 2),
     ("units with text", ["model.units=[16,abc]"], "model.units must be a positive integer or a list of them, got [16, 'abc']", 2),
     ("data_dir list", ["dataset.data_dir=[1,2]"], "dataset.data_dir must be a string, got [1, 2]", 2),
-    ("unknown key added", ["+trainer.epoch=3"], "trainer.epoch is not a known key", 2),
     # out of range
     ("epochs zero", ["trainer.epochs=0"], "trainer.epochs must be in [1, inf], got 0", 2),
     ("epochs negative", ["trainer.epochs=-3"], "trainer.epochs must be in [1, inf], got -3", 2),
@@ -75,14 +74,36 @@ CONFIG_CASES = [
     ("units negative", ["model.units=-3"], "model.units must be a positive integer or a list of them, got -3", 2),
     ("units zero in list", ["model.units=[10,0]"], "model.units must be a positive integer or a list of them, got [10, 0]", 2),
     ("hidden layers negative", ["model.hidden_layers=-1"], "model.hidden_layers must be in [0, 1000], got -1", 2),
-    # unknown groups and choices
-    ("unknown activation", ["activation=relux"], "Could not find 'activation/relux'", 1),
-    ("unknown optimizer", ["optimizer=sgdd"], "Could not find 'optimizer/sgdd'", 1),
-    ("unknown dataset", ["dataset=imagenet"], "Could not find 'dataset/imagenet'", 1),
-    ("unknown initializer", ["initializer=he_unifrm"], "Could not find 'initializer/he_unifrm'", 1),
-    ("unknown launcher", ["hydra/launcher=nonexistent"], "Could not find 'hydra/launcher/nonexistent'", 1),
-    ("unknown group", ["schedular=power"], "Could not override 'schedular'", 1),
-    ("unknown key", ["trainer.epoch=3"], "Could not override 'trainer.epoch'", 1),
+    # unknown keys and choices: one line naming it, the closest valid name and the valid names
+    ("unknown key added", ["+trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
+    ("unknown key", ["trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
+    ("unknown key in a group", ["dataset.standardise=true"],
+     "dataset.standardise is not a key of dataset; did you mean dataset.standardize? (keys: classes, data_dir, ", 2),
+    ("key of another choice", ["optimizer.beta_1=0.9"], "optimizer.beta_1 is not a key of optimizer (keys: lr, momentum, name, nesterov)", 2),
+    ("unknown hydra key", ["hydra.run.dirr=x"], "hydra.run.dirr is not a key of hydra.run; did you mean hydra.run.dir? (keys: dir)", 2),
+    ("unknown top-level key", ["traner.epochs=3"], "traner is not a top-level key or group; did you mean trainer? (keys: activation, ", 2),
+    ("unknown group", ["schedular=power"], "schedular is not a top-level key or group; did you mean scheduler? (keys: activation, ", 2),
+    ("unknown group added", ["+schedular=power"], "schedular is not a top-level key or group; did you mean scheduler? (keys: activation, ", 2),
+    ("unknown activation", ["activation=relux"],
+     "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, relu, selu, sigmoid, swish, tanh)", 2),
+    ("unknown optimizer", ["optimizer=sgdd"], "optimizer=sgdd is not a choice; did you mean sgd? (choices: adagrad, adam, adamw, nadam, rmsprop, sgd)", 2),
+    ("unknown dataset", ["dataset=imagenet"], "dataset=imagenet is not a choice (choices: cifar10, fashion_mnist, mnist_5k)", 2),
+    ("unknown initializer", ["initializer=he_unifrm"], "initializer=he_unifrm is not a choice; did you mean he_uniform? (choices: auto, ", 2),
+    ("unknown launcher", ["hydra/launcher=nonexistent"], "hydra/launcher=nonexistent is not a choice (choices: basic, ", 2),
+    ("unknown choice in a sweep", ["-m", "activation=relu,relux"], "activation=relux is not a choice; did you mean relu? (choices: elu, ", 2),
+    ("unknown preset", ["+experiment=activatons"], "experiment=activatons is not a choice; did you mean activations? (choices: activations, ", 2),
+    ("unknown choice of a config dir", ["--config-dir={d}/my_conf", "activation=my_activaton"],
+     "activation=my_activaton is not a choice; did you mean my_activation? (choices: elu, gelu, leaky_relu, my_activation, relu, ", 2),
+    ("unknown preset of a config dir", ["--config-dir={d}/my_conf", "+experiment=typo_kye"],
+     "experiment=typo_kye is not a choice; did you mean typo_key? (choices: ", 2),
+    ("unknown key in a preset", ["--config-dir={d}/my_conf", "+experiment=typo_key"],
+     "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
+    ("unknown group in a preset", ["--config-dir={d}/my_conf", "+experiment=typo_group"],
+     "traner is not a top-level key or group; did you mean trainer? (keys: ", 2),
+    ("unknown choice in a preset", ["--config-dir={d}/my_conf", "+experiment=typo_choice"],
+     "activation=relux is not a choice; did you mean relu? (choices: ", 2),
+    ("unknown choice in a preset's sweep", ["--config-dir={d}/my_conf", "+experiment=typo_sweep"],
+     "activation=relux is not a choice; did you mean relu? (choices: ", 2),
     ("unknown dropout placement", ["regularization.layers=middle"], "regularization.layers must be one of all, hidden, input, last; got 'middle'", 2),
     ("unknown monitor", ["regularization=early_stopping", "regularization.monitor=loss"], "regularization.monitor must be one of val_loss, val_accuracy; got 'loss'", 2),
     ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of best_val_accuracy", 2),
@@ -128,6 +149,8 @@ DATA_CASES = [
     ("cifar not a pickle", ["dataset=cifar10", "dataset.data_dir={d}/cifar_garbage"],
      "cannot read CIFAR-10 batch {d}/cifar_garbage/cifar-10-batches-py/data_batch_1", 2),
     ("cifar missing keys", ["dataset=cifar10", "dataset.data_dir={d}/cifar_keys"], "is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')", 2),
+    ("cifar pickle that runs code", ["dataset=cifar10", "dataset.data_dir={d}/cifar_code"],
+     "{d}/cifar_code/cifar-10-batches-py/data_batch_1 is refused: its pickle would call posix.system", 2),
     ("cifar label count", ["dataset=cifar10", "dataset.data_dir={d}/cifar_labels"], "data_batch_2: 10 images but 9 labels", 2),
     ("sweep of broken data", ["-m", "dataset=fashion_mnist,cifar10", "dataset.data_dir={d}/nowhere"], "2 of 2 jobs failed", 1),
     # corrupted .keras transfer sources
@@ -149,6 +172,21 @@ def broken_sources(d: Path, model_file: Path) -> None:
         z.writestr("config.json", '{"class_name": "Sequential", "config": {')
 
 
+def typo_configs(d: Path) -> None:
+    """A --config-dir with a choice of its own and presets that mistype a key, a group, a choice, a swept choice."""
+    presets = {
+        "typo_key": "trainer:\n  epoch: 3\n",
+        "typo_group": "traner:\n  epochs: 3\n",
+        "typo_choice": "defaults:\n  - override /activation: relux\n",
+        "typo_sweep": "hydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n      activation: relu,relux\n",
+    }
+    (d / "experiment").mkdir(parents=True)
+    for name, body in presets.items():
+        (d / "experiment" / f"{name}.yaml").write_text(f"# @package _global_\n{body}")
+    (d / "activation").mkdir()
+    (d / "activation" / "my_activation.yaml").write_text("name: elu\n")
+
+
 def broken_datasets(d: Path) -> None:
     """One folder per way a dataset can be broken, each otherwise complete."""
     write_fashion_mnist(d / "fashion_ok", n_train=200, n_test=50)
@@ -165,7 +203,8 @@ def broken_datasets(d: Path) -> None:
     write_idx(fashion["ndim"] / TRAIN_IMAGES, np.zeros(200, np.uint8))
     write_idx(fashion["counts"] / FASHION_MNIST_FILES["train_labels"], np.zeros(199, np.uint8))
 
-    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10) for name in ("shape", "garbage", "keys", "labels")}
+    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10) for name in ("shape", "garbage", "keys", "labels", "code")}
+    plant_code_pickle(cifar["code"] / "data_batch_1", f"touch {d / 'cifar_code_ran'}")
     with open(cifar["shape"] / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
     (cifar["garbage"] / "data_batch_1").write_bytes(b"\x80\x04 this is no pickle")
@@ -184,11 +223,12 @@ def outcomes(tmp_path_factory, trained_run) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("bad_input")
     data = root / "data"
     broken_datasets(data)
+    typo_configs(data / "my_conf")
     broken_sources(data, trained_run[0] / "model.keras")
     drivers = []
     for group, cases in (("config_cases", CONFIG_CASES), ("data_cases", DATA_CASES)):
-        # Hydra's -m must come before the overrides.
-        argv = {name: sorted([*TINY, *(a.replace("{d}", str(data)) for a in args)], key=lambda a: a != "-m")
+        # Hydra's options (-m, --config-dir=...) must come before the overrides.
+        argv = {name: sorted([*TINY, *(a.replace("{d}", str(data)) for a in args)], key=lambda a: not a.startswith("-"))
                 for name, args, _, _ in cases}
         (root / group).mkdir()
         (root / group / "cases.json").write_text(json.dumps(argv))
@@ -199,6 +239,12 @@ def outcomes(tmp_path_factory, trained_run) -> tuple[Path, dict]:
     for group in ("config_cases", "data_cases"):
         results.update(json.loads((root / group / "results.json").read_text()))
     return data, results
+
+
+def test_a_crafted_cifar_pickle_never_ran_its_command(outcomes):
+    data, results = outcomes
+    assert results["cifar pickle that runs code"]["code"] == 2
+    assert not (data / "cifar_code_ran").exists()
 
 
 def test_at_least_fifty_distinct_bad_inputs():
@@ -214,6 +260,16 @@ def test_bad_input_ends_in_a_clear_message_and_nonzero_exit(outcomes, name, args
     assert message.replace("{d}", str(data)) in " ".join(result["stderr"].split()), printed
     assert "Traceback" not in printed
     assert all(status == "failed" for status in result["statuses"])
+
+
+ONE_LINERS = [(name, args) for name, args, _, code in CONFIG_CASES if code == 2]
+
+
+@pytest.mark.parametrize("name, args", ONE_LINERS, ids=[c[0] for c in ONE_LINERS])
+def test_a_refused_config_is_answered_in_one_line(outcomes, name, args):
+    data, results = outcomes
+    assert results[name]["stderr"].strip().startswith("dnnexp: error: ")
+    assert len(results[name]["stderr"].strip().splitlines()) == 1, results[name]["stderr"]
 
 
 BASE = compose_config("normalization=batchnorm_after", "regularization=dropout", "scheduler=performance", "clipping=norm")

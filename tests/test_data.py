@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 
 import numpy as np
 import pytest
-from formats import idx_bytes, write_cifar10, write_cifar_batch, write_fashion_mnist, write_idx
+from formats import fake_images, idx_bytes, plant_code_pickle, python2_cifar_batch, write_cifar10, write_cifar_batch, write_fashion_mnist, write_idx
 
 from dnnexp.config import ConfigError, DatasetConfig
-from dnnexp.data import FASHION_MNIST_FILES, DataError, load, load_raw, read_idx
+from dnnexp.data import FASHION_MNIST_FILES, DataError, _BatchUnpickler, load, load_raw, read_idx
 
 
 def test_mnist_5k_split_is_stratified_seeded_and_scaled():
@@ -117,3 +118,49 @@ def test_cifar_batch_with_wrong_shape_is_refused(tmp_path):
         pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
     with pytest.raises(DataError, match=r"shape \(10, 784\), expected \(N, 3072\)"):
         load_raw("cifar10", str(folder))
+
+
+@pytest.mark.parametrize("name", ["data_batch_1", "batches.meta"])
+def test_a_cifar_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, name):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    marker = tmp_path / "ran"
+    plant_code_pickle(folder / name, f"touch {marker}")
+    load_raw.cache_clear()
+    with pytest.raises(DataError) as err:
+        load_raw("cifar10", str(folder))
+    assert str(err.value) == (f"{folder / name} is refused: its pickle would call posix.system, and a CIFAR-10 batch "
+                              "holds only arrays, lists, bytes, strings and numbers")
+    assert not marker.exists()
+
+
+def test_a_batch_pickled_like_the_real_files_is_read(tmp_path):
+    """Python 2 cPickle, protocol 2, NumPy 1 (formats.python2_cifar_batch): the three globals it names are allowed."""
+    images, labels = fake_images(10, (3072,), seed=0)
+    blob = python2_cifar_batch(images, labels.tolist())
+    named = []
+
+    class Recording(_BatchUnpickler):
+        def find_class(self, module, name):
+            named.append((module, name))
+            return super().find_class(module, name)
+
+    batch = Recording(io.BytesIO(blob), tmp_path).load()
+    assert sorted(set(named)) == [("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct")]
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    (folder / "data_batch_1").write_bytes(blob)
+    load_raw.cache_clear()
+    raw = load_raw("cifar10", str(folder))
+    np.testing.assert_array_equal(raw.x[:10], images.reshape(10, 3, 32, 32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(raw.y[:10], labels)
+    assert batch[b"batch_label"] == b"training batch 1 of 5"
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_batch_written_again_by_python_3_is_read_with_any_protocol(tmp_path, protocol):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    images, labels = fake_images(10, (3072,), seed=1)
+    for labels_as in (labels.tolist(), labels.astype(np.int64), [np.int64(y) for y in labels]):
+        with open(folder / "data_batch_1", "wb") as f:
+            pickle.dump({b"data": images, b"labels": labels_as, b"filenames": [b"a.png"] * 10}, f, protocol=protocol)
+        load_raw.cache_clear()
+        np.testing.assert_array_equal(load_raw("cifar10", str(folder)).y[:10], labels)

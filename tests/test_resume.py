@@ -203,6 +203,19 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
     pd.testing.assert_frame_equal(*diagnostics)
 
 
+def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):
+    """backup.npz is read with allow_pickle=False: an object array in it is an unreadable backup, its code never runs."""
+    from formats import RunsCode
+
+    from dnnexp.resume import TrainingBackup
+
+    marker = tmp_path / "ran"
+    np.savez(tmp_path / BACKUP, meta=np.array([RunsCode(f"touch {marker}")], dtype=object))
+    with pytest.raises(RunFolderError, match="cannot read the backup .*allow_pickle=False"):
+        TrainingBackup(tmp_path / BACKUP)
+    assert not marker.exists()
+
+
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
     interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
 

@@ -303,6 +303,18 @@ def test_corrupt_source_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_source_holding_python_code_is_refused_not_run(tmp_path):
+    """Keras' safe mode: a Lambda layer's function is Python bytecode, which load_source never deserializes."""
+    import keras
+
+    from dnnexp.transfer import SourceModelError, load_source
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(2)])
+    model.save(tmp_path / "code.keras")
+    with pytest.raises(SourceModelError, match="cannot read .*code.keras as a Keras model .*Lambda"):
+        load_source(tmp_path / "code.keras")
+
+
 # ----------------------------------------------------------------------------- the chained preset
 
 

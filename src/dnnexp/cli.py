@@ -7,17 +7,20 @@ TensorFlow is imported only once a run is about to train, so ``--help``,
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
@@ -25,6 +28,7 @@ from rich.console import Console
 from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import RunFolderError, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FailedJobs, Outcome, print_error
+from dnnexp.typos import composition_error
 
 
 def config_dir() -> str:
@@ -123,7 +127,8 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
     saved_argv = sys.argv
     sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
     try:
-        _app()
+        with _typos_answered():
+            _app()
     except Refusal as refusal:
         raise DnnexpError(refusal.message, refusal.code) from None
     finally:
@@ -142,6 +147,44 @@ def main() -> None:
         sys.exit(err.exit_code)
     if failed:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _typos_answered() -> Iterator[None]:
+    """While Hydra runs: an unknown key or choice is answered in one line (dnnexp.typos), exit 2 (DnnexpError in Python).
+
+    Hydra composes the config inside ``hydra._internal.utils.run_and_report``, which prints
+    whatever is raised in several lines and exits 1, and offers no hook to change that.
+    Wrapping the function it is handed sees exactly the exception Hydra raised, wherever it
+    composes (the run, a sweep's jobs, a preset's defaults, a --config-dir), and costs nothing
+    when the command is fine. The alternatives are worse: checking the overrides before
+    Hydra runs would repeat its parsing of the command line, its search path, its sweep
+    syntax and the presets' sweeper params, and compose once more on every command; and
+    HYDRA_FULL_ERROR=1 would make every error raise unformatted, a run's own included, and
+    be inherited by the launchers' processes. ``run_and_report`` is a private name of Hydra
+    1.3 (pinned in pyproject.toml): if a release drops it this fails loudly, and
+    tests/test_bad_input.py checks the answers.
+    """
+    original = hydra_utils.run_and_report
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        return original(lambda: _refusing_typos(func))
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
+
+
+def _refusing_typos(func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except ConfigCompositionException as err:
+        message = composition_error(err)
+        if message is None:
+            raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
+        refuse(message)
 
 
 if __name__ == "__main__":

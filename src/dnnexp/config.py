@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dnnexp.files import MODEL
+from dnnexp.typos import unknown_key
 
 # The vocabulary of every named choice. The builders in model.py and optim.py keep
 # registries with exactly these keys (a test holds them together), and each name
@@ -240,7 +241,7 @@ def _describe_type_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or "config"
     msg = str(err).splitlines()[0]
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
-        return f"{key} is not a known key ({msg})"
+        return unknown_key(err) or f"{key} is not a known key ({msg})"
     if isinstance(err, ValidationError):
         value = getattr(err, "value", None)
         shown = repr(value) if isinstance(value, str) else str(value)

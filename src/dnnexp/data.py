@@ -247,11 +247,7 @@ def _read_cifar10(folder: Path) -> RawData:
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch of the python version: {b'data': (N, 3072) uint8, b'labels': [N ints]}."""
-    try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except Exception as err:  # a damaged pickle can raise almost anything
-        raise DataError(f"cannot read CIFAR-10 batch {path}: {type(err).__name__}: {err}") from None
+    batch = _unpickle_batch(path)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path} is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
     data = np.asarray(batch[b"data"])
@@ -268,12 +264,63 @@ def _cifar_class_names(folder: Path) -> list[str]:
     meta = folder / "batches.meta"
     if meta.exists():
         try:
-            with open(meta, "rb") as f:
-                names = pickle.load(f, encoding="bytes")[b"label_names"]
+            names = _unpickle_batch(meta)[b"label_names"]
             return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        except CodeInPickleError:
+            raise
         except Exception:  # the names are a nicety; the images are what matters
             pass
     return CIFAR10_CLASSES
+
+
+class CodeInPickleError(DataError):
+    """A CIFAR-10 file whose pickle would call something a batch never holds: refused before it runs."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, strings, numbers and NumPy arrays.
+
+    A pickle runs whatever callable it names (``os.system`` as easily as ``numpy.dtype``),
+    and every callable goes through ``find_class`` when its GLOBAL is read, before it is
+    called. The real batches (Python 2 cPickle, protocol 2, NumPy 1) name exactly
+    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype`` (NumPy's
+    ``ndarray.__reduce__``); the rest is what the same batch needs when written again
+    by Python 3 and NumPy 2 (tests/test_data.py pickles one with every protocol).
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),  # NumPy 1's name, in the real files
+        ("numpy._core.multiarray", "_reconstruct"),  # NumPy 2's
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),  # a NumPy number, e.g. a label saved as np.int64
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # an array pickled with protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes, as Python 3 writes them with protocols 0 to 2
+    }
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="bytes")  # Python 2's str as bytes, as the batches' keys are
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise CodeInPickleError(
+                f"{self.path} is refused: its pickle would call {module}.{name}, and a CIFAR-10 batch holds only "
+                "arrays, lists, bytes, strings and numbers"
+            )
+        return super().find_class(module, name)
+
+
+def _unpickle_batch(path: Path) -> object:
+    try:
+        with open(path, "rb") as f:
+            return _BatchUnpickler(f, path).load()
+    except CodeInPickleError:
+        raise
+    except Exception as err:  # a damaged pickle can raise almost anything
+        raise DataError(f"cannot read CIFAR-10 batch {path}: {type(err).__name__}: {err}") from None
 
 
 def _require_files(folder: Path, names: list[str], title: str) -> None:

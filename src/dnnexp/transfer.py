@@ -121,7 +121,8 @@ def load_source(path: Path) -> keras.Model:
     if not path.is_file():
         raise SourceModelError(f"transfer.source: {path} does not exist")
     try:
-        return keras.models.load_model(path, compile=False)
+        # safe_mode: a source that holds Python code (a Lambda layer's bytecode) is refused, never run.
+        return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # a damaged zip, a foreign format, a missing custom object...
         raise SourceModelError(f"transfer.source: cannot read {path} as a Keras model ({_first_line(err)})") from None
 
