@@ -97,10 +97,9 @@ def curves_figure(report: Report, histories: list[list[pd.DataFrame | None]], tr
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel=quantity, title=f"{quantity} per epoch: training (dashed) and validation (solid)")
     ax.grid(alpha=0.3)
-    variants = ax.legend(fontsize="small", loc="best")
-    ax.add_artist(variants)
+    handles, labels = ax.get_legend_handles_labels()  # the variants, then what the two line styles mean
     styles = [Line2D([], [], color="gray", linestyle="--"), Line2D([], [], color="gray")]
-    ax.legend(styles, ["training", "validation"], fontsize="small", loc="lower left" if quantity == "accuracy" else "upper right")
+    ax.legend([*handles, *styles], [*labels, "training", "validation"], fontsize="small")
     return fig
 
 
