@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 
 import dnnexp
 from dnnexp.results.render import display_frame
-from dnnexp.results.stats import report_for
+from dnnexp.results.report import report_for
 
 VERBOSE_TINY = [*[o for o in TINY if not o.startswith(("trainer.epochs", "trainer.verbose"))], "trainer.epochs=1", "trainer.verbose=true"]
 

@@ -113,7 +113,8 @@ def _execute(args: list[str]) -> None:
 
 
 def _report(query: dict[str, Any]) -> Report:
-    from dnnexp.results.stats import ReportError, report_for
+    from dnnexp.results.report import report_for
+    from dnnexp.results.stats import ReportError
 
     try:
         return report_for([Path(p) for p in query["paths"]], where=query.get("where") or (),

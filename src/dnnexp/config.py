@@ -220,6 +220,8 @@ class Config:
     mode: str = "train"
     optimized_metric: str = "best_val_accuracy"
     task_name: str = "train"
+    # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
+    claims: list[str] = field(default_factory=list)
 
 
 OPTIMIZED_METRICS = ("best_val_accuracy", "val_accuracy", "test_accuracy", "val_loss", "test_loss")
@@ -514,7 +516,7 @@ def config_hash(cfg: Config) -> str:
     """
     fields = dataclasses.asdict(cfg)
     fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric"):
+    for key in ("task_name", "optimized_metric", "claims"):
         fields.pop(key)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 

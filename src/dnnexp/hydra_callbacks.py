@@ -49,6 +49,7 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Resolving ${now:...} here caches it, so this is the folder the sweeper then creates.
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        check_typed_claims(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
@@ -64,6 +65,34 @@ class SweepReport(Callback):
             Outcome.report = write_sweep_report(Outcome.sweep_dir, wide_console(), command)
         except ReportError as err:
             Console(stderr=True).print(f"[bold red]dnnexp: report:[/] {err}", highlight=False)
+
+
+def check_typed_claims(config: DictConfig) -> None:
+    """Refuse, before any job trains, a claim typed on the command line that names a variant the sweep will not run.
+
+    A preset's own claims are not checked here: a user may narrow its grid on purpose, and the
+    report then marks them "not checked".
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dnnexp.results.claims import ClaimError, check_grid
+
+    parser = OverridesParser.create()
+    typed = parser.parse_overrides([str(o) for o in config.hydra.overrides.task])
+    if not any(o.key_or_group == "claims" for o in typed):
+        return
+    swept = parser.parse_overrides([f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]) + typed
+    grid: dict[str, list[str]] = {}
+    for override in swept:
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+        grid[override.key_or_group] = values
+    for key, choice in config.hydra.runtime.choices.items():
+        grid.setdefault(key, [str(choice)])
+    try:
+        check_grid(config.get("claims") or [], grid)
+    except ClaimError as err:
+        print_error(str(err))
+        sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
 
 
 class ClaimOutputFolder(Callback):

@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from dnnexp.files import write_atomic
-from dnnexp.results.render import FORMATS, render, render_rich, wide_console
-from dnnexp.results.stats import ReportError, report_for
+from dnnexp.results.render import FORMATS, print_report, render, wide_console
+from dnnexp.results.report import report_for
+from dnnexp.results.stats import ReportError
 
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep runs whose config key (or status) has this value; repeat to combine")
     parser.add_argument("--group-by", type=_comma_list, metavar="KEYS",
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
+    parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
+                        help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
     parser.add_argument("--format", choices=(*FORMATS, "html"),
                         help="table (default on a terminal), csv, markdown, json, html (one page with the plots)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     report = report_for(args.paths, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by,
-                        include_pretrained=args.include_pretrained)
+                        include_pretrained=args.include_pretrained, claims=args.claim)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if fmt == "html":  # matplotlib only for the page that embeds the plots
         from dnnexp.results.page import html_page, report_command
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         text = render(report, fmt)
     else:
         n_runs = sum(len(runs) for runs in report.table["runs"])
-        wide_console().print(render_rich(report, title=f"dnnexp: {n_runs} runs in {', '.join(map(str, args.paths))}"))
+        print_report(report, wide_console(), title=f"dnnexp: {n_runs} runs in {', '.join(map(str, args.paths))}")
         text = None
     if text is not None and args.output:
         write_atomic(args.output, text)

@@ -1,5 +1,5 @@
 """The report as one HTML page that needs nothing beside it: the command, the table with its verdicts,
-the runs that did not complete with their errors, and every plot embedded as a base64 PNG.
+the runs that did not complete with their errors, the claims, and every plot embedded as a base64 PNG.
 
 Written into every sweep folder (report.html) and by ``dnnexp-report --format html``; it
 opens offline in any browser. Inline CSS, no script, no external resource.
@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 
 from dnnexp.results.figures import figures, img_tags
-from dnnexp.results.render import display_frame
+from dnnexp.results.render import CLAIMS_CAPTION, claims_display, display_frame
 from dnnexp.results.runs import read_sweep_command
 from dnnexp.results.stats import Report
 
@@ -37,6 +37,9 @@ def html_page(report: Report, command: str | None = None, pngs: dict[str, bytes]
         parts.append(f"<pre>{html.escape(command)}</pre>")
     parts += [f"<p>Sorted by <code>{html.escape(report.metric)}</code>, best first.</p>", _table(report)]
     parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in report.notes]
+    claims = claims_display(report)
+    if claims is not None:
+        parts += ["<h2>Claims</h2>", claims.to_html(index=False, escape=True), f"<p>{html.escape(CLAIMS_CAPTION)}</p>"]
     parts += ["<h2>Plots</h2>", img_tags(pngs)] if pngs else []
     return "\n".join([*parts, "</body></html>"]) + "\n"
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dnnexp.results.columns import METRIC_COLUMNS, format_cell, format_value, label
 from dnnexp.results.stats import Report, ReportError
@@ -59,23 +60,73 @@ def render_rich(report: Report, title: str | None = None) -> Table:
     return table
 
 
-def render_markdown(report: Report) -> str:
-    shown = display_frame(report)
-    best = report.best
+VERDICT_STYLES = {"supported": "green", "contradicted": "red", "not resolved": "yellow", "not checked": "dim"}
+
+
+def claims_display(report: Report) -> pd.DataFrame | None:
+    """The claims section as text cells: each claim once, then its relations, their effect, p and verdict."""
+    if report.claims is None:
+        return None
+    rows, previous = [], None
+    for r in report.claims.itertuples(index=False):
+        effect = "" if pd.isna(r.effect) else f"{r.effect:+.4f}" + ("" if pd.isna(r.std) else f" (sd {r.std:.4f})")
+        p = "" if pd.isna(r.p_holm) else ("<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}")
+        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": r.metric or "",
+                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": r.note})
+        previous = r.claim
+    return pd.DataFrame(rows, columns=["claim", "relation", "metric", "n", "effect", "adj. p", "verdict", "note"])
+
+
+CLAIMS_CAPTION = ("effect: mean of the claimed better side minus the other (> 0 goes the claimed way; losses count lower as better); "
+                  "adj. p: Welch's t-test on completed runs, Holm-adjusted over every relation above at 5%.")
+
+
+def render_claims_rich(report: Report) -> Table | None:
+    shown = claims_display(report)
+    if shown is None:
+        return None
+    table = Table(title="Claims", title_justify="left", caption=CLAIMS_CAPTION, caption_justify="left")
+    for column in shown.columns:
+        table.add_column(column, justify="right" if column in ("effect", "adj. p") else "left")
+    for row in shown.to_dict("records"):
+        row["verdict"] = Text(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))
+        table.add_row(*row.values())
+    return table
+
+
+def print_report(report: Report, console: Console, title: str | None = None) -> None:
+    """The table, then its claims section if any, on ``console``."""
+    console.print(render_rich(report, title=title))
+    claims = render_claims_rich(report)
+    if claims is not None:
+        console.print(claims)
+
+
+def _markdown_table(shown: pd.DataFrame, bold_row: int | None = None) -> list[str]:
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "|".join("---" for _ in shown.columns) + "|"]
     for i, cells in enumerate(shown.itertuples(index=False)):
-        cells = [c.replace("|", "\\|") for c in cells]
-        if best is not None and i == best.name:
+        cells = [str(c).replace("|", "\\|") for c in cells]
+        if i == bold_row:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"{note}  " for note in report.notes]) + "\n"
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    best = report.best
+    lines = _markdown_table(display_frame(report), None if best is None else best.name)
+    lines += [""] + [f"{note}  " for note in report.notes]
+    claims = claims_display(report)
+    if claims is not None:
+        lines += ["", "## Claims", "", *_markdown_table(claims), "", CLAIMS_CAPTION]
+    return "\n".join(lines) + "\n"
 
 
 def render(report: Report, fmt: str) -> str:
     """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown or json."""
     if fmt == "table":
         console = Console(file=io.StringIO(), width=200)
-        console.print(render_rich(report))
+        print_report(report, console)
         return console.file.getvalue()
     if fmt == "markdown":
         return render_markdown(report)

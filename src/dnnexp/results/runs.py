@@ -20,6 +20,7 @@ import yaml
 from dnnexp.files import BACKUP, HISTORY, METRICS, SOURCE_CONFIG, lock_held
 from dnnexp.results.columns import DEFAULT_METRICS
 
+CLAIMS_KEY = "claims"  # a config's claims (results/claims.py): read apart, not a column
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: 100 runs in well under a second
 
@@ -31,6 +32,7 @@ class Runs:
     frame: pd.DataFrame
     params: list[str] = field(default_factory=list)  # override keys, in the order first typed
     metrics: list[str] = field(default_factory=list)  # keys found in the runs' metrics.json
+    claims: list[str] = field(default_factory=list)  # the claims their configs state (a preset's ``claims:``)
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per run, every override, then status and all metrics, then the folder."""
@@ -80,9 +82,10 @@ def load_runs(paths: Iterable[Path], finished: bool = False, include_pretrained:
     """
     paths = [Path(p) for p in paths]
     run_dirs = find_run_dirs(paths, include_pretrained)
-    rows, params, metrics = [], {}, {}
+    rows, params, metrics, claims = [], {}, {}, {}
     for run_dir in run_dirs:
         row, overrides, result = read_run(run_dir, finished)
+        claims.update(dict.fromkeys(row.pop(CLAIMS_KEY, None) or ()))
         rows.append(row)
         params.update(dict.fromkeys(overrides))
         metrics.update(dict.fromkeys(k for k in result if k not in ("status", "error")))
@@ -93,7 +96,7 @@ def load_runs(paths: Iterable[Path], finished: bool = False, include_pretrained:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     metrics.update(dict.fromkeys(DEFAULT_METRICS))
-    return Runs(frame, [p for p in params if p in frame], list(metrics))
+    return Runs(frame, [p for p in params if p in frame], list(metrics), list(claims))
 
 
 def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
@@ -101,7 +104,11 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     hydra_dir = run_dir / ".hydra"
     config = _read_yaml(hydra_dir / "config.yaml")
     overrides = _parse_overrides(_read_yaml(hydra_dir / "overrides.yaml"))
-    row = flatten(config if isinstance(config, dict) else {})
+    config = config if isinstance(config, dict) else {}
+    claims = config.pop(CLAIMS_KEY, None)
+    row = flatten(config)
+    if isinstance(claims, list):
+        row[CLAIMS_KEY] = [str(c) for c in claims]
     for key, value in overrides.items():  # a group choice (activation=elu) or a key no config shows (+experiment)
         row.setdefault(key, value)
     result = _read_result(run_dir, finished)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from dnnexp.results.columns import DEFAULT_METRICS, OPTIONAL_METRICS, describe_row, format_cell, higher_is_better
-from dnnexp.results.runs import Runs, load_runs
+from dnnexp.results.runs import Runs
 
 NOISE_LEVEL = 0.05  # family-wise: a lead with Holm-adjusted p >= 5% is "within the noise"
 SEED_KEY = "trainer.seed"
@@ -48,6 +47,8 @@ class Report:
     metric: str
     grouped: bool
     notes: list[str]
+    runs: pd.DataFrame | None = None  # the runs the table was built from (after --where)
+    claims: pd.DataFrame | None = None  # claims.judge's verdicts, when claims were stated
 
     @property
     def best(self) -> pd.Series | None:
@@ -81,17 +82,7 @@ def build_report(
         table = table.assign(**columns)
         notes.append(verdict)
     notes += failure_notes(frame, grouped)
-    return Report(table, keys, metrics, metric, grouped, notes)
-
-
-def report_for(paths: list[Path], metrics: list[str] | None = None, sort: str | None = None, where: Iterable[str] = (),
-               group_by: list[str] | None = None, include_pretrained: bool = False) -> Report:
-    """The report of the runs at or under ``paths``: what ``dnnexp-report`` and ``dnnexp.compare`` show."""
-    missing = [str(p) for p in paths if not Path(p).exists()]
-    if missing:
-        raise ReportError(f"no such folder: {', '.join(missing)}")
-    return build_report(load_runs(paths, include_pretrained=include_pretrained), metrics=metrics, sort=sort,
-                        where=where, group_by=group_by)
+    return Report(table, keys, metrics, metric, grouped, notes, runs=frame)
 
 
 def filter_runs(frame: pd.DataFrame, where: Iterable[str]) -> pd.DataFrame:
@@ -101,11 +92,11 @@ def filter_runs(frame: pd.DataFrame, where: Iterable[str]) -> pd.DataFrame:
         if not sep:
             raise ReportError(f"--where must be key=value, got {condition!r}")
         _require(frame, [key], "--where key")
-        frame = frame[frame[key].map(lambda value: _matches(value, wanted))]
+        frame = frame[frame[key].map(lambda value: matches(value, wanted))]
     return frame
 
 
-def _matches(value: Any, wanted: str) -> bool:
+def matches(value: Any, wanted: str) -> bool:
     try:
         return float(value) == float(wanted)
     except (TypeError, ValueError):
@@ -263,23 +254,34 @@ def holm_adjust(p_values: list[float]) -> list[float]:
 
 
 def welch_p_value(a: pd.Series, b: pd.Series) -> float | None:
-    """Two-sided p-value of Welch's t-test (unequal variances), or None with fewer than two values on a side.
+    """Two-sided p-value of Welch's t-test (unequal variances), or None with fewer than two values on a side."""
+    test = welch_t(a, b)
+    if test is None:
+        return None
+    t, df = test
+    if math.isinf(t) or t == 0:  # no spread at all (deterministic runs): equal means tie, else the gap is certain
+        return 1.0 if t == 0 else 0.0
+    from scipy.special import stdtr
 
-    Written out from the test's formula with scipy's Student t distribution
-    (``scipy.special.stdtr``) instead of calling ``scipy.stats.ttest_ind``: importing
+    return float(2 * stdtr(df, -abs(t)))
+
+
+def welch_t(a: pd.Series, b: pd.Series) -> tuple[float, float] | None:
+    """Welch's t of mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom; None with fewer than two values on a side.
+
+    Written out from the test's formula (and the p-value with scipy's Student t,
+    ``scipy.special.stdtr``) instead of calling ``scipy.stats.ttest_ind``: importing
     scipy.stats alone takes longer than the rest of ``dnnexp-report``. The tests
     check it against ``ttest_ind(a, b, equal_var=False)``.
     """
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:  # no spread at all (deterministic runs): equal means tie, else the gap is certain
-        return 1.0 if a.mean() == b.mean() else 0.0
-    from scipy.special import stdtr
-
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
-    return float(2 * stdtr(df, -abs(t)))
+    gap = a.mean() - b.mean()
+    if va + vb == 0:
+        return (0.0 if gap == 0 else math.copysign(math.inf, gap)), math.inf
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return gap / math.sqrt(va + vb), df
 
 
 def failure_notes(frame: pd.DataFrame, grouped: bool) -> list[str]:

@@ -1,0 +1,195 @@
+"""Claims as data: parsing, the family-wise control, the power calculation, and every verdict kind."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from dnnexp.results.claims import (
+    CONTRADICTED, NOT_RESOLVED, SUPPORTED, ClaimError, check_claims, check_grid, check_variants, parse_claim, seeds_needed, welch_power,
+)
+from dnnexp.results.stats import holm_adjust, welch_p_value, welch_t
+
+
+def runs(groups: dict[str, list[float]], key: str = "activation", metric: str = "val_accuracy", status: str = "completed") -> pd.DataFrame:
+    return pd.DataFrame([{key: name, metric: v, "status": status} for name, values in groups.items() for v in values])
+
+
+def test_welch_t_matches_scipy():
+    a, b = pd.Series([0.91, 0.90, 0.93, 0.92]), pd.Series([0.88, 0.85, 0.90])
+    t, _ = welch_t(a, b)
+    expected = stats.ttest_ind(a, b, equal_var=False)
+    assert t == pytest.approx(expected.statistic)
+    assert welch_p_value(a, b) == pytest.approx(expected.pvalue)
+
+
+def test_power_matches_the_textbook_sample_sizes():
+    # Cohen (1988), two-sided two-sample t-test at alpha 0.05, power 0.8: d = 0.5 -> 64, 0.8 -> 26, 1.0 -> 17 per group
+    assert welch_power(0.5, 1.0, 1.0, 64, 0.05) == pytest.approx(0.8015, abs=1e-4)
+    assert [seeds_needed(d, 1.0, 1.0, 0.05) for d in (0.5, 0.8, 1.0)] == [64, 26, 17]
+    assert seeds_needed(0.0, 1.0, 1.0, 0.05) is None
+
+
+def test_power_keeps_growing_with_seeds_where_scipy_gives_up():
+    powers = [welch_power(0.3, 1.0, 2.0, n, 0.05) for n in range(2, 1000)]
+    assert all(not math.isnan(p) for p in powers)
+    assert powers == sorted(powers)
+
+
+def test_a_clear_gap_in_the_claimed_direction_is_supported():
+    frame = runs({"selu": [0.95, 0.96, 0.955, 0.952], "relu": [0.80, 0.81, 0.805, 0.79]})
+    [relation] = check_claims([parse_claim("activation=selu > activation=relu")], frame, "val_accuracy")
+    assert relation.verdict == SUPPORTED
+    assert relation.effect == pytest.approx(0.153)
+    assert relation.p < 0.05
+
+
+def test_a_clear_gap_the_other_way_is_contradicted():
+    frame = runs({"selu": [0.95, 0.96, 0.955], "relu": [0.80, 0.81, 0.805]})
+    [relation] = check_claims([parse_claim("activation=relu > activation=selu")], frame, "val_accuracy")
+    assert relation.verdict == CONTRADICTED
+    assert relation.effect < 0
+
+
+def test_losses_count_lower_as_better():
+    frame = runs({"dropout": [0.30, 0.31, 0.29], "none": [0.50, 0.52, 0.51]}, key="regularization", metric="val_loss")
+    [relation] = check_claims([parse_claim("regularization=dropout > regularization=none on val_loss")], frame, "val_accuracy")
+    assert relation.metric == "val_loss"
+    assert relation.verdict == SUPPORTED
+    assert relation.effect == pytest.approx(0.21)
+
+
+def test_noise_is_not_resolved_and_says_how_many_seeds_would_resolve_it():
+    a, b = [0.90, 0.92, 0.88], [0.89, 0.91, 0.87]  # effect 0.01, both standard deviations 0.02: d = 0.5
+    [relation] = check_claims([parse_claim("activation=selu > activation=relu")], runs({"selu": a, "relu": b}), "val_accuracy")
+    assert relation.verdict == NOT_RESOLVED
+    assert relation.effect == pytest.approx(0.01)
+    assert relation.std == pytest.approx(0.02)
+    assert "64 seeds per variant" in relation.note  # one relation: the family's level is 5%, d = 0.5 needs 64
+
+
+def test_holm_controls_the_family_a_lone_test_would_pass():
+    # Each pair alone has p just under 5%; three in one family must clear 5%/3 for the smallest.
+    frame = runs({"a": [1.0, 1.2, 1.4, 1.1], "b": [0.8, 1.0, 0.9, 0.7], "c": [0.55, 0.75, 0.65, 0.45], "d": [0.3, 0.5, 0.4, 0.2]})
+    lone = [check_claims([parse_claim(f"activation={x} > activation={y}")], frame, "val_accuracy")[0] for x, y in "ab bc cd".split()]
+    family = check_claims([parse_claim("activation=a > activation=b > activation=c > activation=d")], frame, "val_accuracy")
+    raw = [r.p for r in lone]
+    assert all(r.verdict == SUPPORTED for r in lone) and max(raw) < 0.05
+    assert [r.p for r in family[:3]] == pytest.approx(holm_adjust(raw))
+    assert any(r.verdict == NOT_RESOLVED for r in family[:3])
+    assert family[3].relation == "the whole claim" and family[3].verdict == NOT_RESOLVED
+
+
+def test_an_ordering_is_supported_only_when_every_adjacent_pair_is():
+    frame = runs({"selu": [0.95, 0.951, 0.949], "elu": [0.90, 0.901, 0.899], "relu": [0.85, 0.851, 0.849]})
+    rows = check_claims([parse_claim("activation=selu > activation=elu > activation=relu")], frame, "val_accuracy")
+    assert [r.verdict for r in rows] == [SUPPORTED, SUPPORTED, SUPPORTED]
+    rows = check_claims([parse_claim("activation=selu > activation=relu > activation=elu")], frame, "val_accuracy")
+    assert [r.verdict for r in rows] == [SUPPORTED, CONTRADICTED, CONTRADICTED]
+
+
+def test_each_of_several_against_one():
+    frame = runs({"none": [0.1, 0.11, 0.1], "before": [0.9, 0.91, 0.92], "after": [0.85, 0.86, 0.87]}, key="normalization")
+    claim = parse_claim("normalization=before | normalization=after > normalization=none")
+    rows = check_claims([claim], frame, "val_accuracy")
+    assert [r.relation for r in rows] == ["normalization=before > normalization=none", "normalization=after > normalization=none", "the whole claim"]
+    assert {r.verdict for r in rows} == {SUPPORTED}
+
+
+def test_only_completed_runs_are_compared():
+    frame = pd.concat([runs({"selu": [0.95, 0.96], "relu": [0.80, 0.81]}), runs({"relu": [0.99, 0.99, 0.99]}, status="diverged")])
+    [relation] = check_claims([parse_claim("activation=selu > activation=relu")], frame, "val_accuracy")
+    assert relation.n == "2 vs 2"
+    assert relation.verdict == SUPPORTED
+
+
+def test_a_run_level_property():
+    frame = pd.DataFrame([
+        {"clipping": "none", "status": "diverged"}, {"clipping": "none", "status": "diverged"},
+        {"clipping": "norm", "status": "completed"}, {"clipping": "norm", "status": "diverged"},
+        {"clipping": "value", "status": "completed"},
+    ])
+    verdicts = [check_claims([parse_claim(f"clipping={c}: status = diverged")], frame, "val_accuracy")[0] for c in ("none", "norm", "value")]
+    assert [v.verdict for v in verdicts] == [SUPPORTED, NOT_RESOLVED, CONTRADICTED]
+    assert [v.n for v in verdicts] == ["2 of 2", "1 of 2", "0 of 1"]
+
+
+def test_a_variant_the_runs_do_not_have_is_named_with_the_ones_they_have():
+    frame = runs({"selu": [0.9], "relu": [0.8]})
+    with pytest.raises(ClaimError, match=r"names activation=gelu, which no run has; the runs have: activation=selu, activation=relu"):
+        check_variants([parse_claim("activation=selu > activation=gelu")], frame, ["activation"])
+
+
+@pytest.mark.parametrize("text", ["activation=selu", "selu > relu", "activation=selu: status", "activation=selu >"])
+def test_unreadable_claims_say_what_the_forms_are(text):
+    with pytest.raises(ClaimError):
+        parse_claim(text)
+
+
+# ---------------------------------------------------------------- claims in the report, on run folders with known numbers
+
+CLAIMED = {"selu": [0.95, 0.96, 0.955], "elu": [0.90, 0.91, 0.89], "relu": [0.89, 0.90, 0.88], "sigmoid": [0.10, 0.11, 0.10]}
+
+
+@pytest.fixture
+def claimed_sweep(tmp_path):
+    from test_report import write_sweep
+
+    jobs = [({"activation": act, "trainer.seed": seed}, {"best_val_accuracy": acc, "epochs_run": 3})
+            for act, accs in CLAIMED.items() for seed, acc in enumerate(accs)]
+    sweep = write_sweep(tmp_path / "sweep", jobs)
+    for config in sweep.glob("*/.hydra/config.yaml"):  # as a preset with claims leaves its jobs' configs
+        tree = yaml.safe_load(config.read_text())
+        tree["claims"] = ["activation=selu > activation=elu > activation=sigmoid", "activation=gelu > activation=relu"]
+        config.write_text(yaml.safe_dump(tree))
+    return sweep
+
+
+def test_the_report_checks_the_presets_claims_and_the_users(claimed_sweep, capsys):
+    from dnnexp.results.cli import main
+
+    main([str(claimed_sweep), "--claim", "activation=relu > activation=elu", "--format", "markdown"])
+    out = capsys.readouterr().out
+    claims = out[out.index("## Claims"):]
+    lines = {line.split(" | ")[1]: line for line in claims.splitlines() if line.startswith("| ") and " > " in line}
+    assert "supported" in lines["activation=selu > activation=elu"]
+    assert "supported" in lines["activation=elu > activation=sigmoid"]
+    # relu - elu = -0.01 with sd 0.01 each: not resolved; 3 pairs in the family, so seeds for the 5%/3 level
+    assert "not resolved" in lines["activation=relu > activation=elu"]
+    assert "-0.0100 (sd 0.0100)" in lines["activation=relu > activation=elu"]
+    assert f"| {seeds_needed(0.01, 0.01, 0.01, 0.05 / 3)} seeds per variant" in lines["activation=relu > activation=elu"]
+    assert "not checked" in claims and "this sweep has no runs of activation=gelu" in claims
+
+
+def test_a_typed_claim_naming_a_variant_no_run_has_is_refused(claimed_sweep, capsys):
+    from dnnexp.results.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(claimed_sweep), "--claim", "activation=gelu > activation=relu"])
+    assert exit_.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "names activation=gelu, which no run has; the runs have: activation=selu, activation=elu, activation=relu, activation=sigmoid" in err
+
+
+def test_a_typed_claim_is_checked_against_the_grid_before_any_job_trains(tmp_path):
+    from conftest import TINY, run_cli
+
+    result = run_cli("-m", "activation=relu,elu", 'claims=["activation=selu > activation=relu"]', *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "names activation=selu, which this sweep does not run; it runs: activation=relu, activation=elu" in result.stderr
+    assert not list(tmp_path.glob("sweep/*/metrics.json"))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml")))
+def test_every_comparison_preset_states_a_claim_its_grid_can_check(name):
+    from conftest import compose_config
+
+    cfg = compose_config(f"+experiment={name}", return_hydra_config=True)
+    grid = {key: str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
+    assert cfg.claims, f"{name} states no claim"
+    check_grid(cfg.claims, grid)
