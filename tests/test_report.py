@@ -266,9 +266,11 @@ def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
     assert records[0]["best_val_accuracy_std"] == pytest.approx(statistics.stdev(SEED_ACCURACIES["elu"]))
     assert records[0]["vs_best"] == "best" and records[0]["n"] == 3
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"accuracy_curves.png", "loss_curves.png", "best_val_accuracy_bars.png"}
-    main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
-    html = (tmp_path / "table.html").read_text()
-    assert "<table" in html and "0.9133 ± 0.0153" in html
+    main([str(seed_sweep), "--format", "html", "--output", str(tmp_path / "report.html")])
+    html = (tmp_path / "report.html").read_text()  # one page: the sweep's command, the table, its note, the plots
+    assert html.startswith("<!DOCTYPE html>") and "<td>0.9133 ± 0.0153</td>" in html
+    assert "<pre>dnnexp -m activation=relu,elu</pre>" in html and "Holm-adjusted" in html
+    assert html.count("data:image/png;base64,") == 3
 
 
 def test_transfer_task_a_caches_are_left_out_unless_asked_for(seed_sweep, capsys):

@@ -55,8 +55,8 @@ class SweepReport(Callback):
         from rich.console import Console
 
         from dnnexp.results.render import wide_console
-        from dnnexp.results.stats import ReportError
         from dnnexp.results.runs import sweep_command
+        from dnnexp.results.stats import ReportError
         from dnnexp.results.sweep import write_sweep_report
 
         command = sweep_command(OmegaConf.to_container(config.hydra.overrides))
@@ -91,8 +91,7 @@ def check_typed_claims(config: DictConfig) -> None:
     try:
         check_grid(config.get("claims") or [], grid)
     except ClaimError as err:
-        print_error(str(err))
-        sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
+        refuse(str(err))  # a SystemExit, since Hydra turns a callback's exceptions into warnings
 
 
 class ClaimOutputFolder(Callback):
