@@ -86,7 +86,8 @@ def compare(*paths: PathLike, where: Iterable[str] | Mapping[str, Any] = (), gro
     return _table(_report(query), query)
 
 
-def plots(source: PathLike | pd.DataFrame, **query: Any) -> Figures:
+def plots(source: PathLike | pd.DataFrame, where: Iterable[str] | Mapping[str, Any] = (), group_by: str | list[str] | None = None,
+          metrics: str | list[str] | None = None) -> Figures:
     """The learning curves (training dashed, validation solid) and the bars of a table, as matplotlib Figures.
 
     ``source`` is a table that ``sweep`` or ``compare`` returned (its runs, rows and
@@ -102,8 +103,8 @@ def plots(source: PathLike | pd.DataFrame, **query: Any) -> Figures:
         if not stored:
             raise DnnexpError("this table was not made by dnnexp.sweep or dnnexp.compare; pass its folder instead")
         return figures(_report(stored))
-    return figures(_report({"paths": [str(source)], "where": _conditions(query.get("where", ())),
-                            "group_by": _names(query.get("group_by")), "metrics": _names(query.get("metrics"))}))
+    return figures(_report({"paths": [str(source)], "where": _conditions(where), "group_by": _names(group_by),
+                            "metrics": _names(metrics)}))
 
 
 def _execute(args: list[str]) -> None:
@@ -167,7 +168,7 @@ def _in_process() -> Iterator[None]:
     try:
         yield
     except CompactHydraException as err:  # what Hydra would print in place of a traceback
-        raise DnnexpError(_hydra_message(err)) from None
+        raise DnnexpError(_hydra_message(err), exit_code=1) from None  # the command exits 1 after it
     finally:
         if full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
