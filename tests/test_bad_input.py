@@ -106,7 +106,7 @@ CONFIG_CASES = [
      "activation=relux is not a choice; did you mean relu? (choices: ", 2),
     ("unknown dropout placement", ["regularization.layers=middle"], "regularization.layers must be one of all, hidden, input, last; got 'middle'", 2),
     ("unknown monitor", ["regularization=early_stopping", "regularization.monitor=loss"], "regularization.monitor must be one of val_loss, val_accuracy; got 'loss'", 2),
-    ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of best_val_accuracy", 2),
+    ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of val_accuracy, val_loss", 2),
     ("unknown dataset name", ["dataset.name=imagenet"], "dataset.name must be one of mnist_5k, fashion_mnist, cifar10; got 'imagenet'", 2),
     # malformed override and sweep syntax
     ("empty sweep item", ["-m", "activation=relu,,elu"], "Error parsing override 'activation=relu,,elu'", 1),

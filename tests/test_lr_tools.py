@@ -26,6 +26,24 @@ def test_lr_find_does_not_change_the_models_weights():
         np.testing.assert_array_equal(a, b)
 
 
+def test_lr_find_trains_the_standardizing_model_a_run_trains(tmp_path):
+    # The data stay pixels / 255; with dataset.standardize the finder's model standardizes them, as a run's does.
+    from dnnexp.backend import keras
+
+    cfg = tiny_config("mode=lr_find", "dataset.standardize=true", "activation=selu")
+    lr_find(cfg, tmp_path)
+    first_loss = pd.read_csv(tmp_path / "lr_find.csv")["loss"][0]  # step 1: the loss before any update
+    data = load(cfg.dataset)
+    losses = {}
+    for name, standardize in (("standardized", data.standardization), ("raw", None)):
+        keras.utils.set_random_seed(cfg.trainer.seed)  # as lr_find seeds its model's weights
+        model = build_model(cfg, data.input_shape, data.n_classes, standardize)
+        x, y = next(iter(pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)))
+        losses[name] = float(keras.ops.mean(keras.losses.get(loss_for(data.n_classes))(y, model(x))))
+    assert first_loss == pytest.approx(losses["standardized"], rel=1e-4)
+    assert losses["raw"] != pytest.approx(losses["standardized"], rel=1e-2)
+
+
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("lr_find")

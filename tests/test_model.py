@@ -156,3 +156,28 @@ def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind
     dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
     assert abs(dropped.mean()) < 0.05
     assert (abs(dropped.std() - 1) < 0.05) == keeps_moments
+
+
+@pytest.mark.parametrize(
+    "overrides, total, non_trainable",
+    [
+        (["model.units=50"], 42_310, 0),  # the lecture's 784-50-50-10
+        (["model.units=[300,100]", "normalization=batchnorm_before"], 267_810, 800),  # HML ch. 11, BN before the activation
+        (["model.units=100"], 89_610, 0),  # dnnexp's default 784-100-100-10
+    ],
+)
+def test_standardization_adds_no_parameters_to_the_published_counts(overrides, total, non_trainable):
+    rng = np.random.default_rng(0)
+    stats = (rng.random((28, 28), dtype=np.float32), rng.random((28, 28), dtype=np.float32) + 0.5)
+    for standardize in (None, stats):
+        model = build_model(tiny_config("model.hidden_layers=2", *overrides), (28, 28), 10, standardize)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert (model.count_params(), model.count_params() - trainable) == (total, non_trainable)
+
+
+def test_standardization_layer_is_the_per_pixel_formula():
+    rng = np.random.default_rng(1)
+    mean, std = rng.random((4, 4), dtype=np.float32), rng.random((4, 4), dtype=np.float32) + 0.1
+    x = rng.random((3, 4, 4), dtype=np.float32)
+    layer = build_model(tiny_config(), (4, 4), 10, (mean, std)).get_layer("standardize")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), (x - mean) / std, rtol=1e-5, atol=1e-6)

@@ -98,6 +98,18 @@ def test_piecewise_schedule_holds_each_value_up_to_its_boundary():
     np.testing.assert_allclose(rates(build_schedule(0.5, cfg.scheduler), steps), expected, rtol=1e-6)
 
 
+def test_piecewise_values_scale_with_the_phases_lr_factor():
+    # Transfer learning's fine-tuning phase runs at lr_factor times the configured rates, piecewise's too.
+    cfg = tiny_config("scheduler=piecewise", "scheduler.boundaries=[10]", "scheduler.values=[0.1,0.02]")
+    optimizer = build_optimizer(cfg, lr_factor=0.25)
+    steps = np.array([0, 10, 11, 500])
+    seen = []
+    for t in steps:
+        optimizer.iterations.assign(int(t))
+        seen.append(float(optimizer.learning_rate))  # the schedule at the optimizer's step count
+    np.testing.assert_allclose(seen, 0.25 * np.where(steps <= 10, 0.1, 0.02), rtol=1e-6)
+
+
 def one_cycle_formula(t, peak, total, start, end, final):
     """1cycle written out piece by piece (HML ch. 11): up, down, then the final decay."""
     cycle = (1 - final) * total

@@ -19,7 +19,8 @@ from dnnexp.backend import keras, tf
 from dnnexp.files import BACKUP, RunFolderError
 from dnnexp.train import EpochShuffle, train
 
-COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
+COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "epochs_run",
+            "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
 # per-step schedule make the end result depend on every piece of state a resume must restore.
 RESUMABLE = [
@@ -201,6 +202,21 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
     np.testing.assert_allclose(lr, [1e-12, 1e-12, 1e-12, 5e-13], rtol=1e-5)
     diagnostics = [pd.read_csv(d / "diagnostics.csv") for d in (run_dir, tmp_path / "straight")]
     pd.testing.assert_frame_equal(*diagnostics)
+
+
+def test_resumed_run_keeps_the_best_epoch_it_had_before_the_kill(tmp_path, monkeypatch):
+    # SGD at 0.5: the validation loss is lowest after epoch 2 of 4. Cut after epoch 3, the resumed
+    # run must still know epoch 2's weights to end with the uninterrupted run's model and numbers.
+    cfg = tiny_config("optimizer.lr=0.5", "trainer.epochs=4")
+    straight = train(cfg, tmp_path / "straight")
+    assert straight["best_epoch"] == 2
+    interrupt_at(3, cfg, tmp_path / "run", monkeypatch)
+    resumed = train(cfg, tmp_path / "run")
+    assert resumed["resumed_from_epoch"] == 3
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    saved = [keras.models.load_model(d / "model.keras").get_weights() for d in (tmp_path / "run", tmp_path / "straight")]
+    for a, b in zip(*saved):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):

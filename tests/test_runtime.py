@@ -138,13 +138,14 @@ def test_one_device_mirrored_run_trains_and_saves_a_model_that_reproduces_its_me
 
 def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
     try:
-        metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1"), tmp_path)
+        metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1", "dataset.standardize=true"), tmp_path)
         model = keras.models.load_model(tmp_path / "model.keras")
     finally:
         runtime.set_precision(False)
     dense, output = model.get_layer("dense_1"), model.get_layer("output")
     assert (dense.compute_dtype, dense.kernel.dtype) == ("float16", "float32")
     assert output.compute_dtype == "float32"
+    assert model.get_layer("standardize").compute_dtype == "float32"  # 1 / std can exceed float16's 65504
     assert metrics["status"] == "completed" and np.isfinite(metrics["val_loss"])
 
 
@@ -183,7 +184,7 @@ def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_
     loaded = load(tiny_config().dataset).x_train
     assert loaded.ctypes.data % 64 == 0 and loaded.flags.c_contiguous  # what sharing needs
 
-    (images,) = scale(np.arange(12, dtype=np.uint8).reshape(3, 4), standardize=False)
+    (images,) = scale(np.arange(12, dtype=np.uint8).reshape(3, 4))
     shared = as_tensor(images)
     images[0, 0] = 42.0
     assert shared[0, 0] == 42.0  # the same memory, not a copy

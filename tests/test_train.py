@@ -13,7 +13,7 @@ from dnnexp.files import HISTORY_COLUMNS
 from dnnexp.train import train
 
 METRIC_KEYS = {
-    "status", "best_val_accuracy", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs_run",
+    "status", "best_val_accuracy", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs_run",
     "stopped_early", "train_seconds", "params_total", "params_trainable", "params_non_trainable",
 }
 
@@ -43,6 +43,21 @@ def test_saved_model_reproduces_test_accuracy(trained_run):
     assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
+def test_saved_model_of_a_standardized_run_takes_pixels_in_0_1(tmp_path):
+    import dataclasses
+
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    cfg = tiny_config("dataset.standardize=true")
+    metrics = train(cfg, tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")  # alone: no dnnexp, no statistics beside it
+    pixels = load(dataclasses.replace(cfg.dataset, standardize=False))  # pixels / 255, as a user has them
+    predicted = model.predict(pixels.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(predicted == pixels.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert metrics["params_total"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10  # the network's, nothing added
+
+
 def test_same_seed_gives_identical_metrics(trained_run, tmp_path):
     _, first = trained_run
     again = train(tiny_config(), tmp_path)
@@ -68,13 +83,75 @@ def test_performance_scheduling_cuts_rate_when_val_loss_stalls(tmp_path):
     np.testing.assert_allclose(lr, [1e-9, 1e-9, 5e-10, 2.5e-10], rtol=1e-5)
 
 
-def test_early_stopping_stops_and_says_so(tmp_path):
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_early_stopping_stops_and_says_so(tmp_path, keep):
     cfg = tiny_config("regularization=early_stopping", "regularization.monitor=val_accuracy",
-                      "regularization.patience=1", "optimizer.lr=1e-12", "trainer.epochs=10")
+                      "regularization.patience=1", "optimizer.lr=1e-12", "trainer.epochs=10", f"trainer.keep={keep}")
     metrics = train(cfg, tmp_path)
     assert metrics["stopped_early"] is True
     assert metrics["epochs_run"] == 2
+    # Nothing improves after epoch 1: it is the best by val_accuracy, and the epoch early stopping restores.
+    assert metrics["best_epoch"] == 1
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+
+
+# SGD at 0.5 on the tiny split: the validation loss is lowest after epoch 2 of 4 (then it bounces).
+BOUNCING = ("optimizer.lr=0.5", "trainer.epochs=4")
+
+
+def evaluated(run_dir, cfg) -> dict[str, float]:
+    """Accuracy and loss of the saved model.keras, loaded alone, on the run's validation and test splits."""
+    from dnnexp.backend import keras
+    from dnnexp.data import load
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    data = load(cfg.dataset)
+    scores = {}
+    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+        loss, accuracy = model.evaluate(x, y, verbose=0)
+        scores |= {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
+    return scores
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_saved_model_and_its_numbers_are_the_kept_epochs(tmp_path, keep):
+    cfg = tiny_config(*BOUNCING, f"trainer.keep={keep}")
+    metrics = train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert len(history) == 4  # history.csv keeps every epoch
+    kept = int(history["val_loss"].idxmin()) + 1 if keep == "best" else 4
+    assert kept < 4 or keep == "last"  # the case shows something: the best epoch is not the last
+    assert metrics["best_epoch"] == kept
+    assert metrics["val_loss"] == pytest.approx(history["val_loss"][kept - 1], rel=1e-5)
+    assert metrics["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+    for key, value in evaluated(tmp_path, cfg).items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
+
+
+def test_kept_epoch_follows_the_monitor_and_skips_non_finite_values():
+    from dnnexp.backend import keras
+    from dnnexp.train import BestEpoch
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for monitor, values, best in (("val_loss", [1.0, np.nan, 0.8, 0.9, np.inf], 2), ("val_accuracy", [np.nan, 0.7, 0.6, 0.7], 1)):
+        keeper = BestEpoch(monitor)
+        keeper.set_model(model)
+        for epoch, value in enumerate(values):
+            model.layers[0].bias.assign([float(epoch)])
+            keeper.on_epoch_end(epoch, {monitor: value})
+        assert keeper.restore() == best + 1  # 1-based, as in history.csv
+        assert float(model.layers[0].bias.numpy()[0]) == best  # those weights, put back
+
+
+def test_diverged_run_keeps_its_last_finite_epoch(tmp_path):
+    # 10 steps per epoch: epoch 1 at 0.01, then a rate that makes the loss infinite in epoch 2.
+    cfg = tiny_config("activation=elu", "scheduler=piecewise", "scheduler.boundaries=[10]", "scheduler.values=[0.01,1e4]",
+                      "trainer.epochs=3")
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "diverged" and metrics["diverged_epoch"] == 2
+    assert metrics["best_epoch"] == 1 and np.isfinite(metrics["val_loss"])
+    for key, value in evaluated(tmp_path, cfg).items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +195,12 @@ def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
 
 
 def test_cnn_trains_end_to_end(tmp_path):
-    cfg = tiny_config("model=cnn", "model.filters=[8]", "model.units=16", "optimizer=adam", "optimizer.lr=0.003", "diagnostics=on")
+    cfg = tiny_config("model=cnn", "model.filters=[8]", "model.units=16", "optimizer=adam", "optimizer.lr=0.003", "diagnostics=on",
+                      "dataset.standardize=true")
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["test_accuracy"] > 0.3  # learns: chance is 0.1
+    for key, value in evaluated(tmp_path, cfg).items():  # standardized inside, before the channel axis is added
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
     layers = pd.read_csv(tmp_path / "diagnostics.csv")["layer"].unique().tolist()
     assert layers == ["conv_1", "dense_1"]
 

@@ -127,6 +127,8 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
 def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
     history = pd.read_csv(finetune_run[0] / "history.csv")
     assert history["phase"].tolist() == ["frozen", "frozen", "finetune", "finetune"]
+    # The kept weights are the fine-tuning phase's best: the model with the final trainable layout.
+    assert finetune_run[1]["best_epoch"] == 3 + int(history["val_loss"][2:].reset_index(drop=True).idxmin())
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR * LR_FACTOR, LR * LR_FACTOR], rtol=1e-6)
 
@@ -226,6 +228,30 @@ def test_mismatched_input_is_a_clear_error_or_resized(source_run, tmp_path):
     grey = model.get_layer("resize_channels")
     np.testing.assert_allclose(np.array(grey.get_weights()[0]).ravel(), [0.299, 0.587, 0.114], rtol=1e-6)
     assert model.predict(data.x_test[:3], verbose=0).shape == (3, 1)
+
+
+def test_reused_source_keeps_its_own_standardization_after_the_adapters(tmp_path):
+    # Task A standardized on its digits; task B (CIFAR-10 images, standardize=true too) is resized to
+    # the digits' shape, then standardized with A's statistics, the inputs the reused layers know.
+    from formats import write_cifar10
+
+    from dnnexp.backend import keras
+    from dnnexp.model import build_model
+    from dnnexp.transfer import build
+
+    a = load(DatasetConfig(classes=list(range(8)), standardize=True))
+    build_model(tiny_config(TASK_A), a.input_shape, a.n_classes, a.standardization).save(tmp_path / "a.keras")
+    folder = write_cifar10(tmp_path)
+    cfg = tiny_config("dataset=cifar10", f"dataset.data_dir={folder}", "dataset.val_size=20", "dataset.classes=[0,1]",
+                      "dataset.standardize=true", "transfer=frozen", f"transfer.source={tmp_path / 'a.keras'}",
+                      "transfer.resize=true")
+    model = build(cfg, load(cfg.dataset), tmp_path / "a.keras").model
+    names = [layer.name for layer in model.layers]
+    assert names.count("standardize") == 1
+    assert names.index("standardize") > max(i for i, name in enumerate(names) if name.startswith("resize_"))
+    source = keras.models.load_model(tmp_path / "a.keras").get_layer("standardize")
+    np.testing.assert_array_equal(model.get_layer("standardize").scale, source.scale)
+    np.testing.assert_allclose(source.scale, 1 / a.standardization[1], rtol=1e-6)
 
 
 def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():

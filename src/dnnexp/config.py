@@ -38,6 +38,7 @@ SCHEDULERS = ("constant", "power", "exponential", "performance", "piecewise", "o
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
+KEEPS = ("best", "last")
 PENALTIES = ("none", "l1", "l2", "l1_l2")
 DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
@@ -177,6 +178,10 @@ class TrainerConfig:
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
     tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
+    # The weights a run keeps (model.keras, val_*, test_*, MC Dropout): those of its best epoch by
+    # `monitor` (best), or of its last epoch (last). monitor null: regularization.monitor.
+    keep: str = "best"
+    monitor: str | None = None
 
 
 @dataclass
@@ -218,13 +223,15 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     mode: str = "train"
-    optimized_metric: str = "best_val_accuracy"
+    optimized_metric: str = "val_accuracy"
     task_name: str = "train"
     # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
     claims: list[str] = field(default_factory=list)
 
 
-OPTIMIZED_METRICS = ("best_val_accuracy", "val_accuracy", "test_accuracy", "val_loss", "test_loss")
+# What a sweep may rank by: metrics of the model the run keeps, the one in model.keras. (best_val_accuracy,
+# the highest val_accuracy in history.csv, need not be that model's: keep=last, or a val_loss monitor.)
+OPTIMIZED_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss")
 
 
 def validate(cfg: DictConfig) -> Config:
@@ -369,6 +376,7 @@ def _check_ranges(c: Config) -> None:
     _auto_or_positive_int("trainer.steps_per_execution", t.steps_per_execution)
     _auto_or_positive_int("trainer.threads", t.threads)
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
+    _check_keep(c)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
     if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -376,6 +384,25 @@ def _check_ranges(c: Config) -> None:
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+
+
+def keep_monitor(c: Config) -> str:
+    """The metric trainer.keep=best picks the epoch by: trainer.monitor, else early stopping's regularization.monitor."""
+    return c.trainer.monitor or c.regularization.monitor
+
+
+def _check_keep(c: Config) -> None:
+    """trainer.keep=best and early stopping's restore_best_weights must not pick two different epochs."""
+    t, r = c.trainer, c.regularization
+    _one_of("trainer.keep", t.keep, KEEPS)
+    if t.monitor is not None:
+        _one_of("trainer.monitor", t.monitor, MONITORS)
+    if t.keep == "best" and r.early_stopping and r.restore_best_weights and keep_monitor(c) != r.monitor:
+        raise ConfigError(
+            f"trainer.monitor={t.monitor} and regularization.monitor={r.monitor} would keep two different best epochs "
+            "(trainer.keep=best and early stopping's restore_best_weights); set them to the same metric, "
+            "or regularization.restore_best_weights=false"
+        )
 
 
 def _check_new_schedules(s: SchedulerConfig) -> None:
@@ -410,6 +437,9 @@ def _check_tools(c: Config) -> None:
             "(regularization.rate > 0)"
         )
     d = c.diagnostics
+    if d.enabled and c.transfer.name == "none" and c.model.name == "mlp" and not hidden_units(c.model):
+        key = "model.units=[]" if isinstance(c.model.units, list) else f"model.hidden_layers={c.model.hidden_layers}"
+        raise ConfigError(f"diagnostics=on measures the hidden layers, and {key} builds none; add hidden layers or set diagnostics=off")
     _in_range("diagnostics.batch_size", d.batch_size, 1, math.inf)
     _in_range("diagnostics.vanishing_below", d.vanishing_below, 0, 1, low_open=True, high_open=True)
     _in_range("diagnostics.exploding_above", d.exploding_above, 1, math.inf, low_open=True, high_open=True)

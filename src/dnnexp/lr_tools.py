@@ -72,7 +72,7 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     console = console or Console(quiet=not cfg.trainer.verbose)
     keras.utils.set_random_seed(cfg.trainer.seed)
     data = datasets.load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
+    model = build_model(cfg, data.input_shape, data.n_classes, data.standardization)
     batches = pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     rows = find_lr(model, batches, cfg, loss_for(data.n_classes))
     write_csv(run_dir / LR_FIND, rows, LR_FIND_COLUMNS)

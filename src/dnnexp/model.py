@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from dnnexp.backend import keras
 
 from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units
@@ -47,6 +49,9 @@ AUTO_INITIALIZER = {
     "tanh": "glorot_uniform",
     "sigmoid": "glorot_uniform",
 }
+
+# The first layer of a model trained on standardized pixels (dataset.standardize).
+STANDARDIZE = "standardize"
 
 # Where the batch normalization goes relative to the activation.
 NORMALIZATION_PLACEMENT = {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"}
@@ -98,11 +103,18 @@ PENALTIES: dict[str, Callable[[RegularizationConfig], keras.regularizers.Regular
 DROPOUTS = {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout}
 
 
-def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
-    """An MLP, or (model=cnn) conv blocks then the same dense head, ending in the output layer."""
+def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                standardize: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
+    """An MLP, or (model=cnn) conv blocks then the same dense head, ending in the output layer.
+
+    ``standardize``: the training split's per-pixel (mean, std) (dataset.standardize), applied by
+    the model's first layer, so the model takes pixels in [0, 1].
+    """
     units = hidden_units(cfg.model)
     drop_input, drop_hidden = dropout_flags(cfg, len(units))
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
+    if standardize is not None:
+        layers.append(standardization(*standardize))
     if cfg.model.name == "cnn":
         layers += _conv_blocks(cfg, input_shape, drop_input)
     else:
@@ -113,6 +125,15 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int) -> ke
         layers += hidden_block(cfg, i, width, dropout)
     layers.append(output_layer(n_classes))
     return keras.Sequential(layers, name=cfg.model.name)
+
+
+def standardization(mean: np.ndarray, std: np.ndarray) -> keras.layers.Rescaling:
+    """(x - mean) / std per pixel, as x * (1 / std) - mean / std: Keras' Rescaling with array scale
+    and offset, which has no weights (the parameter counts stay the network's) and saves both
+    arrays in its config. Computed in float32 under mixed precision too: 1 / std of a nearly
+    constant pixel can exceed float16's range.
+    """
+    return keras.layers.Rescaling(1.0 / std, offset=-mean / std, dtype="float32", name=STANDARDIZE)
 
 
 def hidden_block(cfg: Config, i: int, width: int, dropout: bool) -> list[keras.layers.Layer]:

@@ -7,6 +7,7 @@ Performance scheduling depends on the validation loss, so it is a callback.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from dnnexp.backend import keras
@@ -148,8 +149,13 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
 
 
 def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
-    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
-    schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler, total_steps)
+    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase).
+
+    Piecewise scheduling's ``scheduler.values`` are rates themselves, not multiples of
+    optimizer.lr, so the factor scales them too.
+    """
+    scheduler = dataclasses.replace(cfg.scheduler, values=[v * lr_factor for v in cfg.scheduler.values])
+    schedule = build_schedule(cfg.optimizer.lr * lr_factor, scheduler, total_steps)
     return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
 
 

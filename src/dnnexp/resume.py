@@ -31,11 +31,17 @@ from dnnexp.backend import keras
 from dnnexp.files import RunFolderError, write_atomic
 
 # What each stateful Keras callback carries from one epoch to the next: the attributes
-# its on_train_begin resets (best_weights is saved separately, as arrays).
+# its on_train_begin resets (best_weights is saved separately, as arrays). dnnexp's own
+# callbacks name theirs in a ``resume_state`` class attribute.
 CALLBACK_STATE = {
     keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
     keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
 }
+
+
+def state_names(callback: keras.callbacks.Callback) -> tuple[str, ...]:
+    """The attributes of ``callback`` a resumed run must get back; () for a stateless one."""
+    return CALLBACK_STATE.get(type(callback), getattr(callback, "resume_state", ()))
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -76,7 +82,7 @@ class TrainingBackup(keras.callbacks.Callback):
     def begin_phase(self, phase: str, start: int, stateful: list[keras.callbacks.Callback], final: bool) -> None:
         """The next fit is ``phase``, from epoch ``start``; ``final``: the last phase (delete the backup after it)."""
         self.phase, self.phase_start, self.final = phase, start, final
-        self.stateful = [cb for cb in stateful if type(cb) in CALLBACK_STATE]
+        self.stateful = [cb for cb in stateful if state_names(cb)]
 
     def restore(self, model: keras.Model) -> None:
         """Load the saved variables into ``model``, compiled for the phase the backup was written in."""
@@ -106,7 +112,7 @@ class TrainingBackup(keras.callbacks.Callback):
         arrays = {f"var_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
         states = []
         for i, callback in enumerate(self.stateful):
-            states.append({name: _plain(getattr(callback, name)) for name in CALLBACK_STATE[type(callback)]})
+            states.append({name: _plain(getattr(callback, name)) for name in state_names(callback)})
             for j, weights in enumerate(getattr(callback, "best_weights", None) or []):
                 arrays[f"best_{i}_{j}"] = weights
         meta = {"epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp import runtime, transfer
 from dnnexp.backend import keras, tf
-from dnnexp.config import Config, config_hash
+from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
 from dnnexp.model import DROPOUTS, forward, loss_for
@@ -73,6 +73,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
             if diverged_epoch(recorder.rows):
                 break
     train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
+    best_epoch = keep_weights(model, callbacks, recorder.rows)  # every number below is of these weights
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
@@ -82,7 +83,8 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     diverged_at = diverged_epoch(rows)
     metrics = {
         "status": "completed" if diverged_at is None else "diverged",
-        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),
+        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),  # history's, of any epoch
+        "best_epoch": best_epoch,
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
@@ -126,11 +128,13 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     if backup.resumes(phase.name):
         backup.restore(model)
         start, first = backup.saved_phase_start, backup.epochs_done
-    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
+    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), *keep_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
     batches = EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
-    # a performance cut); the backup goes last (it saves the others' state).
+    # a performance cut); the backup goes last (it saves the others' state). TerminateOnNaN sees the
+    # loss once per call into TensorFlow (steps_per_execution steps), so it stops at the end of the
+    # call in which the loss stopped being finite.
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
               callbacks=[batches, recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup],
               shuffle=False, verbose=0)
@@ -264,6 +268,60 @@ def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
             monitor=reg.monitor, patience=reg.patience, restore_best_weights=reg.restore_best_weights, verbose=0
         )
     ]
+
+
+def keep_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
+    return [BestEpoch(keep_monitor(cfg))] if cfg.trainer.keep == "best" else []
+
+
+def keep_weights(model: keras.Model, callbacks: list[keras.callbacks.Callback], rows: list[dict[str, Any]]) -> int | None:
+    """Put the kept epoch's weights into ``model`` and return that epoch (1-based, as in history.csv).
+
+    trainer.keep=best: the best epoch of the last phase that trained, so the kept model has the
+    final trainable layout (a transfer run's fine-tuning phase); None, and the last weights, if no
+    epoch of it had a finite monitored value. trainer.keep=last: the weights the fit ended with,
+    the last epoch's or, with early stopping's restore_best_weights, its best epoch's.
+    """
+    keepers = [cb for cb in callbacks if isinstance(cb, BestEpoch)]
+    if keepers:
+        return keepers[-1].restore()
+    stoppers = [cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
+    if stoppers and stoppers[-1].restore_best_weights and stoppers[-1].best_weights is not None:
+        return stoppers[-1].best_epoch + 1
+    return rows[-1]["epoch"]
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps a copy of the weights of the epoch with the best ``monitor`` (trainer.keep=best).
+
+    The lecture's ModelCheckpoint(save_best_only=True) followed by load_weights, in memory as
+    EarlyStopping keeps its best weights: Keras' checkpoint writes its file in place at each
+    improvement, which a kill can leave half-written and which no resume restores, while these
+    weights go into backup.npz with the rest of the training state (``resume_state``). An epoch
+    whose value is not finite (a diverging run) is never the best.
+    """
+
+    resume_state = ("best", "best_epoch")  # and best_weights, which the backup saves as arrays
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.sign = -1.0 if "accuracy" in monitor else 1.0  # lower is better for a loss
+        self.best: float | None = None
+        self.best_epoch: int | None = None  # 0-based, as Keras counts
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get(self.monitor, math.nan))
+        if math.isfinite(value) and (self.best is None or self.sign * value < self.sign * self.best):
+            self.best, self.best_epoch, self.best_weights = value, epoch, self.model.get_weights()
+
+    def restore(self) -> int | None:
+        """Load the best weights into the model; the best epoch, 1-based, or None if there was none."""
+        if self.best_weights is None:
+            return None
+        self.model.set_weights(self.best_weights)
+        return self.best_epoch + 1
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:

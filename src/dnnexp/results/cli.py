@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("outputs")], metavar="PATH",
                         help="run folders, sweep folders or a parent such as outputs/ (default: outputs)")
     parser.add_argument("--metrics", type=_comma_list, help="metric columns, comma-separated (default: "
-                        "best_val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
+                        "val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric (default: the runs' optimized_metric)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config key (or status) has this value; repeat to combine")

@@ -149,6 +149,7 @@ def wide_console(**kwargs: Any) -> Console:
 # The single-run summary: metrics.json key -> its row label there (formats as in METRIC_COLUMNS).
 SUMMARY_ROWS = {
     "best_val_accuracy": "best val accuracy",
+    "best_epoch": "kept epoch",
     "val_accuracy": "val accuracy",
     "val_loss": "val loss",
     "test_accuracy": "test accuracy",
