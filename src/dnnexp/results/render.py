@@ -183,7 +183,7 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
 
 
 def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
-    """The line a sweep's job ends with: ``#3 activation=elu  best_val_accuracy 0.9120  completed  4.2 s``."""
+    """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
     value = metrics.get(metric)
     shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
     console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
