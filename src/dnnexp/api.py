@@ -13,7 +13,6 @@ Nothing heavy is imported at the top: ``import dnnexp`` loads no Hydra, pandas o
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -159,6 +158,8 @@ def _in_process() -> Iterator[None]:
     - Hydra's global state (GlobalHydra, HydraConfig) is cleared, the joblib launcher's
       worker processes are stopped, and sys.argv (cli.execute) is restored.
     """
+    import logging  # here, not at the top: it is a third of the time ``import dnnexp`` would take
+
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     full_error = os.environ.get("HYDRA_FULL_ERROR")
