@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 import dnnexp
+from dnnexp.api import _in_process
 from dnnexp.results.render import display_frame
 from dnnexp.results.report import report_for
 
@@ -108,7 +109,7 @@ def test_bad_input_raises_dnnexp_error_with_the_commands_message_and_writes_noth
     assert message in str(raised.value) and "\n" not in str(raised.value)
     assert "Traceback" not in capsys.readouterr().err
     monkeypatch.setattr(sys, "argv", ["dnnexp", *(["-m"] if call == "sweep" else []), *args])
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(SystemExit) as exited, _in_process():  # this process's logging, as after an API call
         main()
     assert exited.value.code == raised.value.exit_code == 2
     assert f"dnnexp: error: {raised.value}" in capsys.readouterr().err  # the command's line, word for word

@@ -155,6 +155,10 @@ def _in_process() -> Iterator[None]:
     - Hydra configures logging for every run (its handlers on the root logger, one
       writing the run's dnnexp.log): the root logger's handlers and level are put back,
       so a second call neither repeats log lines nor writes into the first run's log.
+      Hydra does it with ``logging.config.dictConfig``, which first flushes and closes every
+      handler in the process (``logging._handlerList``): the session's own, and absl's,
+      which closes the stream it was made with when that is no longer sys.stderr. Those are
+      hidden from it for the call; logging has no public way to do so.
     - Hydra's global state (GlobalHydra, HydraConfig) is cleared, the joblib launcher's
       worker processes are stopped, and sys.argv (cli.execute) is restored.
     """
@@ -162,6 +166,8 @@ def _in_process() -> Iterator[None]:
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    existing = logging._handlerList[:]  # weak references to every handler made so far
+    del logging._handlerList[:]
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from hydra.errors import CompactHydraException
@@ -179,6 +185,7 @@ def _in_process() -> Iterator[None]:
             if handler not in handlers:
                 handler.close()
         root.handlers[:] = handlers
+        logging._handlerList[:] = existing + [ref for ref in logging._handlerList if ref() is not None]
         root.setLevel(level)
         _clear_hydra()
         _stop_joblib_workers()
