@@ -92,10 +92,7 @@ TYPOS = [
     (["dataset.standardise=true"], "dataset.standardise is not a key of dataset; did you mean dataset.standardize?"),
 ]
 # In a sweep a bad value is one failed job, as on the command line; a typo refuses the whole command.
-# Today a run's config is checked after Hydra wrote its .hydra/ folder; the trust-resume branch checks it
-# before (ClaimOutputFolder.on_run_start). Strict: this fails as XPASS once that lands, to drop the mark.
-VALUE_CHECKED_AFTER_HYDRA_WROTE = pytest.mark.xfail(strict=True, reason="a refused run leaves its folder until config checks run before Hydra writes")
-BAD_INPUT = [pytest.param("run", ["trainer.epochs=abc"], "trainer.epochs must be an integer, got 'abc'", marks=VALUE_CHECKED_AFTER_HYDRA_WROTE),
+BAD_INPUT = [("run", ["trainer.epochs=abc"], "trainer.epochs must be an integer, got 'abc'"),
              *[("run", *typo) for typo in TYPOS], *[("sweep", *typo) for typo in TYPOS]]
 
 

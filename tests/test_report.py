@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, compose_config, run_cli, tiny_config
+from conftest import TINY, run_cli
 from rich.console import Console
 from scipy.stats import ttest_ind
 
-from dnnexp.config import ConfigError, validate
 from dnnexp.results.render import render
 from dnnexp.results.runs import load_runs
 from dnnexp.results.stats import ReportError, build_report, holm_adjust, welch_p_value
@@ -370,21 +369,6 @@ def test_an_optuna_search_ends_in_the_same_table(tmp_path):
     assert "optimizer.lr" in result.stdout[result.stdout.index("dnnexp sweep:"):]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(summary["val_accuracy"].max())
-
-
-def test_tensorboard_logs_are_written_into_the_run_folder(tmp_path):
-    from dnnexp.train import train  # TensorFlow
-
-    config = tiny_config("trainer.tensorboard=true", "trainer.epochs=1")
-    train(config, tmp_path)
-    logs = {p.parent.name for p in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")}
-    assert logs == {"train", "validation"}  # tensorboard --logdir outputs/ overlays them per run
-
-
-def test_tensorboard_without_its_package_is_a_config_error(monkeypatch):
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match=r"trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp\[tensorboard\]'"):
-        tiny_config("trainer.tensorboard=true")
 
 
 # ---------------------------------------------------------------- presets

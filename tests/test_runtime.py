@@ -35,27 +35,31 @@ def test_steps_per_execution_follows_batch_size_up_to_an_epoch(batch_size, n_tra
     assert runtime.steps_per_execution(trainer, n_train) == expected
 
 
+@pytest.mark.parametrize("setting, job_cores, expected", [("auto", 1, 1), ("auto", 2, 1), ("auto", 8, 7), ("auto", 3, 2), (3, 8, 3)])
+def test_threads_are_the_jobs_cores_less_one_to_feed_data(setting, job_cores, expected):
+    assert runtime.thread_count(setting, job_cores) == expected
+
+
 @pytest.mark.parametrize(
-    "setting, jobs, cores, expected",
-    [("auto", 1, 2, 1), ("auto", 1, 8, 7), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 2, 8, 3), (3, 4, 8, 3)],
+    "overrides, expected",
+    [
+        ([], 8),  # a single run, or the basic launcher's jobs one after another: every core
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 2),  # 8 cores shared by 3 jobs at once
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"], 1),  # -1: as many jobs as cores
+        (["hydra/launcher=ray"], 1),  # Ray reserves 1 CPU per task unless told
+        (["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=4"], 4),
+        (["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=16"], 8),  # never more than the machine's
+        (["hydra/launcher=submitit_local"], 1),  # cpus_per_task unset: SLURM's default of 1
+        (["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=4"], 4),
+    ],
 )
-def test_threads_split_the_cores_among_parallel_jobs_leaving_one_to_feed_data(setting, jobs, cores, expected):
-    assert runtime.thread_count(setting, jobs, cores) == expected
-
-
-@pytest.mark.parametrize("n_jobs, expected", [(3, 3), (-1, runtime.cores()), (None, 1)])
-def test_parallel_jobs_is_the_joblib_launchers_n_jobs(n_jobs, expected):
+def test_job_cores_are_what_the_launcher_gives_each_job(overrides, expected, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
-    from hydra import compose, initialize_config_dir
 
-    from dnnexp.cli import config_dir
-
-    overrides = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setattr(runtime, "cores", lambda: 8)
+    HydraConfig.instance().set_config(compose_config(*overrides, return_hydra_config=True))
     try:
-        assert runtime.parallel_jobs() == expected
+        assert runtime.job_cores() == expected
     finally:
         HydraConfig.instance().cfg = None
 

@@ -112,7 +112,7 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
     data = load(cfg.dataset)
     network = build(cfg, data, source_run[0] / "model.keras")
     model, recorder = network.model, HistoryRecorder(tmp_path)
-    val_ds, backup = pipeline(data.x_val, data.y_val, 32), TrainingBackup(tmp_path / "backup.npz")
+    val_ds, backup = pipeline(data.x_val, data.y_val, 32), TrainingBackup(tmp_path / "backup.npz", cfg)
     reused = ("dense_1", "dense_2", "dense_3")
     start = {name: dense_weights(model, name) for name in (*reused, "output")}
     fit_phase(cfg, model, network.phases[0], data, val_ds, recorder, [], backup, final=False)

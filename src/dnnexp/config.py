@@ -177,11 +177,39 @@ class TrainerConfig:
     jit_compile: bool = False  # XLA; slower than plain TensorFlow for small MLPs on CPU
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
-    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
     # The weights a run keeps (model.keras, val_*, test_*, MC Dropout): those of its best epoch by
     # `monitor` (best), or of its last epoch (last). monitor null: regularization.monitor.
     keep: str = "best"
     monitor: str | None = None
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"  # a local SQLite store, or an MLflow server's URL
+    log_model: bool = False  # also model.keras, as an artifact
+
+
+@dataclass
+class WandbLoggerConfig:
+    mode: str = "offline"  # offline (outputs/wandb, sync later), online, disabled
+    project: str | None = None  # null: task_name
+    entity: str | None = None
+    dir: str = "outputs"  # offline runs go into <dir>/wandb/
+    log_model: bool = False
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    histogram_freq: int = 0  # epochs between weight histograms (0: none)
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers of conf/logger/, each present when chosen (logger=[mlflow,tensorboard])."""
+
+    mlflow: MlflowLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
 
 
 @dataclass
@@ -222,6 +250,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = "train"
     optimized_metric: str = "val_accuracy"
     task_name: str = "train"
@@ -379,11 +408,24 @@ def _check_ranges(c: Config) -> None:
     _check_keep(c)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
-    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+    _check_loggers(c.logger)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _check_loggers(logger: LoggerConfig) -> None:
+    """Each chosen tracker's package must be installed (the extra of the same name installs it)."""
+    for name in ("mlflow", "wandb", "tensorboard"):
+        if getattr(logger, name) is not None and importlib.util.find_spec(name) is None:
+            raise ConfigError(f"logger={name} needs the {name} package: pip install 'dnnexp[{name}]'")
+    if logger.wandb is not None:
+        _one_of("logger.wandb.mode", logger.wandb.mode, WANDB_MODES)
+    if logger.tensorboard is not None:
+        _in_range("logger.tensorboard.histogram_freq", logger.tensorboard.histogram_freq, 0, math.inf)
 
 
 def keep_monitor(c: Config) -> str:
@@ -538,17 +580,57 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
     return frozen, finetune
 
 
-def config_hash(cfg: Config) -> str:
-    """Twelve hex digits of the config's SHA-256; what only changes the display does not count.
+# Keys that change how a run goes or what it shows, never what it computes: how fast it runs
+# (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard),
+# its folder's name, the metric a sweeper reads, the claims a sweep's report checks and the
+# experiment trackers it reports to (the whole logger group).
+# config_hash leaves them out, so setting one neither trains a finished run again nor misses
+# the task-A cache, and a killed run resumes under it; every other key, including any added
+# to the schema later, changes the hash.
+UNHASHED_KEYS = frozenset({
+    "trainer.verbose", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
+    "task_name", "optimized_metric", "claims", "logger",
+})
 
-    metrics.json keeps it, so a sweep started again in its folder knows which jobs already
-    finished with exactly this config.
+
+def hashed_config(cfg: Config) -> dict[str, Any]:
+    """The config as {dotted key: value}, without UNHASHED_KEYS: what decides what a run computes."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if f"{prefix}{key}" in UNHASHED_KEYS:
+                continue
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(dataclasses.asdict(cfg), "")
+    return json.loads(json.dumps(flat))  # as a backup's JSON header gives it back
+
+
+def config_hash(cfg: Config) -> str:
+    """Twelve hex digits of the SHA-256 of :func:`hashed_config`.
+
+    metrics.json and a run's backup keep it, so a command pointed at a folder knows whether
+    the run there is its own (resume it, or report it finished) or another config's (refuse).
     """
-    fields = dataclasses.asdict(cfg)
-    fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric", "claims"):
-        fields.pop(key)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(hashed_config(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def first_difference(here: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The first key whose value differs between two hashed configs, as `key: A here, B in this command`."""
+    for key in [*here, *(k for k in wanted if k not in here)]:
+        if key not in here or key not in wanted or here[key] != wanted[key]:
+            old, new = (_shown(c[key]) if key in c else "not set" for c in (here, wanted))
+            return f"{key}: {old} here, {new} in this command"
+    return "no key differs, yet the config hash does"
+
+
+def _shown(value: Any) -> str:
+    """A value as the command line writes it: relu, 0.05, true, null, [8, 9]."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

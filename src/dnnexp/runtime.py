@@ -56,19 +56,37 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parallel_jobs() -> int:
-    """Jobs of this sweep running at once: the launcher's n_jobs (joblib's launcher), else 1."""
+def job_cores() -> int:
+    """The cores this job may use: what the sweep's launcher gives each job, at most this process's cores.
+
+    joblib runs ``n_jobs`` jobs at once on this machine, so each gets its share; Ray reserves
+    ``ray.remote.num_cpus`` for each (Ray's default: 1); submitit (SLURM, or submitit_local)
+    ``cpus_per_task`` (SLURM's default: 1). A single run, or the basic launcher, has them all.
+    """
+    n_cores = cores()
     if not HydraConfig.initialized():
-        return 1
-    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        return n_cores
+    launcher = HydraConfig.get().launcher
+    if "n_jobs" in launcher:
+        return max(1, n_cores // joblib_jobs(launcher.n_jobs, n_cores))
+    if "ray" in launcher:
+        given = (launcher.ray.get("remote") or {}).get("num_cpus", 1)
+    elif "cpus_per_task" in launcher:
+        given = launcher.cpus_per_task
+    else:
+        return n_cores
+    return max(1, min(n_cores, int(given or 1)))
+
+
+def joblib_jobs(n_jobs: int | None, n_cores: int) -> int:
+    """Jobs joblib runs at once; its convention: -1 means all cores, -2 all but one, and so on."""
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
-    # joblib's convention: -1 means all cores, -2 all but one, and so on.
-    return max(1, n_jobs if n_jobs > 0 else cores() + 1 + n_jobs)
+    return max(1, n_jobs if n_jobs > 0 else n_cores + 1 + n_jobs)
 
 
-def thread_count(setting: int | str, jobs: int, n_cores: int) -> int:
-    """Threads for each of TensorFlow's two pools: the job's share of the cores, less one.
+def thread_count(setting: int | str, job_cores: int) -> int:
+    """Threads for each of TensorFlow's two pools: the job's cores, less one.
 
     The core left over runs the input pipeline and Keras' Python loop beside the
     training step. Measured on 2 cores, one thread ran the lecture's MLP 1.2-1.8x
@@ -77,7 +95,7 @@ def thread_count(setting: int | str, jobs: int, n_cores: int) -> int:
     """
     if setting != "auto":
         return int(setting)
-    return max(1, n_cores // jobs - 1)
+    return max(1, job_cores - 1)
 
 
 def configure_threads(setting: int | str) -> int:
@@ -87,7 +105,7 @@ def configure_threads(setting: int | str) -> int:
     jobs of one sweep asks for the same size each time, which is no change; a different
     size cannot take effect, so it is logged and the run goes on with the pools it has.
     """
-    wanted = thread_count(setting, parallel_jobs(), cores())
+    wanted = thread_count(setting, job_cores())
     try:
         tf.config.threading.set_intra_op_parallelism_threads(wanted)
         tf.config.threading.set_inter_op_parallelism_threads(wanted)

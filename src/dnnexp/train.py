@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import runtime, transfer
+from dnnexp import loggers, runtime, transfer
 from dnnexp.backend import keras, tf
 from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
-from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
+from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, read_rows, write_history, write_metrics
 from dnnexp.model import DROPOUTS, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
 from dnnexp.resume import TrainingBackup
@@ -48,7 +48,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
     model = network.model
-    backup = TrainingBackup(run_dir / BACKUP)
+    backup = TrainingBackup(run_dir / BACKUP, cfg)
     done = backup.epochs_done
     if done:
         console.print(f"resuming {run_dir} after epoch {done}")
@@ -64,7 +64,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     phases = [p.name for p in network.phases]
     with RichProgress(sum(p.epochs for p in network.phases), done, console) as progress:
         # One of each for the whole run, across its phases.
-        watchers = [*([diagnostics] if diagnostics else []), *tensorboard_callbacks(cfg, run_dir), progress]
+        watchers = [*([diagnostics] if diagnostics else []), *loggers.callbacks(cfg, run_dir), progress]
         for phase in network.phases:
             if backup.finished_before(phase.name, phases):
                 continue  # the killed run had finished this phase
@@ -151,12 +151,6 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=cfg.trainer.jit_compile,
         )
-
-
-def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
-    if not cfg.trainer.tensorboard:
-        return []
-    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD))]
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
