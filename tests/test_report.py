@@ -264,10 +264,12 @@ def test_report_command_json_html_and_plots(seed_sweep, tmp_path, capsys):
     assert [r["activation"] for r in records] == ["elu", "selu", "relu"]
     assert records[0]["best_val_accuracy_std"] == pytest.approx(statistics.stdev(SEED_ACCURACIES["elu"]))
     assert records[0]["vs_best"] == "best" and records[0]["n"] == 3
-    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"val_accuracy_curves.png", "val_loss_curves.png", "best_val_accuracy_bars.png"}
-    main([str(seed_sweep), "--output", str(tmp_path / "table.html")])
-    html = (tmp_path / "table.html").read_text()
-    assert "<table" in html and "0.9133 ± 0.0153" in html
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"accuracy_curves.png", "loss_curves.png", "best_val_accuracy_bars.png"}
+    main([str(seed_sweep), "--format", "html", "--output", str(tmp_path / "report.html")])
+    html = (tmp_path / "report.html").read_text()  # one page: the sweep's command, the table, its note, the plots
+    assert html.startswith("<!DOCTYPE html>") and "<td>0.9133 ± 0.0153</td>" in html
+    assert "<pre>dnnexp -m activation=relu,elu</pre>" in html and "Holm-adjusted" in html
+    assert html.count("data:image/png;base64,") == 3
 
 
 def test_transfer_task_a_caches_are_left_out_unless_asked_for(seed_sweep, capsys):
@@ -341,7 +343,7 @@ def test_a_real_sweep_ends_in_its_table_and_files(real_sweep):
     report_md = (sweep / "report.md").read_text()
     assert "dnnexp -m" in report_md and "activation=relu,elu trainer.epochs=1,0" in report_md
     assert "| activation | trainer.epochs | val acc |" in report_md  # the optimized metric, of the kept model
-    for png in ("val_accuracy_curves.png", "val_loss_curves.png", "val_accuracy_bars.png"):
+    for png in ("accuracy_curves.png", "loss_curves.png", "val_accuracy_bars.png"):
         assert (sweep / png).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,8 +11,9 @@ import contextlib
 import gc
 import importlib
 import sys
+import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
+from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
-from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, check_folder, print_error
+from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
 
 
@@ -52,6 +54,7 @@ def _app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
+        Outcome.run_dir = run_dir
         return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
     try:  # each job's folder, held by the process that runs the job (a joblib worker too)
         lock = lock_run_folder(run_dir)
@@ -66,6 +69,7 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
+    start = time.perf_counter()
     try:
         config = validate(cfg)
         if multirun:  # a run's folder was checked before Hydra wrote into it; Optuna's trials are known only now
@@ -79,10 +83,10 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
             with loggers.tracking(config, run_dir):
                 metrics = run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
-        print_error(str(err))
         if not multirun:
             ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
-            sys.exit(2)
+            refuse(str(err))
+        print_error(str(err))
         # In a sweep, one bad job is recorded and the others go on; another run's folder is left alone.
         if not isinstance(err, FolderTaken):
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
@@ -100,9 +104,15 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         return float("nan")
     if config.mode != "train":
         return None  # the tools print their own one-line result
-    from dnnexp.results.render import print_run_summary
+    from dnnexp.results.render import print_job_line, print_run_summary
 
-    print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
+    console = Console(quiet=not config.trainer.verbose)
+    if multirun:  # one line per job; the table follows when the sweep ends
+        hydra_cfg = HydraConfig.get()
+        print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), metrics, config.optimized_metric,
+                       time.perf_counter() - start, console)
+    else:
+        print_run_summary(metrics, run_dir, console)
     return metrics.get(config.optimized_metric)
 
 
@@ -122,21 +132,45 @@ def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     return metrics
 
 
+def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
+    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what failed (jobs' folders, callbacks).
+
+    The command (main) and the Python API (dnnexp.run, dnnexp.sweep) both come through
+    here, so both get Hydra's own parsing, composition, callbacks, launchers and sweepers,
+    and the same checks. Raises DnnexpError for what the user must fix. What the command
+    made is left in Outcome (the run's folder, the sweep's report).
+    """
+    FailedJobs.failed = []
+    FAILURES.clear()
+    Outcome.reset()
+    saved_argv = sys.argv
+    sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
+    try:
+        with _typos_answered():
+            _app()
+    except Refusal as refusal:
+        raise DnnexpError(refusal.message, refusal.code) from None
+    finally:
+        sys.argv = saved_argv
+    return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
+
+
 def main() -> None:
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
-    FailedJobs.failed = []
-    FAILURES.clear()
-    with _typos_answered():
-        _app()
-    if FailedJobs.failed or FAILURES:  # recorded at the end of a multirun
+    try:
+        failed = execute(sys.argv[1:], prog=sys.argv[0])
+    except DnnexpError as err:
+        print_error(str(err))
+        sys.exit(err.exit_code)
+    if failed:
         sys.exit(1)
 
 
 @contextlib.contextmanager
 def _typos_answered() -> Iterator[None]:
-    """While Hydra runs: an unknown key or choice is answered in one line (dnnexp.typos), exit 2.
+    """While Hydra runs: an unknown key or choice is answered in one line (dnnexp.typos), exit 2 (DnnexpError in Python).
 
     Hydra composes the config inside ``hydra._internal.utils.run_and_report``, which prints
     whatever is raised in several lines and exits 1, and offers no hook to change that.
@@ -169,9 +203,8 @@ def _refusing_typos(func: Callable[[], Any]) -> Any:
         message = composition_error(err)
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
-        print_error(message)
         ClaimOutputFolder.roll_back()  # a sweep's typo is found once its folder exists
-        sys.exit(2)
+        refuse(message)
 
 
 if __name__ == "__main__":

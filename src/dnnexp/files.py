@@ -97,9 +97,14 @@ def save_figure(fig: Any, path: Path) -> None:
     Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
     GUI backend is chosen or needed and nothing stays open.
     """
+    write_atomic(path, figure_png(fig))
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib ``Figure`` as PNG bytes, drawn by matplotlib's Agg renderer whatever the session's backend."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

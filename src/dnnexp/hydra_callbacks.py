@@ -8,7 +8,6 @@ failed, without a second command.
 from __future__ import annotations
 
 import contextlib
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
 from dnnexp.config import Config, ConfigError, config_hash, first_difference, hashed_config, validate
+from dnnexp.errors import refuse
 from dnnexp.files import (BACKUP, FolderSnapshot, FolderTaken, RunFolderError, another_config, lock_held,
                           lock_run_folder, read_backup_meta, read_metrics)
 
@@ -48,6 +48,23 @@ def recorded_failure(what: str) -> Iterator[None]:
         FAILURES.append(message)
 
 
+class Outcome:
+    """What the command running in this process made, for its caller: cli.execute resets it, the API reads it.
+
+    Hydra's entry point returns nothing and a job's return value stays inside its
+    launcher, so the single run's folder (cli._app) and the sweep's report (SweepReport,
+    in the process that started the sweep, whatever the launcher) are recorded here.
+    """
+
+    run_dir: ClassVar[Path | None] = None
+    sweep_dir: ClassVar[Path | None] = None
+    report: ClassVar[Any] = None  # the sweep's dnnexp.results.stats.Report
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.run_dir = cls.sweep_dir = cls.report = None
+
+
 class SweepReport(Callback):
     """When a multirun ends: print the comparison table, write summary.csv, report.md and plots."""
 
@@ -63,13 +80,15 @@ class SweepReport(Callback):
         from rich.console import Console
 
         from dnnexp.results.render import wide_console
+        from dnnexp.results.runs import sweep_command
         from dnnexp.results.stats import ReportError
-        from dnnexp.results.sweep import sweep_command, write_sweep_report
+        from dnnexp.results.sweep import write_sweep_report
 
         with recorded_failure("the sweep report"):
             command = sweep_command(OmegaConf.to_container(config.hydra.overrides))
+            Outcome.sweep_dir = self.sweep_dir or Path(config.hydra.sweep.dir)
             try:
-                write_sweep_report(self.sweep_dir or Path(config.hydra.sweep.dir), wide_console(), command)
+                Outcome.report = write_sweep_report(Outcome.sweep_dir, wide_console(), command)
             except ReportError as err:  # nothing to report (every job failed, which FailedJobs says)
                 Console(stderr=True).print(f"[bold red]dnnexp: report:[/] {err}", highlight=False)
 
@@ -98,8 +117,7 @@ def check_typed_claims(config: DictConfig) -> None:
     try:
         check_grid(config.get("claims") or [], grid)
     except ClaimError as err:
-        print_error(str(err))
-        sys.exit(2)  # SystemExit, since Hydra turns a callback's exceptions into warnings
+        refuse(str(err))  # a SystemExit, since Hydra turns a callback's exceptions into warnings
 
 
 class ClaimOutputFolder(Callback):
@@ -174,8 +192,7 @@ class ClaimOutputFolder(Callback):
 def _refuse(message: str, snapshot: FolderSnapshot | None = None) -> NoReturn:
     if snapshot:
         snapshot.restore()
-    print_error(message)
-    sys.exit(2)
+    refuse(message)
 
 
 def _hydra_files(config: DictConfig) -> list[str]:

@@ -411,6 +411,9 @@ class RichProgress(keras.callbacks.Callback):
             TextColumn("{task.fields[metrics]}"),
             console=console,
             transient=False,
+            # Live on a terminal and in Jupyter; not in a pipe or a log, where a bar is one truncated
+            # line and the run's summary (or a sweep job's line) follows with the same numbers.
+            disable=not (console.is_terminal or console.is_jupyter),
         )
         self.task = self.progress.add_task("train", total=epochs, completed=done, metrics="")
 

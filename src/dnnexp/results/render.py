@@ -15,7 +15,7 @@ from rich.text import Text
 from dnnexp.results.columns import METRIC_COLUMNS, format_cell, format_value, label
 from dnnexp.results.stats import Report, ReportError
 
-FORMATS = ("table", "csv", "markdown", "json", "html")
+FORMATS = ("table", "csv", "markdown", "json")  # and html, a page with the plots: results.page
 
 
 def display_frame(report: Report) -> pd.DataFrame:
@@ -123,17 +123,13 @@ def render_markdown(report: Report) -> str:
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown, json or html."""
+    """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown or json."""
     if fmt == "table":
         console = Console(file=io.StringIO(), width=200)
         print_report(report, console)
         return console.file.getvalue()
     if fmt == "markdown":
         return render_markdown(report)
-    if fmt == "html":
-        claims = claims_display(report)
-        html = display_frame(report).to_html(index=False, na_rep="-") + "".join(f"<p>{note}</p>\n" for note in report.notes)
-        return html if claims is None else html + "<h2>Claims</h2>\n" + claims.to_html(index=False) + f"<p>{CLAIMS_CAPTION}</p>\n"
     if fmt == "csv":
         return data_frame(report).to_csv(index=False)
     if fmt == "json":
@@ -175,8 +171,9 @@ OPTIONAL_SUMMARY_ROWS = {
 
 
 def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """The panel a single run ends with: its status and main metrics, one per row."""
-    table = Table(title=f"dnnexp run: {run_dir}", show_header=False, title_justify="left")
+    """The panel a single run ends with: its folder on a line of its own (never wrapped), its status and main metrics."""
+    console.print(f"dnnexp run: {run_dir}", highlight=False, soft_wrap=True)
+    table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_row("status", str(metrics.get("status", "-")))
@@ -185,3 +182,11 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
         value = metrics.get(key)
         table.add_row(name, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
     console.print(table)
+
+
+def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
+    """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
+    value = metrics.get(metric)
+    shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
+    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
+                  highlight=False, soft_wrap=True)
