@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import json
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,15 @@ def claims_display(report: Report) -> pd.DataFrame | None:
     for r in report.claims.itertuples(index=False):
         effect = "" if pd.isna(r.effect) else f"{r.effect:+.4f}" + ("" if pd.isna(r.std) else f" (sd {r.std:.4f})")
         p = "" if pd.isna(r.p_holm) else ("<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}")
-        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": r.metric or "",
-                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": r.note})
+        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": _text(r.metric),
+                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": _text(r.note)})
         previous = r.claim
     return pd.DataFrame(rows, columns=["claim", "relation", "metric", "n", "effect", "adj. p", "verdict", "note"])
+
+
+def _text(value: Any) -> str:
+    """A cell of the claims table as text: a property claim has no metric (None, or NaN in a mixed column)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 CLAIMS_CAPTION = ("effect: mean of the claimed better side minus the other (> 0 goes the claimed way; losses count lower as better); "
