@@ -2,8 +2,8 @@
 
 Usage: python cli_driver.py CASES.json RESULTS.json, where CASES.json maps a case name to
 its argument list. Each case runs in its own empty folder; its result is the exit code,
-what it printed, the status of every metrics.json it left behind, and whether TensorFlow
-had been imported into the process by the end of the case.
+what it printed, the status of every metrics.json it left behind, every path it left, and
+whether TensorFlow had been imported into the process by the end of the case.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ import traceback
 from pathlib import Path
 
 from dnnexp.cli import main
+
+# Overrides for run_case called from a test's own process: Hydra then logs nowhere, since its
+# log handlers would outlive the captured streams they were given.
+IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
 
 
 def run_case(args: list[str], cwd: Path) -> dict:
@@ -34,7 +38,8 @@ def run_case(args: list[str], cwd: Path) -> dict:
             traceback.print_exc()
             code = "uncaught exception"
     statuses = [json.loads(p.read_text()).get("status") for p in cwd.rglob("metrics.json")]
-    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "statuses": statuses,
+    left = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "statuses": statuses, "left": left,
             "tensorflow_imported": "tensorflow" in sys.modules}
 
 

@@ -85,15 +85,15 @@ CONFIG_CASES = [
     ("unknown group", ["schedular=power"], "schedular is not a top-level key or group; did you mean scheduler? (keys: activation, ", 2),
     ("unknown group added", ["+schedular=power"], "schedular is not a top-level key or group; did you mean scheduler? (keys: activation, ", 2),
     ("unknown activation", ["activation=relux"],
-     "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, relu, selu, sigmoid, swish, tanh)", 2),
-    ("unknown optimizer", ["optimizer=sgdd"], "optimizer=sgdd is not a choice; did you mean sgd? (choices: adagrad, adam, adamw, nadam, rmsprop, sgd)", 2),
+     "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, mish, prelu, relu, selu, sigmoid, swish, tanh)", 2),
+    ("unknown optimizer", ["optimizer=sgdd"], "optimizer=sgdd is not a choice; did you mean sgd? (choices: adadelta, adafactor, adagrad, adam, adamax, adamw, ftrl, lion, nadam, rmsprop, sgd)", 2),
     ("unknown dataset", ["dataset=imagenet"], "dataset=imagenet is not a choice (choices: cifar10, fashion_mnist, mnist_5k)", 2),
     ("unknown initializer", ["initializer=he_unifrm"], "initializer=he_unifrm is not a choice; did you mean he_uniform? (choices: auto, ", 2),
     ("unknown launcher", ["hydra/launcher=nonexistent"], "hydra/launcher=nonexistent is not a choice (choices: basic, ", 2),
     ("unknown choice in a sweep", ["-m", "activation=relu,relux"], "activation=relux is not a choice; did you mean relu? (choices: elu, ", 2),
     ("unknown preset", ["+experiment=activatons"], "experiment=activatons is not a choice; did you mean activations? (choices: activations, ", 2),
     ("unknown choice of a config dir", ["--config-dir={d}/my_conf", "activation=my_activaton"],
-     "activation=my_activaton is not a choice; did you mean my_activation? (choices: elu, gelu, leaky_relu, my_activation, relu, ", 2),
+     "activation=my_activaton is not a choice; did you mean my_activation? (choices: elu, gelu, leaky_relu, mish, my_activation, prelu, relu, ", 2),
     ("unknown preset of a config dir", ["--config-dir={d}/my_conf", "+experiment=typo_kye"],
      "experiment=typo_kye is not a choice; did you mean typo_key? (choices: ", 2),
     ("unknown key in a preset", ["--config-dir={d}/my_conf", "+experiment=typo_key"],
@@ -106,7 +106,7 @@ CONFIG_CASES = [
      "activation=relux is not a choice; did you mean relu? (choices: ", 2),
     ("unknown dropout placement", ["regularization.layers=middle"], "regularization.layers must be one of all, hidden, input, last; got 'middle'", 2),
     ("unknown monitor", ["regularization=early_stopping", "regularization.monitor=loss"], "regularization.monitor must be one of val_loss, val_accuracy; got 'loss'", 2),
-    ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of best_val_accuracy", 2),
+    ("unknown metric", ["optimized_metric=accuracy"], "optimized_metric must be one of val_accuracy, val_loss", 2),
     ("unknown dataset name", ["dataset.name=imagenet"], "dataset.name must be one of mnist_5k, fashion_mnist, cifar10; got 'imagenet'", 2),
     ("unknown backend", ["trainer.backend=torch"], "trainer.backend must be one of tensorflow, jax; got 'torch'", 2),
     ("jit_compile text", ["trainer.jit_compile=fast"], "trainer.jit_compile must be auto, true or false, got 'fast'", 2),
@@ -165,6 +165,11 @@ DATA_CASES = [
     ("random bytes .keras", [*TRANSFER, "transfer.source={d}/random.keras"], "transfer.source: cannot read {d}/random.keras as a Keras model", 2),
     ("broken .keras config", [*TRANSFER, "transfer.source={d}/broken_config.keras"],
      "transfer.source: cannot read {d}/broken_config.keras as a Keras model (JSONDecodeError", 2),
+    ("source of another shape", ["transfer=frozen", "transfer.source={d}/mnist.keras", "dataset=cifar10", "dataset.data_dir={d}/cifar_ok"],
+     "the source model takes inputs of shape (28, 28) but cifar10 has shape (32, 32, 3); set transfer.resize=true", 2),
+    # refused after Hydra wrote into a folder that held something already: it is left as it was
+    ("late refusal in a folder in use before", ["dataset.val_size=9000", "hydra.run.dir={d}/earlier_folder"],
+     "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
 ]
 CASES = CONFIG_CASES + DATA_CASES
 
@@ -173,6 +178,7 @@ def broken_sources(d: Path, model_file: Path) -> None:
     """.keras files that are not models: a real one cut in half, random bytes, a zip with a broken config."""
     d.mkdir(parents=True, exist_ok=True)
     blob = model_file.read_bytes()
+    (d / "mnist.keras").write_bytes(blob)  # a good model, for 28x28 inputs
     (d / "truncated.keras").write_bytes(blob[: len(blob) // 2])
     (d / "random.keras").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     with zipfile.ZipFile(d / "broken_config.keras", "w") as z:
@@ -197,6 +203,9 @@ def typo_configs(d: Path) -> None:
 def broken_datasets(d: Path) -> None:
     """One folder per way a dataset can be broken, each otherwise complete."""
     write_fashion_mnist(d / "fashion_ok", n_train=200, n_test=50)
+    write_cifar10(d / "cifar_ok", n_per_batch=100)
+    (d / "earlier_folder").mkdir()
+    (d / "earlier_folder" / "notes.txt").write_text("kept\n")
     (d / "a_file").write_text("not a folder")
     fashion = {name: write_fashion_mnist(d / f"fashion_{name}", n_train=200, n_test=50)
                for name in ("missing", "truncated", "magic", "empty", "not_gzip", "ndim", "counts")}
@@ -246,6 +255,18 @@ def outcomes(tmp_path_factory, trained_run) -> tuple[Path, dict]:
     for group in ("config_cases", "data_cases"):
         results.update(json.loads((root / group / "results.json").read_text()))
     return data, results
+
+
+# A refused command exits 2; a sweep whose jobs fail, 1, and keeps their records.
+REFUSED = [name for name, _, _, code in CASES if code == 2]
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_a_refused_command_leaves_no_folder(outcomes, name):
+    data, results = outcomes
+    assert results[name]["left"] == []  # nothing in the folder it ran in: no outputs/, no .hydra/, no log
+    assert sorted(p.name for p in (data / "earlier_folder").rglob("*")) == ["notes.txt"]
+    assert (data / "earlier_folder" / "notes.txt").read_text() == "kept\n"
 
 
 def test_a_crafted_cifar_pickle_never_ran_its_command(outcomes):

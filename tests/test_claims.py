@@ -13,7 +13,8 @@ from scipy import stats
 from dnnexp.results.claims import (
     CONTRADICTED, NOT_RESOLVED, SUPPORTED, ClaimError, check_claims, check_grid, check_variants, parse_claim, seeds_needed, welch_power,
 )
-from dnnexp.results.stats import holm_adjust, welch_p_value, welch_t
+from dnnexp.results.runs import load_runs
+from dnnexp.results.stats import build_report, holm_adjust, welch_p_value, welch_t
 
 
 def runs(groups: dict[str, list[float]], key: str = "activation", metric: str = "val_accuracy", status: str = "completed") -> pd.DataFrame:
@@ -193,3 +194,15 @@ def test_every_comparison_preset_states_a_claim_its_grid_can_check(name):
     grid = {key: str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
     assert cfg.claims, f"{name} states no claim"
     check_grid(cfg.claims, grid)
+
+
+def test_a_sweep_with_pair_and_property_claims_renders_every_format(claimed_sweep):
+    from dnnexp.results.claims import judge
+    from dnnexp.results.render import render
+
+    runs = load_runs([claimed_sweep])
+    report = build_report(runs)
+    report.claims = judge(report, ["activation=selu > activation=elu", "activation=sigmoid: status = completed"])
+    for fmt in ("table", "markdown", "html"):
+        text = render(report, fmt)
+        assert "activation=sigmoid: status = completed" in text and "nan" not in text.lower()

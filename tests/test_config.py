@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from dnnexp import config as schema
 from dnnexp.cli import config_dir
-from dnnexp.config import ConfigError, hidden_units, validate
+from dnnexp.config import ConfigError, hidden_units, keep_monitor, validate
 from dnnexp.typos import composition_error
 
 
@@ -39,7 +39,16 @@ def test_default_config_is_the_lecture_baseline():
     cfg = validate(compose_config())
     assert (cfg.dataset.name, cfg.activation.name, cfg.initializer.name) == ("mnist_5k", "relu", "auto")
     assert (cfg.normalization.name, cfg.scheduler.name, cfg.clipping.name) == ("none", "constant", "none")
-    assert cfg.optimized_metric == "best_val_accuracy"
+    # The run keeps its best epoch by val_loss, as ModelCheckpoint(save_best_only=True) does, and ranks by that model.
+    assert (cfg.trainer.keep, keep_monitor(cfg), cfg.optimized_metric) == ("best", "val_loss", "val_accuracy")
+
+
+def test_kept_epoch_follows_early_stoppings_monitor_unless_set():
+    cfg = validate(compose_config("regularization=early_stopping", "regularization.monitor=val_accuracy"))
+    assert keep_monitor(cfg) == "val_accuracy"
+    cfg = validate(compose_config("regularization=early_stopping", "regularization.restore_best_weights=false",
+                                  "trainer.monitor=val_accuracy"))
+    assert (keep_monitor(cfg), cfg.regularization.monitor) == ("val_accuracy", "val_loss")
 
 
 def test_units_list_sets_depth_and_sizes():
@@ -96,7 +105,12 @@ BAD_VALUES = [
     ("model.units=[10,0]", "model.units must be a positive integer or a list of them, got [10, 0]"),
     ("normalization=batchnorm_after normalization.momentum=1.5", "normalization.momentum must be in [0, 1], got 1.5"),
     ("dataset.standardize=maybe", "dataset.standardize must be true or false, got 'maybe'"),
-    ("optimized_metric=speed", "optimized_metric must be one of best_val_accuracy"),
+    ("optimized_metric=speed", "optimized_metric must be one of val_accuracy, val_loss, test_accuracy, test_loss; got 'speed'"),
+    ("optimized_metric=best_val_accuracy", "optimized_metric must be one of val_accuracy"),  # not the kept model's
+    ("trainer.keep=worst", "trainer.keep must be one of best, last; got 'worst'"),
+    ("trainer.monitor=loss", "trainer.monitor must be one of val_loss, val_accuracy; got 'loss'"),
+    ("regularization=early_stopping trainer.monitor=val_accuracy",
+     "trainer.monitor=val_accuracy and regularization.monitor=val_loss would keep two different best epochs"),
     ("mode=plot_schedule scheduler=performance", "scheduler=performance cannot be plotted before training"),
     ("mode=train_fast", "mode must be one of train, lr_find, plot_schedule; got 'train_fast'"),
     ("scheduler=piecewise scheduler.boundaries=[10] scheduler.values=[0.1]",
@@ -112,7 +126,19 @@ BAD_VALUES = [
     ("evaluation.mc_samples=5", "evaluation.mc_samples=5 needs dropout: set regularization=dropout"),
     ("model=cnn model.filters=[8,0]", "model.filters must be a non-empty list of positive integers, got [8, 0]"),
     ("diagnostics=on diagnostics.vanishing_below=2", "diagnostics.vanishing_below must be in (0, 1), got 2.0"),
+    ("diagnostics=on model.hidden_layers=0", "diagnostics=on measures the hidden layers, and model.hidden_layers=0 builds none"),
+    ("diagnostics=on model.units=[]", "diagnostics=on measures the hidden layers, and model.units=[] builds none"),
     ("lr_find.max_lr=1e-6", "lr_find.max_lr must be in (1e-05, inf), got 1e-06"),
+    ("optimizer.name=adamx", "optimizer.name must be one of sgd, adam, nadam, rmsprop, adagrad, adamw, adamax, "
+     "adadelta, adafactor, ftrl, lion, or any other identifier keras.optimizers.get resolves (e.g. muon, "),
+    ("initializer.name=he_avg", "or any other identifier keras.initializers.get resolves"),
+    ("initializer=variance_scaling initializer.mode=fan_x", "initializer.mode must be one of fan_in, fan_out, fan_avg; got 'fan_x'"),
+    ("initializer=variance_scaling initializer.scale=0", "initializer.scale must be in (0, inf), got 0.0"),
+    ("dataset.raw_pixels=true dataset.standardize=true",
+     "dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one"),
+    ("dataset.raw_pixels=true transfer=mobilenet_v2", "dataset.raw_pixels=true cannot change the input of a pretrained network"),
+    ("initializer=variance_scaling initializer.distribution=normal",
+     "initializer.distribution must be one of truncated_normal, untruncated_normal, uniform; got 'normal'"),
 ]
 
 
@@ -125,7 +151,7 @@ def test_bad_value_is_refused_with_key_value_and_what_is_allowed(override, messa
 
 
 @pytest.mark.parametrize("override, message", [
-    ("activation=relux", "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, relu, selu, sigmoid, swish, tanh)"),
+    ("activation=relux", "activation=relux is not a choice; did you mean relu? (choices: elu, gelu, leaky_relu, mish, prelu, relu, selu, sigmoid, swish, tanh)"),
     ("scheduler=foo", "scheduler=foo is not a choice (choices: constant, cosine, exponential, one_cycle, performance, piecewise, power)"),
     ("clipping=globl_norm", "clipping=globl_norm is not a choice; did you mean global_norm? (choices: global_norm, none, norm, value)"),
     ("model.unit=3", "model.unit is not a key of model; did you mean model.units? (keys: hidden_layers, name, units)"),

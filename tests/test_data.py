@@ -32,13 +32,17 @@ def test_limit_keeps_only_n_training_samples():
     assert len(data.x_train) == 123 and len(data.x_val) == 500
 
 
-def test_standardize_fits_on_training_split():
+def test_standardize_keeps_pixels_in_0_1_and_fits_statistics_on_the_training_split():
     data = load(DatasetConfig(name="mnist_5k", standardize=True))
-    mean, std = data.x_train.mean(axis=0), data.x_train.std(axis=0)
-    varying = std > 0
-    np.testing.assert_allclose(mean[varying], 0, atol=1e-4)
-    np.testing.assert_allclose(std[varying], 1, atol=1e-3)
-    assert abs(data.x_test.mean()) < 0.2  # other splits use the training statistics, so only close to 0
+    plain = load(DatasetConfig(name="mnist_5k"))
+    for split in ("x_train", "x_val", "x_test"):  # the model standardizes (model.standardization), not the arrays
+        np.testing.assert_array_equal(getattr(data, split), getattr(plain, split))
+    mean, std = data.standardization
+    np.testing.assert_allclose(mean, plain.x_train.mean(axis=0), rtol=1e-6)
+    constant = plain.x_train.std(axis=0) == 0  # the digits' empty corners
+    assert constant.any() and (std[constant] == 1).all()  # left at 0 by the model, never divided by 0
+    np.testing.assert_allclose(std[~constant], plain.x_train.std(axis=0)[~constant], rtol=1e-6)
+    assert plain.standardization is None
 
 
 def test_validation_larger_than_data_is_a_config_error():
@@ -118,6 +122,35 @@ def test_cifar_batch_with_wrong_shape_is_refused(tmp_path):
         pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
     with pytest.raises(DataError, match=r"shape \(10, 784\), expected \(N, 3072\)"):
         load_raw("cifar10", str(folder))
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
+def test_ordered_split_holds_out_the_last_val_size_training_images(tmp_path, dataset):
+    if dataset == "fashion_mnist":
+        write_fashion_mnist(tmp_path, n_train=120, n_test=30)
+        raw = load_raw(dataset, str(tmp_path))
+    else:
+        write_cifar10(tmp_path, n_per_batch=24)
+        raw = load_raw(dataset, str(tmp_path))
+    data = load(DatasetConfig(name=dataset, data_dir=str(tmp_path), val_size=30, split="ordered"))
+    # HML's X_train_full[:-30] / X_train_full[-30:], tfds' train[:n] / train[n:]: file order, no shuffle
+    np.testing.assert_array_equal(data.y_val, raw.y[-30:])
+    np.testing.assert_array_equal(data.y_train, raw.y[:-30])
+    np.testing.assert_allclose(data.x_val, raw.x[-30:] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(data.x_train, raw.x[:-30] / 255.0, rtol=1e-6)
+    stratified = load(DatasetConfig(name=dataset, data_dir=str(tmp_path), val_size=30))
+    assert not np.array_equal(stratified.y_val, data.y_val)
+
+
+def test_ordered_split_of_the_class_sorted_digits_is_refused():
+    from conftest import compose_config
+
+    from dnnexp.config import validate
+
+    with pytest.raises(ConfigError, match="dataset.split=ordered needs a dataset with a test split of its own"):
+        validate(compose_config("dataset.split=ordered"))
+    with pytest.raises(ConfigError, match="dataset.split must be one of stratified, ordered; got 'random'"):
+        validate(compose_config("dataset=fashion_mnist", "dataset.split=random"))
 
 
 @pytest.mark.parametrize("name", ["data_batch_1", "batches.meta"])

@@ -25,7 +25,7 @@ def measure_untrained(*overrides: str) -> dict[str, dict[str, float]]:
     cfg = tiny_config(*overrides)
     keras.utils.set_random_seed(0)
     data = load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
+    model = build_model(cfg, data.input_shape, data.n_classes, data.standardization)
     return measure(model, data.x_train[:256], data.y_train[:256], loss_for(data.n_classes))
 
 
@@ -76,7 +76,7 @@ def test_vanishing_preset_separates_the_nets_that_vanish():
         cfg = validate(compose_config("+experiment=vanishing_gradients", "dataset.limit=300", *overrides))
         keras.utils.set_random_seed(0)
         data = load(cfg.dataset)
-        model = build_model(cfg, data.input_shape, data.n_classes)
+        model = build_model(cfg, data.input_shape, data.n_classes, data.standardization)
         measured = measure(model, data.x_train[:256], data.y_train[:256], loss_for(data.n_classes))
         verdicts[values] = gradient_summary(measured, cfg.diagnostics)["gradient_verdict"]
     assert preset.diagnostics.enabled and preset.model.hidden_layers == 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
+from dnnexp import hydra_callbacks, lr_tools
+from dnnexp.results import sweep as sweep_files
 from dnnexp.files import lock_run_folder
 from dnnexp.results.runs import load_runs
 
@@ -151,3 +155,60 @@ def test_report_flags_killed_live_and_broken_run_folders(tmp_path, capsys):
     printed = " ".join(capsys.readouterr().out.split())
     for word in ("interrupted", "incomplete", "running", "corrupt", "completed", "missing"):
         assert word in printed
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("module, name, what", [(sweep_files, "write_sweep_report", "the sweep report"),
+                                                (hydra_callbacks, "_failed", "the failed-jobs check")])
+def test_a_failing_end_of_sweep_callback_fails_the_command(tmp_path, monkeypatch, module, name, what):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(module, name, boom)
+    # One job that plots its schedule: it completes in a moment.
+    result = run_case(["-m", *IN_PROCESS, "mode=plot_schedule", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path / "cwd")
+    assert result["code"] == 1
+    assert f"dnnexp: error: {what} failed: RuntimeError: boom" in result["stderr"].splitlines()
+    assert "Traceback" not in result["stdout"] + result["stderr"]
+
+
+def test_a_live_sweep_jobs_folder_is_refused_to_another_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    second = {}
+    plot_schedule = lr_tools.plot_schedule
+
+    def job_meets_a_second_command(config, run_dir):
+        before = (run_dir / ".hydra" / "overrides.yaml").read_text()
+        second["result"] = run_cli(*TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=120)
+        second["untouched"] = (run_dir / ".hydra" / "overrides.yaml").read_text() == before
+        return plot_schedule(config, run_dir)
+
+    monkeypatch.setattr(lr_tools, "plot_schedule", job_meets_a_second_command)
+    job = tmp_path / "sweep" / "0"
+    result = run_case(["-m", *IN_PROCESS, "mode=plot_schedule", f"hydra.sweep.dir={job.parent}"], tmp_path / "cwd")
+    assert result["code"] == 0, result["stderr"]
+    assert second["result"].returncode == 2
+    assert f"dnnexp: error: {job} is in use by another dnnexp run; give this one its own folder" in second["result"].stderr
+    assert second["untouched"] and not (job / "history.csv").exists()
+    with lock_run_folder(job):  # released when the job ended
+        pass
+
+
+def test_a_joblib_workers_job_folder_is_locked_by_the_worker(tmp_path):
+    from test_resume import RESUMABLE, wait_for_epochs
+
+    sweep = tmp_path / "sweep"
+    # One job, sent to a worker process all the same (n_jobs is not 1).
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", "-m", *RESUMABLE, "trainer.epochs=30",
+                             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_epochs(proc, sweep / "0" / "history.csv", 1)
+        second = run_cli(*TINY, f"hydra.run.dir={sweep / '0'}", cwd=tmp_path, timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers
+        proc.wait()
+        proc.stderr.close()
+    assert second.returncode == 2
+    assert f"dnnexp: error: {sweep / '0'} is in use by another dnnexp run" in second.stderr

@@ -71,7 +71,7 @@ def test_jax_run_records_its_backend_and_never_imports_tensorflow(jax_runs):
         assert result["tensorflow_imported"] is False, name
     metrics = metrics_of(jax_runs["four"][0])
     assert metrics["backend"] == "jax" and metrics["status"] == "completed" and metrics["steps_per_execution"] == 4
-    assert metrics["threads"] == backends.thread_count("auto", 1, backends.cores(), spare=backends.JAX_SPARE_CORES)  # XLA's, set before JAX started
+    assert metrics["threads"] == backends.thread_count("auto", backends.cores(), spare=backends.JAX_SPARE_CORES)  # XLA's, set before JAX started
 
 
 def test_same_seed_gives_identical_metrics_on_jax(jax_runs):

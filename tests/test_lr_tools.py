@@ -26,6 +26,24 @@ def test_lr_find_does_not_change_the_models_weights():
         np.testing.assert_array_equal(a, b)
 
 
+def test_lr_find_trains_the_standardizing_model_a_run_trains(tmp_path):
+    # The data stay pixels / 255; with dataset.standardize the finder's model standardizes them, as a run's does.
+    from dnnexp.backend import keras
+
+    cfg = tiny_config("mode=lr_find", "dataset.standardize=true", "activation=selu")
+    lr_find(cfg, tmp_path)
+    first_loss = pd.read_csv(tmp_path / "lr_find.csv")["loss"][0]  # step 1: the loss before any update
+    data = load(cfg.dataset)
+    losses = {}
+    for name, standardize in (("standardized", data.standardization), ("raw", None)):
+        keras.utils.set_random_seed(cfg.trainer.seed)  # as lr_find seeds its model's weights
+        model = build_model(cfg, data.input_shape, data.n_classes, standardize)
+        x, y = next(iter(pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)))
+        losses[name] = float(keras.ops.mean(keras.losses.get(loss_for(data.n_classes))(y, model(x))))
+    assert first_loss == pytest.approx(losses["standardized"], rel=1e-4)
+    assert losses["raw"] != pytest.approx(losses["standardized"], rel=1e-2)
+
+
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("lr_find")
@@ -76,6 +94,13 @@ def test_schedule_rows_cover_the_planned_steps():
     assert [r["step"] for r in rows] == list(range(20))
     assert rows[10]["epoch"] == 1.0
     np.testing.assert_allclose([r["learning_rate"] for r in rows], 0.1 * 0.1 ** (np.arange(20) / 5), rtol=1e-5)
+
+
+def test_schedule_plot_of_a_per_epoch_schedule_steps_between_epochs():
+    # 10 steps per epoch, 2 epochs: epoch 0 at lr0, epoch 1 at lr0 * 0.1^(1/2).
+    cfg = tiny_config("scheduler=exponential", "scheduler.unit=epoch", "scheduler.s=2", "optimizer.lr=0.1")
+    rates = [r["learning_rate"] for r in schedule_rows(cfg, n_train=300)]
+    np.testing.assert_allclose(rates, [0.1] * 10 + [0.1 * 0.1 ** 0.5] * 10, rtol=1e-5)
 
 
 def test_cli_plot_schedule_writes_csv_and_png_without_training(tmp_path):

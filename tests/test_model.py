@@ -156,3 +156,78 @@ def test_alpha_dropout_keeps_selu_activations_standard_and_dropout_does_not(kind
     dropped = keras.ops.convert_to_numpy(model.get_layer("dropout_1")(x, training=True))
     assert abs(dropped.mean()) < 0.05
     assert (abs(dropped.std() - 1) < 0.05) == keeps_moments
+
+
+@pytest.mark.parametrize(
+    "units, total, non_trainable",
+    [
+        # The lecture's case study: Flatten, BN, 2 x (Dense(50), relu, BN), softmax.
+        ("[50,50]", 45_846, 1_768),
+        # HML's BN-after model with input BN: 300 then 100 units.
+        ("[300,100]", 271_346, 2_368),
+    ],
+)
+def test_input_batchnorm_gives_the_references_parameter_counts(units, total, non_trainable):
+    model = build(f"model.units={units}", "normalization=batchnorm_after", "normalization.input=true")
+    assert layer_kinds(model)[:4] == ["Flatten", "BatchNormalization", "Dense", "Activation"]
+    assert model.layers[1].name == "batchnorm_input"
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert (model.count_params(), model.count_params() - trainable) == (total, non_trainable)
+
+
+@pytest.mark.parametrize("normalization", ["none", "batchnorm_before"])
+def test_input_batchnorm_works_with_any_placement(normalization):
+    model = build(f"normalization={normalization}", "normalization.input=true", "regularization=dropout")
+    kinds = layer_kinds(model)
+    assert kinds[:3] == ["Flatten", "BatchNormalization", "Dropout"]  # normalized, then dropped
+    assert kinds.count("BatchNormalization") == (1 if normalization == "none" else 3)
+
+
+def test_input_batchnorm_of_a_cnn_normalizes_each_channel_of_the_image():
+    cfg = tiny_config("model=cnn", "model.filters=[4]", "normalization.input=true")
+    model = build_model(cfg, (32, 32, 3), 10)
+    assert layer_kinds(model)[:2] == ["BatchNormalization", "Conv2D"]
+    assert model.get_layer("batchnorm_input").gamma.shape == (3,)
+    grey = build_model(cfg, (28, 28), 10)
+    assert layer_kinds(grey)[:3] == ["Reshape", "BatchNormalization", "Conv2D"]
+
+
+def test_penalize_output_adds_the_output_kernels_penalty_too():
+    # HML's l2 example: l2(0.01) on every Dense layer, the output layer included.
+    model = build("model.hidden_layers=2", "regularization=l2", "regularization.l2=0.01", "regularization.penalize_output=true")
+    kernels = [model.get_layer(name).kernel.numpy() for name in ("dense_1", "dense_2", "output")]
+    assert float(sum(model.losses)) == pytest.approx(sum(0.01 * np.square(w).sum() for w in kernels), rel=1e-5)
+    assert len(model.losses) == 3
+
+
+def test_raw_pixels_scale_the_input_back_to_0_255_inside_the_model():
+    model = build("dataset.raw_pixels=true")
+    assert model.layers[0].name == "raw_pixels" and not model.layers[0].weights
+    assert model.count_params() == build().count_params()
+    x = np.random.default_rng(0).random((2, 28, 28)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[0](x)), 255 * x, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides, total, non_trainable",
+    [
+        (["model.units=50"], 42_310, 0),  # the lecture's 784-50-50-10
+        (["model.units=[300,100]", "normalization=batchnorm_before"], 267_810, 800),  # HML ch. 11, BN before the activation
+        (["model.units=100"], 89_610, 0),  # dnnexp's default 784-100-100-10
+    ],
+)
+def test_standardization_adds_no_parameters_to_the_published_counts(overrides, total, non_trainable):
+    rng = np.random.default_rng(0)
+    stats = (rng.random((28, 28), dtype=np.float32), rng.random((28, 28), dtype=np.float32) + 0.5)
+    for standardize in (None, stats):
+        model = build_model(tiny_config("model.hidden_layers=2", *overrides), (28, 28), 10, standardize)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert (model.count_params(), model.count_params() - trainable) == (total, non_trainable)
+
+
+def test_standardization_layer_is_the_per_pixel_formula():
+    rng = np.random.default_rng(1)
+    mean, std = rng.random((4, 4), dtype=np.float32), rng.random((4, 4), dtype=np.float32) + 0.1
+    x = rng.random((3, 4, 4), dtype=np.float32)
+    layer = build_model(tiny_config(), (4, 4), 10, (mean, std)).get_layer("standardize")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), (x - mean) / std, rtol=1e-5, atol=1e-6)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+from dnnexp import config as schema
 from dnnexp.backend import keras
 from dnnexp.optim import build_optimizer, build_schedule, schedule_callbacks
 
@@ -81,6 +82,11 @@ def test_no_clipping_leaves_gradient():
         (["optimizer=rmsprop", "optimizer.rho=0.8"], "RMSprop", {"rho": 0.8}),
         (["optimizer=adagrad"], "Adagrad", {}),
         (["optimizer=adamw", "optimizer.weight_decay=0.01"], "AdamW", {"weight_decay": 0.01, "beta_1": 0.9}),
+        (["optimizer=adamax", "optimizer.beta_2=0.99"], "Adamax", {"beta_1": 0.9, "beta_2": 0.99}),
+        (["optimizer=adadelta"], "Adadelta", {"rho": 0.95}),
+        (["optimizer=adafactor", "+optimizer.relative_step=false"], "Adafactor", {"relative_step": False}),
+        (["optimizer=ftrl", "+optimizer.l1_regularization_strength=0.01"], "Ftrl", {"l1_regularization_strength": 0.01}),
+        (["optimizer=lion", "optimizer.weight_decay=0.1"], "Lion", {"beta_2": 0.99, "weight_decay": 0.1}),
     ],
 )
 def test_optimizer_choice_and_arguments(overrides, cls, attrs):
@@ -96,6 +102,18 @@ def test_piecewise_schedule_holds_each_value_up_to_its_boundary():
     steps = np.array([0, 1, 9, 10, 11, 99, 100, 101, 12345])
     expected = np.where(steps <= 10, 0.1, np.where(steps <= 100, 0.05, 0.01))
     np.testing.assert_allclose(rates(build_schedule(0.5, cfg.scheduler), steps), expected, rtol=1e-6)
+
+
+def test_piecewise_values_scale_with_the_phases_lr_factor():
+    # Transfer learning's fine-tuning phase runs at lr_factor times the configured rates, piecewise's too.
+    cfg = tiny_config("scheduler=piecewise", "scheduler.boundaries=[10]", "scheduler.values=[0.1,0.02]")
+    optimizer = build_optimizer(cfg, lr_factor=0.25)
+    steps = np.array([0, 10, 11, 500])
+    seen = []
+    for t in steps:
+        optimizer.iterations.assign(int(t))
+        seen.append(float(optimizer.learning_rate))  # the schedule at the optimizer's step count
+    np.testing.assert_allclose(seen, 0.25 * np.where(steps <= 10, 0.1, 0.02), rtol=1e-6)
 
 
 def one_cycle_formula(t, peak, total, start, end, final):
@@ -162,3 +180,74 @@ def test_adagrad_scales_steps_by_accumulated_squared_gradients():
         opt.apply_gradients([(keras.ops.ones((1,)), variable)])
     expected = -(1 / np.sqrt(1.1 + 1e-7) + 1 / np.sqrt(2.1 + 1e-7))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), [expected], rtol=1e-5)
+
+
+def test_adamax_follows_its_max_norm_formula():
+    # HML ch. 11: m <- b1 m + (1 - b1) g, s <- max(b2 s, |g|), w <- w - lr m / ((1 - b1^t) (s + eps)).
+    opt = build_optimizer(tiny_config("optimizer=adamax", "optimizer.lr=0.1", "optimizer.beta_1=0.8", "optimizer.beta_2=0.5"))
+    variable = keras.Variable(np.zeros(2, dtype="float32"))
+    w, m, s = np.zeros(2), np.zeros(2), np.zeros(2)
+    for t, g in enumerate(([1.0, -2.0], [3.0, 0.5], [-1.0, 0.25]), start=1):
+        opt.apply_gradients([(keras.ops.convert_to_tensor(np.array(g, dtype="float32")), variable)])
+        m = 0.8 * m + 0.2 * np.array(g)
+        s = np.maximum(0.5 * s, np.abs(g))
+        w = w - 0.1 * m / ((1 - 0.8**t) * (s + 1e-7))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), w, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", schema.KERAS_OPTIMIZERS)
+def test_every_keras_optimizer_name_trains_with_schedule_and_clipping(name):
+    cfg = tiny_config(f"optimizer.name={name}", "scheduler=exponential", "clipping=value")
+    cfg.optimizer.momentum = cfg.optimizer.nesterov = None  # sgd.yaml's keys, which only SGD takes
+    opt = build_optimizer(cfg, total_steps=10)
+    assert type(opt).__name__.lower() == name
+    variable = keras.Variable(np.ones(3, dtype="float32"))
+    opt.apply_gradients([(keras.ops.ones((3,)), variable)])
+    assert np.all(keras.ops.convert_to_numpy(variable) < 1)
+
+
+def test_the_name_tables_are_what_keras_resolves():
+    from keras.src import activations, initializers, optimizers
+
+    wrappers = {"optimizer", "lossscaleoptimizer", "multioptimizer", "optimizermap"}
+    assert set(schema.KERAS_OPTIMIZERS) == set(optimizers.ALL_OBJECTS_DICT) - wrappers
+    assert set(schema.KERAS_ACTIVATIONS) == set(activations.ALL_OBJECTS_DICT)
+    assert set(schema.KERAS_INITIALIZERS) == set(initializers.ALL_OBJECTS_DICT) - {"initializer", "Initializer"}
+    builtin = {"auto", "prelu"}  # dnnexp's own: the initializer picked by the activation, Keras' PReLU layer
+    assert set(schema.ACTIVATIONS + schema.INITIALIZERS + schema.OPTIMIZERS) - builtin <= set(
+        schema.KERAS_ACTIVATIONS + schema.KERAS_INITIALIZERS + schema.KERAS_OPTIMIZERS
+    )
+
+
+PER_EPOCH = 7  # steps per epoch in the schedule tests below
+
+
+def epoch_rates(*overrides: str, total_epochs: int = 12, lr0: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(finished epochs at each step, the rate at each step) of a per-epoch schedule over total_epochs."""
+    cfg = tiny_config("scheduler.unit=epoch", *overrides)
+    schedule = build_schedule(lr0, cfg.scheduler, total_epochs * PER_EPOCH, PER_EPOCH)
+    steps = np.arange(total_epochs * PER_EPOCH + 1)
+    return steps // PER_EPOCH, rates(schedule, steps)
+
+
+def test_per_epoch_exponential_is_hmls_epoch_formula_and_constant_within_an_epoch():
+    epochs, lr = epoch_rates("scheduler=exponential", "scheduler.s=2")
+    np.testing.assert_allclose(lr, 0.1 * 0.1 ** (epochs / 2), rtol=1e-5)  # HML: lr0 * 0.1^(epoch / s)
+
+
+def test_per_epoch_piecewise_boundaries_count_epochs():
+    epochs, lr = epoch_rates("scheduler=piecewise", "scheduler.boundaries=[4,14]", "scheduler.values=[0.01,0.005,0.001]",
+                             total_epochs=20)
+    # HML's piecewise_constant_fn: 0.01 for epoch < 5, 0.005 for epoch < 15, then 0.001 (boundaries t <= 4, t <= 14).
+    np.testing.assert_allclose(lr, np.where(epochs < 5, 0.01, np.where(epochs < 15, 0.005, 0.001)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, formula", [
+    (["scheduler=power", "scheduler.s=3", "scheduler.c=2"], lambda e: 0.1 / (1 + e / 3) ** 2),
+    (["scheduler=one_cycle"], lambda e: [one_cycle_formula(t, 0.1, 12, 0.1, 0.001, 0.1) for t in e]),
+    (["scheduler=cosine", "scheduler.warmup_steps=2"],
+     lambda e: np.where(e < 2, 0.1 * e / 2, 0.1 * 0.5 * (1 + np.cos(np.pi * np.clip(e - 2, 0, 10) / 10)))),
+])
+def test_per_epoch_schedules_count_their_lengths_in_epochs(overrides, formula):
+    epochs, lr = epoch_rates(*overrides)  # one_cycle and cosine stretch over the run's 12 epochs
+    np.testing.assert_allclose(lr, formula(epochs), rtol=1e-5, atol=1e-8)

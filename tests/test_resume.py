@@ -12,15 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, run_cli, tiny_config
 
 from dnnexp import train as train_module
 from dnnexp.backend import keras, tf
+from dnnexp.config import UNHASHED_KEYS, config_hash
 from dnnexp.files import BACKUP, RunFolderError
 from dnnexp.engines.tensorflow import EpochShuffle
 from dnnexp.train import train
+from dnnexp.transfer import source_config
 
-COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run", "stopped_early")
+COMPARED = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "epochs_run",
+            "stopped_early")
 # Enough batches per epoch (100) that a kill after epoch 2 lands mid-run; dropout, Adam and a
 # per-step schedule make the end result depend on every piece of state a resume must restore.
 RESUMABLE = [
@@ -57,6 +61,11 @@ def wait_for_epochs(proc: subprocess.Popen, history: Path, epochs: int) -> None:
         time.sleep(0.01)
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     run_dir = tmp_path / "run"
     args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
@@ -65,6 +74,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     done = saved_epoch(run_dir)
     assert 1 <= done < 4
     before = pd.read_csv(run_dir / "history.csv")
+
+    killed = folder_bytes(run_dir)
+    other = run_cli(*args, "activation=tanh", "optimizer.lr=0.05", cwd=tmp_path)  # another config, the same folder
+    assert other.returncode == 2
+    assert other.stderr.strip() == (f"dnnexp: error: {run_dir} holds a run of another config (activation.name: relu here, "
+                                    f"tanh in this command); give this run its own folder, or delete {run_dir} to start over")
+    assert folder_bytes(run_dir) == killed
 
     result = run_cli(*args, cwd=tmp_path)  # the same command again
     assert result.returncode == 0, result.stderr
@@ -81,6 +97,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert again.returncode == 0 and "already holds this run, finished: not training it again" in again.stderr
     assert json.loads((run_dir / "metrics.json").read_text()) == resumed
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), history)
+    finished = folder_bytes(run_dir)
+    other = run_cli(*args, "trainer.epochs=3", cwd=tmp_path)  # a finished run is not overwritten by another config either
+    assert other.returncode == 2 and f"{run_dir} holds a run of another config (trainer.epochs: 4 here, 3 in this command)" in other.stderr
+    assert folder_bytes(run_dir) == finished
 
     straight_dir = tmp_path / "straight"
     straight = train(tiny_config(*RESUMABLE), straight_dir)
@@ -204,6 +224,21 @@ def test_resume_keeps_callback_counters_and_gradient_diagnostics(tmp_path, monke
     pd.testing.assert_frame_equal(*diagnostics)
 
 
+def test_resumed_run_keeps_the_best_epoch_it_had_before_the_kill(tmp_path, monkeypatch):
+    # SGD at 0.5: the validation loss is lowest after epoch 2 of 4. Cut after epoch 3, the resumed
+    # run must still know epoch 2's weights to end with the uninterrupted run's model and numbers.
+    cfg = tiny_config("optimizer.lr=0.5", "trainer.epochs=4")
+    straight = train(cfg, tmp_path / "straight")
+    assert straight["best_epoch"] == 2
+    interrupt_at(3, cfg, tmp_path / "run", monkeypatch)
+    resumed = train(cfg, tmp_path / "run")
+    assert resumed["resumed_from_epoch"] == 3
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    saved = [keras.models.load_model(d / "model.keras").get_weights() for d in (tmp_path / "run", tmp_path / "straight")]
+    for a, b in zip(*saved):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):
     """backup.npz is read with allow_pickle=False: an object array in it is an unreadable backup, its code never runs."""
     from formats import RunsCode
@@ -213,17 +248,72 @@ def test_a_backup_holding_pickled_objects_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
     np.savez(tmp_path / BACKUP, meta=np.array([RunsCode(f"touch {marker}")], dtype=object))
     with pytest.raises(RunFolderError, match="cannot read the backup .*allow_pickle=False"):
-        TrainingBackup(tmp_path / BACKUP)
+        TrainingBackup(tmp_path / BACKUP, tiny_config())
     assert not marker.exists()
 
 
 def test_unusable_backup_is_refused_with_what_to_do(tmp_path, monkeypatch):
     interrupt_at(1, tiny_config(), tmp_path, monkeypatch)
 
-    with pytest.raises(RunFolderError, match="written by a run with another model or optimizer"):
+    with pytest.raises(RunFolderError, match=r"holds a run of another config \(model.units: 16 here, 8 in this command\)"):
         train(tiny_config("model.units=8"), tmp_path)
     backup = tmp_path / BACKUP
     backup.write_bytes(backup.read_bytes()[:100])  # a truncated backup
     with pytest.raises(RunFolderError, match=f"cannot read the backup {backup}.*delete it to start the run over"):
         train(tiny_config(), tmp_path)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_sweep_started_again_with_another_grid_is_refused_before_any_job_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    grid = ["-m", *TINY, *IN_PROCESS, "trainer.epochs=1", f"hydra.sweep.dir={sweep}"]
+    first = run_case([*grid, "activation=relu,elu"], tmp_path / "first")
+    assert first["code"] == 0 and first["statuses"] == [], first["stderr"]
+    before = folder_bytes(sweep)
+
+    shifted = run_case([*grid, "activation=elu,relu"], tmp_path / "shifted")  # job 0 is now elu
+    assert shifted["code"] == 2
+    assert shifted["stderr"].strip() == (
+        f"dnnexp: error: {sweep / '0'} holds a run of another config (activation.name: relu here, elu in this command); "
+        f"give this run its own folder, or delete {sweep / '0'} to start over")
+    assert folder_bytes(sweep) == before
+
+    # Keys that change no result: the finished jobs are reported, not trained again.
+    faster = run_case([*grid, "activation=relu,elu", "trainer.steps_per_execution=3", "trainer.threads=1"], tmp_path / "faster")
+    assert faster["code"] == 0, faster["stderr"]
+    assert " ".join(faster["stderr"].split()).count("already holds this run, finished: not training it again") == 2
+    assert [(sweep / job / "metrics.json").read_bytes() for job in "01"] == [before[f"{job}/metrics.json"] for job in "01"]
+
+
+# Each key config_hash leaves out, set to another value than the default run has; threads
+# take effect only in a new process, so they go to the command with the two keys it alone reads.
+IN_THIS_PROCESS = ["trainer.verbose=true", "logger=tensorboard", "trainer.steps_per_execution=1", "trainer.strategy=mirrored"]
+BY_THE_COMMAND = ["task_name=elsewhere", "optimized_metric=val_loss",  # plus trainer.threads
+                  'claims=["activation=elu > activation=relu"]']
+RESULTS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run")
+
+
+def test_keys_left_out_of_the_config_hash_change_no_result(trained_run, tmp_path):
+    assert {o.split("=")[0] for o in [*IN_THIS_PROCESS, *BY_THE_COMMAND, "trainer.threads"]} == UNHASHED_KEYS
+    run_dir, default = trained_run
+    threads = default["threads"] % 2 + 1  # 1 or 2, not what the default run had
+    command = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *TINY, *BY_THE_COMMAND, f"trainer.threads={threads}",
+                                f"hydra.run.dir={tmp_path / 'command'}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    train(tiny_config(*IN_THIS_PROCESS), tmp_path / "here")
+    assert command.wait(timeout=300) == 0, command.stderr.read()
+    command.stderr.close()
+    assert json.loads((tmp_path / "command" / "metrics.json").read_text())["threads"] == threads
+    losses = pd.read_csv(run_dir / "history.csv")[["loss", "val_loss", "val_accuracy"]]
+    for folder in (tmp_path / "here", tmp_path / "command"):
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["config_hash"] == default["config_hash"]
+        assert {k: metrics[k] for k in RESULTS} == {k: default[k] for k in RESULTS}
+        pd.testing.assert_frame_equal(pd.read_csv(folder / "history.csv")[losses.columns], losses)
+
+
+def test_keys_left_out_of_the_config_hash_reuse_the_pretrained_task_a():
+    transfer = ["transfer=frozen", "transfer.pretrain_classes=[0,1,2,3,4,5,6,7]", "dataset.classes=[8,9]"]
+    cache = config_hash(source_config(tiny_config(*transfer)))  # the task-A folder's name
+    toggled = tiny_config(*transfer, *IN_THIS_PROCESS, *BY_THE_COMMAND, "trainer.threads=1")
+    assert config_hash(source_config(toggled)) == cache

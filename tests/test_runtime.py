@@ -37,27 +37,31 @@ def test_steps_per_execution_follows_batch_size_up_to_an_epoch(batch_size, n_tra
     assert runtime.steps_per_execution(trainer, n_train) == expected
 
 
+@pytest.mark.parametrize("setting, job_cores, expected", [("auto", 1, 1), ("auto", 2, 1), ("auto", 8, 7), ("auto", 3, 2), (3, 8, 3)])
+def test_threads_are_the_jobs_cores_less_one_to_feed_data(setting, job_cores, expected):
+    assert backends.thread_count(setting, job_cores) == expected
+
+
 @pytest.mark.parametrize(
-    "setting, jobs, cores, expected",
-    [("auto", 1, 2, 1), ("auto", 1, 8, 7), ("auto", 2, 2, 1), ("auto", 10, 2, 1), ("auto", 2, 8, 3), (3, 4, 8, 3)],
+    "overrides, expected",
+    [
+        ([], 8),  # a single run, or the basic launcher's jobs one after another: every core
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 2),  # 8 cores shared by 3 jobs at once
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"], 1),  # -1: as many jobs as cores
+        (["hydra/launcher=ray"], 1),  # Ray reserves 1 CPU per task unless told
+        (["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=4"], 4),
+        (["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=16"], 8),  # never more than the machine's
+        (["hydra/launcher=submitit_local"], 1),  # cpus_per_task unset: SLURM's default of 1
+        (["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=4"], 4),
+    ],
 )
-def test_threads_split_the_cores_among_parallel_jobs_leaving_one_to_feed_data(setting, jobs, cores, expected):
-    assert backends.thread_count(setting, jobs, cores) == expected
-
-
-@pytest.mark.parametrize("n_jobs, expected", [(3, 3), (-1, backends.cores()), (None, 1)])
-def test_parallel_jobs_is_the_joblib_launchers_n_jobs(n_jobs, expected):
+def test_job_cores_are_what_the_launcher_gives_each_job(overrides, expected, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
-    from hydra import compose, initialize_config_dir
 
-    from dnnexp.cli import config_dir
-
-    overrides = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setattr(backends, "cores", lambda: 8)
+    HydraConfig.instance().set_config(compose_config(*overrides, return_hydra_config=True))
     try:
-        assert backends.parallel_jobs() == expected
+        assert backends.job_cores() == expected
     finally:
         HydraConfig.instance().cfg = None
 
@@ -140,13 +144,14 @@ def test_one_device_mirrored_run_trains_and_saves_a_model_that_reproduces_its_me
 
 def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
     try:
-        metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1"), tmp_path)
+        metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1", "dataset.standardize=true"), tmp_path)
         model = keras.models.load_model(tmp_path / "model.keras")
     finally:
         runtime.set_precision(False)
     dense, output = model.get_layer("dense_1"), model.get_layer("output")
     assert (dense.compute_dtype, dense.kernel.dtype) == ("float16", "float32")
     assert output.compute_dtype == "float32"
+    assert model.get_layer("standardize").compute_dtype == "float32"  # 1 / std can exceed float16's 65504
     assert metrics["status"] == "completed" and np.isfinite(metrics["val_loss"])
 
 
@@ -185,7 +190,7 @@ def test_training_arrays_enter_tensorflow_without_a_copy_and_unaligned_ones_are_
     loaded = load(tiny_config().dataset).x_train
     assert loaded.ctypes.data % 64 == 0 and loaded.flags.c_contiguous  # what sharing needs
 
-    (images,) = scale(np.arange(12, dtype=np.uint8).reshape(3, 4), standardize=False)
+    (images,) = scale(np.arange(12, dtype=np.uint8).reshape(3, 4))
     shared = as_tensor(images)
     images[0, 0] = 42.0
     assert shared[0, 0] == 42.0  # the same memory, not a copy
@@ -219,11 +224,11 @@ def test_input_pipelines_run_on_one_thread_of_their_own_without_the_autotuner():
 def test_jax_gets_its_backend_and_xla_threads_before_keras_loads(monkeypatch):
     monkeypatch.setattr(backends, "loaded", lambda: None)  # as in a process that has not imported Keras yet
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
-    monkeypatch.setenv(backends.JOBS_VARIABLE, "2")  # a job of a 2-job sweep, as a parent process says
+    monkeypatch.setenv(backends.JOB_CORES_VARIABLE, "4")  # a job given 4 cores, as a parent process says
     monkeypatch.setattr(backends, "cores", lambda: 8)
     backends.choose(TrainerConfig(backend="jax"))
     assert os.environ["KERAS_BACKEND"] == "jax"
-    # auto on 8 cores shared by 2 jobs: 4 threads (no core kept for JAX's loop, which does not wait for
+    # auto with 4 cores for the job: 4 threads (no core kept for JAX's loop, which does not wait for
     # a step to end); the user's own flags stay, after dnnexp's, so they win.
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=4 --xla_dump_to=/tmp/dump"
     backends.choose(TrainerConfig(backend="tensorflow", threads=1))

@@ -113,7 +113,7 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
     data = load(cfg.dataset)
     network = build(cfg, data, source_run[0] / "model.keras")
     model, recorder = network.model, HistoryRecorder(tmp_path)
-    val_ds, backup = pipeline(data.x_val, data.y_val, 32), TrainingBackup(tmp_path / "backup.npz")
+    val_ds, backup = pipeline(data.x_val, data.y_val, 32), TrainingBackup(tmp_path / "backup.npz", cfg)
     reused = ("dense_1", "dense_2", "dense_3")
     start = {name: dense_weights(model, name) for name in (*reused, "output")}
     fit_phase(cfg, model, network.phases[0], data, val_ds, recorder, [], backup, final=False)
@@ -128,8 +128,28 @@ def test_phase_by_phase_only_the_unfrozen_block_moves_in_phase_two(source_run, t
 def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
     history = pd.read_csv(finetune_run[0] / "history.csv")
     assert history["phase"].tolist() == ["frozen", "frozen", "finetune", "finetune"]
+    # The kept weights are the fine-tuning phase's best: the model with the final trainable layout.
+    assert finetune_run[1]["best_epoch"] == 3 + int(history["val_loss"][2:].reset_index(drop=True).idxmin())
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR * LR_FACTOR, LR * LR_FACTOR], rtol=1e-6)
+
+
+def test_all_reused_layers_fine_tuned_at_the_same_rate_as_hml(source_run, tmp_path):
+    # HML ch. 11: frozen first, then every reused layer unfrozen and training goes on at the same rate.
+    from dnnexp.backend import keras
+    from dnnexp.train import train
+
+    cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=3",
+                      "transfer.finetune_epochs=1", "transfer.unfreeze_top=3", f"optimizer.lr={LR}", "transfer.lr_factor=1.0")
+    metrics = train(cfg, tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["phase"].tolist() == ["frozen", "frozen", "finetune"]
+    np.testing.assert_allclose(history["learning_rate"], [LR, LR, LR], rtol=1e-6)
+    source = keras.models.load_model(source_run[0] / "model.keras")
+    model = keras.models.load_model(tmp_path / "model.keras")
+    for name in ("dense_1", "dense_2", "dense_3"):
+        assert np.abs(dense_weights(model, name)[0] - dense_weights(source, name)[0]).max() > 0
+    assert metrics["params_trainable"] == 784 * 16 + 2 * 16 * 16 + 16 + 1  # the three reused Dense kernels (no bias before BN) and the head
 
 
 def test_source_model_file_is_untouched(source_run, finetune_run):
@@ -229,6 +249,30 @@ def test_mismatched_input_is_a_clear_error_or_resized(source_run, tmp_path):
     assert model.predict(data.x_test[:3], verbose=0).shape == (3, 1)
 
 
+def test_reused_source_keeps_its_own_standardization_after_the_adapters(tmp_path):
+    # Task A standardized on its digits; task B (CIFAR-10 images, standardize=true too) is resized to
+    # the digits' shape, then standardized with A's statistics, the inputs the reused layers know.
+    from formats import write_cifar10
+
+    from dnnexp.backend import keras
+    from dnnexp.model import build_model
+    from dnnexp.transfer import build
+
+    a = load(DatasetConfig(classes=list(range(8)), standardize=True))
+    build_model(tiny_config(TASK_A), a.input_shape, a.n_classes, a.standardization).save(tmp_path / "a.keras")
+    folder = write_cifar10(tmp_path)
+    cfg = tiny_config("dataset=cifar10", f"dataset.data_dir={folder}", "dataset.val_size=20", "dataset.classes=[0,1]",
+                      "dataset.standardize=true", "transfer=frozen", f"transfer.source={tmp_path / 'a.keras'}",
+                      "transfer.resize=true")
+    model = build(cfg, load(cfg.dataset), tmp_path / "a.keras").model
+    names = [layer.name for layer in model.layers]
+    assert names.count("standardize") == 1
+    assert names.index("standardize") > max(i for i, name in enumerate(names) if name.startswith("resize_"))
+    source = keras.models.load_model(tmp_path / "a.keras").get_layer("standardize")
+    np.testing.assert_array_equal(model.get_layer("standardize").scale, source.scale)
+    np.testing.assert_allclose(source.scale, 1 / a.standardization[1], rtol=1e-6)
+
+
 def test_mobilenet_v2_base_is_frozen_then_its_top_unfrozen():
     from dnnexp.transfer import apply_phase, build
 
@@ -272,7 +316,7 @@ def test_every_transfer_choice_has_a_yaml_and_a_builder():
         (["transfer=frozen", "transfer.source=/no/such/model.keras"], "transfer.source=/no/such/model.keras does not exist"),
         (["transfer=frozen", "transfer.pretrain_classes=[1]"], "transfer.pretrain_classes must list at least 2 different"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "transfer.lr_factor=1.5"],
-         "transfer.lr_factor must be in (0, 1), got 1.5"),
+         "transfer.lr_factor must be in (0, 1], got 1.5"),
         (["transfer=finetune", "transfer.pretrain_classes=[1,2]", "trainer.epochs=5"],
          "transfer.finetune_epochs=5 must be less than trainer.epochs=5"),
         (["transfer=mobilenet_v2", "transfer.input_size=64"], "transfer.input_size must be one of 96, 128, 160, 192, 224"),

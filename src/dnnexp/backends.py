@@ -15,9 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 
 from dnnexp.config import TrainerConfig
 
-# Set by a dnnexp process for the child it trains a job in (isolated.py): the parallel jobs
-# of the parent's sweep, which the child's own Hydra-free run cannot see.
-JOBS_VARIABLE = "DNNEXP_PARALLEL_JOBS"
+# Set by a dnnexp process for the child it trains a job in (isolated.py): the cores the parent's
+# launcher gives the job, which the child's own Hydra-free run cannot see.
+JOB_CORES_VARIABLE = "DNNEXP_JOB_CORES"
 
 
 def cores() -> int:
@@ -25,21 +25,39 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parallel_jobs() -> int:
-    """Jobs of this sweep running at once: the launcher's n_jobs (joblib's launcher), else 1."""
-    if JOBS_VARIABLE in os.environ:
-        return int(os.environ[JOBS_VARIABLE])
+def job_cores() -> int:
+    """The cores this job may use: what the sweep's launcher gives each job, at most this process's cores.
+
+    joblib runs ``n_jobs`` jobs at once on this machine, so each gets its share; Ray reserves
+    ``ray.remote.num_cpus`` for each (Ray's default: 1); submitit (SLURM, or submitit_local)
+    ``cpus_per_task`` (SLURM's default: 1). A single run, or the basic launcher, has them all.
+    """
+    n_cores = cores()
+    if JOB_CORES_VARIABLE in os.environ:
+        return int(os.environ[JOB_CORES_VARIABLE])
     if not HydraConfig.initialized():
-        return 1
-    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        return n_cores
+    launcher = HydraConfig.get().launcher
+    if "n_jobs" in launcher:
+        return max(1, n_cores // joblib_jobs(launcher.n_jobs, n_cores))
+    if "ray" in launcher:
+        given = (launcher.ray.get("remote") or {}).get("num_cpus", 1)
+    elif "cpus_per_task" in launcher:
+        given = launcher.cpus_per_task
+    else:
+        return n_cores
+    return max(1, min(n_cores, int(given or 1)))
+
+
+def joblib_jobs(n_jobs: int | None, n_cores: int) -> int:
+    """Jobs joblib runs at once; its convention: -1 means all cores, -2 all but one, and so on."""
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
-    # joblib's convention: -1 means all cores, -2 all but one, and so on.
-    return max(1, n_jobs if n_jobs > 0 else cores() + 1 + n_jobs)
+    return max(1, n_jobs if n_jobs > 0 else n_cores + 1 + n_jobs)
 
 
-def thread_count(setting: int | str, jobs: int, n_cores: int, spare: int = 1) -> int:
-    """Threads for the training step's operations: the job's share of the cores, less ``spare``.
+def thread_count(setting: int | str, job_cores: int, spare: int = 1) -> int:
+    """Threads for the training step's operations: the job's cores, less ``spare``.
 
     On TensorFlow one core is left over (``spare=1``) for the input pipeline and Keras'
     Python loop beside the training step: measured on 2 cores, one thread ran the lecture's
@@ -49,7 +67,7 @@ def thread_count(setting: int | str, jobs: int, n_cores: int, spare: int = 1) ->
     """
     if setting != "auto":
         return int(setting)
-    return max(1, n_cores // jobs - spare)
+    return max(1, job_cores - spare)
 
 
 JAX_SPARE_CORES = 0  # see thread_count
@@ -72,6 +90,6 @@ def choose(trainer: TrainerConfig) -> None:
         return
     os.environ["KERAS_BACKEND"] = trainer.backend
     if trainer.backend == "jax":
-        threads = thread_count(trainer.threads, parallel_jobs(), cores(), spare=JAX_SPARE_CORES)
+        threads = thread_count(trainer.threads, job_cores(), spare=JAX_SPARE_CORES)
         ours = f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} intra_op_parallelism_threads={threads}"
         os.environ["XLA_FLAGS"] = f"{ours} {os.environ.get('XLA_FLAGS', '')}".strip()

@@ -11,8 +11,9 @@ import contextlib
 import gc
 import importlib
 import sys
+import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from rich.console import Console
 
 from dnnexp import backends
 from dnnexp.config import Config
-from dnnexp.files import RunFolderError, read_metrics, write_metrics
-from dnnexp.hydra_callbacks import FailedJobs, print_error
+from dnnexp.errors import DnnexpError, Refusal, refuse
+from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
+from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
 
 
@@ -51,26 +53,43 @@ RUNNERS = {
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        Outcome.run_dir = run_dir
+        return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
+    try:  # each job's folder, held by the process that runs the job (a joblib worker too)
+        lock = lock_run_folder(run_dir)
+    except FolderTaken as err:
+        print_error(str(err))
+        return float("nan")
+    with lock:
+        return _run(cfg, run_dir, multirun=True)
+
+
+def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     from dnnexp.config import ConfigError, config_hash, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    start = time.perf_counter()
     try:
         config = validate(cfg)
+        if multirun:  # a run's folder was checked before Hydra wrote into it; Optuna's trials are known only now
+            check_folder(run_dir, config)
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
             metrics = _run(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
-        print_error(str(err))
         if not multirun:
-            sys.exit(2)
-        # In a sweep, one bad job is recorded and the others go on.
-        write_metrics(run_dir, {"status": "failed", "error": str(err)})
+            ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
+            refuse(str(err))
+        print_error(str(err))
+        # In a sweep, one bad job is recorded and the others go on; another run's folder is left alone.
+        if not isinstance(err, FolderTaken):
+            write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
     except KeyboardInterrupt:
-        folder = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
+        folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
         print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
@@ -82,9 +101,15 @@ def _app(cfg: DictConfig) -> float | None:
         return float("nan")
     if config.mode != "train":
         return None  # the tools print their own one-line result
-    from dnnexp.results.render import print_run_summary
+    from dnnexp.results.render import print_job_line, print_run_summary
 
-    print_run_summary(metrics, run_dir, Console(quiet=not config.trainer.verbose))
+    console = Console(quiet=not config.trainer.verbose)
+    if multirun:  # one line per job; the table follows when the sweep ends
+        hydra_cfg = HydraConfig.get()
+        print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), metrics, config.optimized_metric,
+                       time.perf_counter() - start, console)
+    else:
+        print_run_summary(metrics, run_dir, console)
     return metrics.get(config.optimized_metric)
 
 
@@ -97,7 +122,10 @@ def _run(config: Config, run_dir: Path) -> dict[str, Any]:
     backends.choose(config.trainer)
     module, function = RUNNERS[config.mode].split(":")
     run = getattr(importlib.import_module(module), function)  # Keras and its backend load here
-    return run(config, run_dir)
+    from dnnexp import loggers
+
+    with loggers.tracking(config, run_dir):
+        return run(config, run_dir)
 
 
 def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
@@ -116,20 +144,45 @@ def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     return metrics
 
 
+def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
+    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what failed (jobs' folders, callbacks).
+
+    The command (main) and the Python API (dnnexp.run, dnnexp.sweep) both come through
+    here, so both get Hydra's own parsing, composition, callbacks, launchers and sweepers,
+    and the same checks. Raises DnnexpError for what the user must fix. What the command
+    made is left in Outcome (the run's folder, the sweep's report).
+    """
+    FailedJobs.failed = []
+    FAILURES.clear()
+    Outcome.reset()
+    saved_argv = sys.argv
+    sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
+    try:
+        with _typos_answered():
+            _app()
+    except Refusal as refusal:
+        raise DnnexpError(refusal.message, refusal.code) from None
+    finally:
+        sys.argv = saved_argv
+    return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
+
+
 def main() -> None:
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
-    FailedJobs.failed = []
-    with _typos_answered():
-        _app()
-    if FailedJobs.failed:  # recorded at the end of a multirun
+    try:
+        failed = execute(sys.argv[1:], prog=sys.argv[0])
+    except DnnexpError as err:
+        print_error(str(err))
+        sys.exit(err.exit_code)
+    if failed:
         sys.exit(1)
 
 
 @contextlib.contextmanager
 def _typos_answered() -> Iterator[None]:
-    """While Hydra runs: an unknown key or choice is answered in one line (dnnexp.typos), exit 2.
+    """While Hydra runs: an unknown key or choice is answered in one line (dnnexp.typos), exit 2 (DnnexpError in Python).
 
     Hydra composes the config inside ``hydra._internal.utils.run_and_report``, which prints
     whatever is raised in several lines and exits 1, and offers no hook to change that.
@@ -162,8 +215,8 @@ def _refusing_typos(func: Callable[[], Any]) -> Any:
         message = composition_error(err)
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
-        print_error(message)
-        sys.exit(2)
+        ClaimOutputFolder.roll_back()  # a sweep's typo is found once its folder exists
+        refuse(message)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ and what is allowed, before anything trains or is written. No TensorFlow here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib.util
@@ -25,19 +26,49 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from dnnexp.files import MODEL
 from dnnexp.typos import unknown_key
 
-# The vocabulary of every named choice. The builders in model.py and optim.py keep
-# registries with exactly these keys (a test holds them together), and each name
-# is also a YAML file in its conf/ group.
+# The vocabulary of every named choice; each name is also a YAML file in its conf/ group.
 DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish")
-INITIALIZERS = ("auto", "he_normal", "he_uniform", "lecun_normal", "glorot_uniform", "glorot_normal")
+SPLITS = ("stratified", "ordered")
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "mish")
+INITIALIZERS = (
+    "auto", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "glorot_uniform", "glorot_normal", "variance_scaling",
+)
 NORMALIZATIONS = ("none", "batchnorm_before", "batchnorm_after")
 MODELS = ("mlp", "cnn")
-OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop", "adagrad", "adamw")
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop", "adagrad", "adamw", "adamax", "adadelta", "adafactor", "ftrl", "lion")
+
+# Activations, initializers and optimizers are Keras' own: a YAML's `name` goes through
+# keras.activations.get, keras.initializers.get or keras.optimizers.get (model.py, optim.py), so a
+# user's YAML (--config-dir) adds a choice without code. These are the identifiers Keras resolves
+# (Keras 3.15; a test holds them equal to Keras' registries), so a misspelt name is refused here,
+# without loading TensorFlow. Not listed: the abstract bases and the optimizer wrappers
+# (lossscaleoptimizer, multioptimizer, optimizermap), which need another optimizer to wrap.
+KERAS_ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish",
+    "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish", "relu", "relu6", "selu",
+    "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign", "sparse_plus", "sparse_sigmoid",
+    "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink", "threshold",
+)
+KERAS_INITIALIZERS = (
+    "constant", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "identity", "lecun_normal",
+    "lecun_uniform", "normal", "one", "ones", "orthogonal", "random_normal", "random_uniform", "stft",
+    "truncated_normal", "uniform", "variance_scaling", "zero", "zeros",
+    "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity", "IdentityInitializer",
+    "LecunNormal", "LecunUniform", "Ones", "Orthogonal", "OrthogonalInitializer", "RandomNormal",
+    "RandomUniform", "STFT", "STFTInitializer", "TruncatedNormal", "VarianceScaling", "Zeros",
+)
+KERAS_OPTIMIZERS = (
+    "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "muon", "nadam",
+    "rmsprop", "schedulefreeadamw", "sgd",
+)
+VARIANCE_SCALING_MODES = ("fan_in", "fan_out", "fan_avg")
+VARIANCE_SCALING_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 SCHEDULERS = ("constant", "power", "exponential", "performance", "piecewise", "one_cycle", "cosine")
+SCHEDULE_UNITS = ("step", "epoch")
 CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
+KEEPS = ("best", "last")
 PENALTIES = ("none", "l1", "l2", "l1_l2")
 DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
@@ -61,7 +92,9 @@ class DatasetConfig:
     test_size: int = 1000  # only for mnist_5k, which has no test split of its own
     limit: int | None = None
     standardize: bool = False
+    raw_pixels: bool = False  # the network computes on 0-255 (HML's CIFAR-10 exercise); the model still takes [0, 1]
     split_seed: int = 0  # fixes which samples are validation and test, whatever trainer.seed is
+    split: str = "stratified"  # validation: a seeded stratified sample, or ordered: the training file's last val_size
     classes: list[int] | None = None  # keep only these classes, relabelled 0, 1, ... in this order (a task split)
 
 
@@ -74,15 +107,23 @@ class ModelConfig:
     kernel_size: int = 3  # cnn
 
 
+# In the activation, initializer and optimizer groups every key a YAML sets, other than `name` (and
+# the optimizer's `lr`), is an argument of the Keras object: the keys below are typed and checked
+# here (None: not set, Keras' default), any other key goes into `args` as it is (validate).
 @dataclass
 class ActivationConfig:
     name: str = "relu"
-    alpha: float = 0.2  # negative slope of leaky_relu
+    alpha: float | None = None  # leaky_relu's negative slope; elu's and celu's alpha
+    args: dict[str, Any] = field(default_factory=dict)  # the YAML's other keys: the activation's own arguments
 
 
 @dataclass
 class InitializerConfig:
     name: str = "auto"
+    scale: float | None = None  # variance_scaling: variance = scale / fan
+    mode: str | None = None  # variance_scaling: fan_in, fan_out or fan_avg
+    distribution: str | None = None  # variance_scaling: truncated_normal, untruncated_normal or uniform
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,29 +131,32 @@ class NormalizationConfig:
     name: str = "none"
     momentum: float = 0.99  # Keras' momentum; the lecture's EMA weight is alpha = 1 - momentum
     epsilon: float = 1e-3
+    input: bool = False  # also batch-normalize the input (right after Flatten; for a CNN, the image)
 
 
 @dataclass
 class OptimizerConfig:
     name: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    rho: float = 0.9
-    weight_decay: float = 0.004  # adamw: decoupled weight decay (Keras' default)
+    lr: float = 0.01  # Keras' learning_rate
+    momentum: float | None = None
+    nesterov: bool | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    rho: float | None = None
+    weight_decay: float | None = None  # decoupled weight decay (adamw, lion, ...)
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class SchedulerConfig:
     name: str = "constant"
-    s: float = 1000.0  # step size, in optimizer steps (power, exponential)
+    unit: str = "step"  # what t and every length below count: optimizer steps, or finished epochs
+    s: float = 1000.0  # step size, in steps or epochs (power, exponential)
     c: float = 1.0  # power (power)
     factor: float = 0.5  # performance: lr <- lr * factor
     patience: int = 2  # performance: epochs without val_loss improvement
     min_lr: float = 0.0
-    boundaries: list[int] = field(default_factory=list)  # piecewise: steps where the rate changes
+    boundaries: list[int] = field(default_factory=list)  # piecewise: steps (or epochs) where the rate changes
     values: list[float] = field(default_factory=list)  # piecewise: the rates, one more than boundaries
     total_steps: int | None = None  # one_cycle, cosine: null = the whole run (epochs x steps per epoch)
     start_factor: float = 0.1  # one_cycle: starting rate = optimizer.lr * start_factor
@@ -142,6 +186,7 @@ class RegularizationConfig:
     penalty: str = "none"  # kernel penalty added to the loss: none, l1, l2, l1_l2
     l1: float = 0.01
     l2: float = 0.01
+    penalize_output: bool = False  # the penalty on the output layer's kernel too
     max_norm: float | None = None  # max-norm constraint on each unit's incoming weights
 
 
@@ -178,7 +223,39 @@ class TrainerConfig:
     jit_compile: Any = "auto"  # XLA: auto is off on TensorFlow (slower for small MLPs on CPU), always on on JAX
     strategy: str = "default"  # tf.distribute: default, mirrored (local GPUs), multi_worker (TF_CONFIG)
     mixed_precision: bool = False  # float16 compute, float32 variables and output (GPUs)
-    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard (needs the tensorboard package)
+    # The weights a run keeps (model.keras, val_*, test_*, MC Dropout): those of its best epoch by
+    # `monitor` (best), or of its last epoch (last). monitor null: regularization.monitor.
+    keep: str = "best"
+    monitor: str | None = None
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"  # a local SQLite store, or an MLflow server's URL
+    log_model: bool = False  # also model.keras, as an artifact
+
+
+@dataclass
+class WandbLoggerConfig:
+    mode: str = "offline"  # offline (outputs/wandb, sync later), online, disabled
+    project: str | None = None  # null: task_name
+    entity: str | None = None
+    dir: str = "outputs"  # offline runs go into <dir>/wandb/
+    log_model: bool = False
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    histogram_freq: int = 0  # epochs between weight histograms (0: none)
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers of conf/logger/, each present when chosen (logger=[mlflow,tensorboard])."""
+
+    mlflow: MlflowLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
 
 
 @dataclass
@@ -219,26 +296,55 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = "train"
-    optimized_metric: str = "best_val_accuracy"
+    optimized_metric: str = "val_accuracy"
     task_name: str = "train"
     # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
     claims: list[str] = field(default_factory=list)
 
 
-OPTIMIZED_METRICS = ("best_val_accuracy", "val_accuracy", "test_accuracy", "val_loss", "test_loss")
+# What a sweep may rank by: metrics of the model the run keeps, the one in model.keras. (best_val_accuracy,
+# the highest val_accuracy in history.csv, need not be that model's: keep=last, or a val_loss monitor.)
+OPTIMIZED_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss")
 
 
 def validate(cfg: DictConfig) -> Config:
     """Return the typed config, or raise ConfigError naming the first bad key."""
     user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     try:
+        user = _collect_arguments(user)
         typed = OmegaConf.merge(OmegaConf.structured(Config), user)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe_type_error(err)) from None
     config: Config = OmegaConf.to_object(typed)  # type: ignore[assignment]
     _check_ranges(config)
     return config
+
+
+# The groups whose YAMLs name a Keras object and may pass it any argument.
+KERAS_GROUPS = {"activation": ActivationConfig, "initializer": InitializerConfig, "optimizer": OptimizerConfig}
+
+
+def _collect_arguments(user: DictConfig) -> DictConfig:
+    """Move the keys of an activation, initializer or optimizer YAML that the schema does not type into its `args`."""
+    user = copy.deepcopy(user)
+    for group, schema in KERAS_GROUPS.items():
+        node = user.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        typed = {f.name for f in dataclasses.fields(schema)}
+        extra = {key: node[key] for key in node if key not in typed}
+        if extra:
+            OmegaConf.set_struct(user, False)
+            user[group] = {**{k: node[k] for k in node if k in typed}, "args": {**node.get("args", {}), **extra}}
+    return user
+
+
+def keras_arguments(group: ActivationConfig | InitializerConfig | OptimizerConfig) -> dict[str, Any]:
+    """The keyword arguments of the group's Keras object: every key the YAML set but `name` and `lr`."""
+    typed = {f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.name not in ("name", "lr", "args")}
+    return {**{key: value for key, value in typed.items() if value is not None}, **group.args}
 
 
 def _describe_type_error(err: OmegaConfBaseException) -> str:
@@ -268,6 +374,20 @@ def _expected_type(full_key: str) -> str:
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _keras_name(key: str, value: str, builtin: tuple[str, ...], keras_names: tuple[str, ...], resolver: str) -> None:
+    if value not in builtin and value not in keras_names:
+        raise ConfigError(
+            f"{key} must be one of {', '.join(builtin)}, or any other identifier {resolver} resolves "
+            f"(e.g. {', '.join([n for n in keras_names if n not in builtin][:3])}); got {value!r}"
+        )
+
+
+def _optional(check, key: str, value: Any, *args, **kwargs) -> None:
+    """A key the schema types but a YAML need not set (None: Keras' default): checked when set."""
+    if value is not None:
+        check(key, value, *args, **kwargs)
 
 
 def _in_range(key: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
@@ -309,6 +429,12 @@ def _check_ranges(c: Config) -> None:
     if d.limit is not None:
         _in_range("dataset.limit", d.limit, 1, math.inf)
     _check_classes("dataset.classes", d.classes, d.name)
+    _one_of("dataset.split", d.split, SPLITS)
+    if d.raw_pixels and d.standardize:
+        raise ConfigError("dataset.raw_pixels=true and dataset.standardize=true contradict each other: choose one")
+    if d.split == "ordered" and d.name == "mnist_5k":
+        raise ConfigError("dataset.split=ordered needs a dataset with a test split of its own (fashion_mnist, cifar10); "
+                          "mnist_5k's file is sorted by class")
 
     _one_of("model.name", c.model.name, MODELS)
     _in_range("model.hidden_layers", c.model.hidden_layers, 0, 1000)
@@ -321,9 +447,14 @@ def _check_ranges(c: Config) -> None:
         raise ConfigError(f"model.filters must be a non-empty list of positive integers, got {c.model.filters!r}")
     _in_range("model.kernel_size", c.model.kernel_size, 1, math.inf)
 
-    _one_of("activation.name", c.activation.name, ACTIVATIONS)
-    _in_range("activation.alpha", c.activation.alpha, 0, 1)
-    _one_of("initializer.name", c.initializer.name, INITIALIZERS)
+    _keras_name("activation.name", c.activation.name, ACTIVATIONS, KERAS_ACTIVATIONS, "keras.activations.get")
+    if c.activation.name == "leaky_relu":  # a slope; elu's and celu's alpha is any positive scale (Keras checks it)
+        _optional(_in_range, "activation.alpha", c.activation.alpha, 0, 1)
+    init = c.initializer
+    _keras_name("initializer.name", init.name, INITIALIZERS, KERAS_INITIALIZERS, "keras.initializers.get")
+    _optional(_positive, "initializer.scale", init.scale)
+    _optional(_one_of, "initializer.mode", init.mode, VARIANCE_SCALING_MODES)
+    _optional(_one_of, "initializer.distribution", init.distribution, VARIANCE_SCALING_DISTRIBUTIONS)
 
     n = c.normalization
     _one_of("normalization.name", n.name, NORMALIZATIONS)
@@ -331,16 +462,15 @@ def _check_ranges(c: Config) -> None:
     _positive("normalization.epsilon", n.epsilon)
 
     o = c.optimizer
-    _one_of("optimizer.name", o.name, OPTIMIZERS)
+    _keras_name("optimizer.name", o.name, OPTIMIZERS, KERAS_OPTIMIZERS, "keras.optimizers.get")
     _positive("optimizer.lr", o.lr)
-    _in_range("optimizer.momentum", o.momentum, 0, 1, high_open=True)
-    _in_range("optimizer.beta_1", o.beta_1, 0, 1, high_open=True)
-    _in_range("optimizer.beta_2", o.beta_2, 0, 1, high_open=True)
-    _in_range("optimizer.rho", o.rho, 0, 1, high_open=True)
-    _in_range("optimizer.weight_decay", o.weight_decay, 0, math.inf)
+    for key in ("momentum", "beta_1", "beta_2", "rho"):
+        _optional(_in_range, f"optimizer.{key}", getattr(o, key), 0, 1, high_open=True)
+    _optional(_in_range, "optimizer.weight_decay", o.weight_decay, 0, math.inf)
 
     s = c.scheduler
     _one_of("scheduler.name", s.name, SCHEDULERS)
+    _one_of("scheduler.unit", s.unit, SCHEDULE_UNITS)
     _positive("scheduler.s", s.s)
     _in_range("scheduler.c", s.c, 0, math.inf, low_open=True, high_open=True)
     _in_range("scheduler.factor", s.factor, 0, 1, low_open=True, high_open=True)
@@ -372,13 +502,46 @@ def _check_ranges(c: Config) -> None:
     _auto_or_positive_int("trainer.threads", t.threads)
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
     _check_backend(t)
+    _check_keep(c)
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
-    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install 'dnnexp[tensorboard]'")
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
     _check_transfer(c)
     _check_tools(c)
+    _check_loggers(c.logger)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _check_loggers(logger: LoggerConfig) -> None:
+    """Each chosen tracker's package must be installed (the extra of the same name installs it)."""
+    for name in ("mlflow", "wandb", "tensorboard"):
+        if getattr(logger, name) is not None and importlib.util.find_spec(name) is None:
+            raise ConfigError(f"logger={name} needs the {name} package: pip install 'dnnexp[{name}]'")
+    if logger.wandb is not None:
+        _one_of("logger.wandb.mode", logger.wandb.mode, WANDB_MODES)
+    if logger.tensorboard is not None:
+        _in_range("logger.tensorboard.histogram_freq", logger.tensorboard.histogram_freq, 0, math.inf)
+
+
+def keep_monitor(c: Config) -> str:
+    """The metric trainer.keep=best picks the epoch by: trainer.monitor, else early stopping's regularization.monitor."""
+    return c.trainer.monitor or c.regularization.monitor
+
+
+def _check_keep(c: Config) -> None:
+    """trainer.keep=best and early stopping's restore_best_weights must not pick two different epochs."""
+    t, r = c.trainer, c.regularization
+    _one_of("trainer.keep", t.keep, KEEPS)
+    if t.monitor is not None:
+        _one_of("trainer.monitor", t.monitor, MONITORS)
+    if t.keep == "best" and r.early_stopping and r.restore_best_weights and keep_monitor(c) != r.monitor:
+        raise ConfigError(
+            f"trainer.monitor={t.monitor} and regularization.monitor={r.monitor} would keep two different best epochs "
+            "(trainer.keep=best and early stopping's restore_best_weights); set them to the same metric, "
+            "or regularization.restore_best_weights=false"
+        )
 
 
 def _check_backend(t: TrainerConfig) -> None:
@@ -406,7 +569,7 @@ def _check_new_schedules(s: SchedulerConfig) -> None:
                 f"for {len(s.boundaries)} boundaries"
             )
         if s.boundaries != sorted(set(s.boundaries)) or any(b < 1 for b in s.boundaries):
-            raise ConfigError(f"scheduler.boundaries must be increasing positive step counts, got {s.boundaries}")
+            raise ConfigError(f"scheduler.boundaries must be increasing positive {s.unit} counts, got {s.boundaries}")
         for v in s.values:
             _positive("scheduler.values", v)
     if s.total_steps is not None:
@@ -430,6 +593,9 @@ def _check_tools(c: Config) -> None:
             "(regularization.rate > 0)"
         )
     d = c.diagnostics
+    if d.enabled and c.transfer.name == "none" and c.model.name == "mlp" and not hidden_units(c.model):
+        key = "model.units=[]" if isinstance(c.model.units, list) else f"model.hidden_layers={c.model.hidden_layers}"
+        raise ConfigError(f"diagnostics=on measures the hidden layers, and {key} builds none; add hidden layers or set diagnostics=off")
     _in_range("diagnostics.batch_size", d.batch_size, 1, math.inf)
     _in_range("diagnostics.vanishing_below", d.vanishing_below, 0, 1, low_open=True, high_open=True)
     _in_range("diagnostics.exploding_above", d.exploding_above, 1, math.inf, low_open=True, high_open=True)
@@ -457,6 +623,9 @@ def _check_transfer(c: Config) -> None:
     _one_of("transfer.name", t.name, TRANSFERS)
     if t.name == "none":
         return
+    if c.dataset.raw_pixels and (t.name == "mobilenet_v2" or t.source is not None):
+        raise ConfigError(f"dataset.raw_pixels=true cannot change the input of a pretrained network (transfer={t.name}"
+                          f"{'' if t.source is None else ' with transfer.source'}): its first layers keep the scaling it was trained with")
     if t.name != "mobilenet_v2":
         _check_source(t, c.dataset.name)
         if t.reuse_layers is not None:
@@ -516,7 +685,7 @@ def _check_phases(t: TransferConfig, epochs: int) -> None:
         )
     if finetune:
         _in_range("transfer.unfreeze_top", t.unfreeze_top, 1, math.inf)
-    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True, high_open=True)
+    _in_range("transfer.lr_factor", t.lr_factor, 0, 1, low_open=True)  # 1: on at the same rate (HML ch. 11)
 
 
 def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
@@ -528,17 +697,57 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
     return frozen, finetune
 
 
-def config_hash(cfg: Config) -> str:
-    """Twelve hex digits of the config's SHA-256; what only changes the display does not count.
+# Keys that change how a run goes or what it shows, never what it computes: how fast it runs
+# (threads, steps per call, the tf.distribute strategy), what it logs (verbose, tensorboard),
+# its folder's name, the metric a sweeper reads, the claims a sweep's report checks and the
+# experiment trackers it reports to (the whole logger group).
+# config_hash leaves them out, so setting one neither trains a finished run again nor misses
+# the task-A cache, and a killed run resumes under it; every other key, including any added
+# to the schema later, changes the hash.
+UNHASHED_KEYS = frozenset({
+    "trainer.verbose", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
+    "task_name", "optimized_metric", "claims", "logger",
+})
 
-    metrics.json keeps it, so a sweep started again in its folder knows which jobs already
-    finished with exactly this config.
+
+def hashed_config(cfg: Config) -> dict[str, Any]:
+    """The config as {dotted key: value}, without UNHASHED_KEYS: what decides what a run computes."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if f"{prefix}{key}" in UNHASHED_KEYS:
+                continue
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(dataclasses.asdict(cfg), "")
+    return json.loads(json.dumps(flat))  # as a backup's JSON header gives it back
+
+
+def config_hash(cfg: Config) -> str:
+    """Twelve hex digits of the SHA-256 of :func:`hashed_config`.
+
+    metrics.json and a run's backup keep it, so a command pointed at a folder knows whether
+    the run there is its own (resume it, or report it finished) or another config's (refuse).
     """
-    fields = dataclasses.asdict(cfg)
-    fields["trainer"].pop("verbose")
-    for key in ("task_name", "optimized_metric", "claims"):
-        fields.pop(key)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(hashed_config(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def first_difference(here: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The first key whose value differs between two hashed configs, as `key: A here, B in this command`."""
+    for key in [*here, *(k for k in wanted if k not in here)]:
+        if key not in here or key not in wanted or here[key] != wanted[key]:
+            old, new = (_shown(c[key]) if key in c else "not set" for c in (here, wanted))
+            return f"{key}: {old} here, {new} in this command"
+    return "no key differs, yet the config hash does"
+
+
+def _shown(value: Any) -> str:
+    """A value as the command line writes it: relu, 0.05, true, null, [8, 9]."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def hidden_units(model: ModelConfig) -> list[int]:

@@ -55,6 +55,9 @@ class Data:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    # With dataset.standardize: the training split's per-pixel (mean, std), which the model
+    # applies as its first layer (model.standardization), so a saved model takes pixels in [0, 1].
+    standardization: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -77,7 +80,7 @@ class RawData:
 
 
 def load(cfg: DatasetConfig) -> Data:
-    """Load, split (seeded, stratified) and scale the dataset that ``cfg`` names."""
+    """Load, split (seeded and stratified, or in file order) and scale to [0, 1] the dataset that ``cfg`` names."""
     raw = load_raw(cfg.name, cfg.data_dir)
     x, y = raw.x, raw.y
     if raw.x_test is None:
@@ -86,7 +89,10 @@ def load(cfg: DatasetConfig) -> Data:
     else:
         _check_split_sizes(cfg, len(y), ("dataset.val_size", cfg.val_size))
         x_test, y_test = raw.x_test, raw.y_test
-    x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
+    if cfg.split == "ordered":  # as tfds' train[:70%] / train[70%:] and HML's X_train_full[:-5000]
+        x_train, x_val, y_train, y_val = x[: -cfg.val_size], x[-cfg.val_size :], y[: -cfg.val_size], y[-cfg.val_size :]
+    else:
+        x_train, x_val, y_train, y_val = _stratified_split(x, y, cfg.val_size, cfg.split_seed + 1)
     class_names = list(raw.class_names)
     if cfg.classes is not None:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
@@ -96,8 +102,9 @@ def load(cfg: DatasetConfig) -> Data:
     if cfg.limit is not None:
         x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
 
-    x_train, x_val, x_test = scale(x_train, x_val, x_test, standardize=cfg.standardize)
-    return Data(x_train, y_train, x_val, y_val, x_test, y_test, class_names)
+    x_train, x_val, x_test = scale(x_train, x_val, x_test)
+    standardization = pixel_statistics(x_train) if cfg.standardize else None
+    return Data(x_train, y_train, x_val, y_val, x_test, y_test, class_names, standardization)
 
 
 def keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,20 +124,17 @@ def keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.n
 ALIGNMENT = 64
 
 
-def scale(x_train: np.ndarray, *others: np.ndarray, standardize: bool) -> list[np.ndarray]:
-    """Pixels / 255, or per-pixel mean 0 and std 1 fitted on the training split only.
+def scale(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Pixels / 255, each in one pass into a float32 array aligned for TensorFlow."""
+    return [np.divide(a, 255.0, out=aligned_empty(a.shape, np.float32), dtype=np.float32) for a in arrays]
 
-    Each result is computed in one pass into a float32 array aligned for TensorFlow.
-    """
-    arrays = [np.divide(a, 255.0, out=aligned_empty(a.shape, np.float32), dtype=np.float32) for a in (x_train, *others)]
-    if standardize:
-        mean = arrays[0].mean(axis=0)
-        std = arrays[0].std(axis=0)
-        std[std == 0] = 1.0  # constant border pixels: leave them at 0 rather than divide by zero
-        for a in arrays:
-            a -= mean
-            a /= std
-    return arrays
+
+def pixel_statistics(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and std of the training split (dataset.standardize); a constant pixel gets std 1,
+    so standardizing leaves it at 0 rather than dividing by zero."""
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0
+    return mean, std
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any
@@ -20,15 +21,26 @@ MODEL = "model.keras"
 BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
 LOCK = ".dnnexp.lock"
 DIAGNOSTICS = "diagnostics.csv"
-TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (trainer.tensorboard=true)
+MC_DROPOUT = "mc_dropout.csv"  # evaluation.mc_samples: each class's spread over the passes
+TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (logger=tensorboard)
 SOURCE_CONFIG = "config.yaml"  # a pretrained task-A folder's config; Hydra's runs keep theirs in .hydra/
 # `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
 DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
+MC_DROPOUT_COLUMNS = ["class", "val_std", "test_std"]
 
 
 class RunFolderError(RuntimeError):
     """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
+
+
+class FolderTaken(RunFolderError):
+    """The folder belongs to another run (live, or of another config): a command must write nothing into it."""
+
+
+def another_config(folder: Path, difference: str) -> FolderTaken:
+    """The refusal of a folder that holds a run of another config; ``difference`` names the first key that differs."""
+    return FolderTaken(f"{folder} holds a run of another config ({difference}); give this run its own folder, or delete {folder} to start over")
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -85,9 +97,14 @@ def save_figure(fig: Any, path: Path) -> None:
     Callers build a ``matplotlib.figure.Figure`` directly rather than through pyplot, so no
     GUI backend is chosen or needed and nothing stays open.
     """
+    write_atomic(path, figure_png(fig))
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib ``Figure`` as PNG bytes, drawn by matplotlib's Agg renderer whatever the session's backend."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -107,6 +124,46 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return table.to_dict("records")
 
 
+def read_backup_meta(path: Path) -> dict[str, Any]:
+    """The JSON header of a run's backup.npz (epoch, phase, config hash, ...), without loading its arrays."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as saved:
+        return json.loads(str(saved["meta"]))
+
+
+class FolderSnapshot:
+    """What a folder held before a command started writing into it, so a refused command can leave it as it was.
+
+    Before a run's task starts, Hydra creates its folder, writes ``.hydra/`` and opens its
+    log; a refusal found after that (a split larger than the data, a transfer source of
+    another shape) removes the folder if it is new, else deletes what was added and puts
+    back the bytes of the files named in ``rewritten``, the ones Hydra writes over.
+    """
+
+    def __init__(self, folder: Path, rewritten: list[str]):
+        self.folder = Path(folder).absolute()
+        self.existed = self.folder.exists()
+        self.new_root = self.folder  # the outermost folder that a restore deletes (outputs/, if it is new too)
+        while not self.new_root.parent.exists():
+            self.new_root = self.new_root.parent
+        self.paths = set(self.folder.rglob("*")) if self.existed else set()
+        self.saved = {path: path.read_bytes() for path in (self.folder / name for name in rewritten) if path.is_file()}
+
+    def restore(self) -> None:
+        if not self.existed:
+            shutil.rmtree(self.new_root, ignore_errors=True)
+            return
+        for path in sorted(set(self.folder.rglob("*")) - self.paths, reverse=True):  # files before their folders
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+        for path, data in self.saved.items():
+            if not path.is_file() or path.read_bytes() != data:
+                write_atomic(path, data)
+
+
 def lock_run_folder(run_dir: Path) -> IO:
     """Claim ``run_dir`` for this process; raise RunFolderError if another process holds it.
 
@@ -121,7 +178,7 @@ def lock_run_folder(run_dir: Path) -> IO:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise RunFolderError(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
+        raise FolderTaken(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
     return handle
 
 

@@ -22,14 +22,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dnnexp.backends import JOBS_VARIABLE, choose, parallel_jobs
+from dnnexp.backends import JOB_CORES_VARIABLE, choose, job_cores
 from dnnexp.config import Config, validate
 from dnnexp.files import read_metrics
 
 
 def run_in_child(config: Config, run_dir: Path) -> dict[str, Any]:
     """Train ``config`` into ``run_dir`` in a child process (which inherits the terminal); its metrics."""
-    env = {**os.environ, JOBS_VARIABLE: str(parallel_jobs())}  # the child sees no launcher, so it is told
+    env = {**os.environ, JOB_CORES_VARIABLE: str(job_cores())}  # the child sees no launcher, so it is told
     env.pop("KERAS_BACKEND", None)
     command = [sys.executable, "-m", "dnnexp.isolated", json.dumps(dataclasses.asdict(config)), str(run_dir)]
     finished = subprocess.run(command, env=env)

@@ -24,7 +24,8 @@ from dnnexp.config import Config, SchedulerConfig
 from dnnexp.engines import engine
 from dnnexp.files import save_figure, write_csv, write_metrics
 from dnnexp.model import build_model, loss_for
-from dnnexp.optim import build_optimizer, build_schedule, planned_steps
+from dnnexp.optim import build_optimizer, build_schedule, planned_steps, steps_per_epoch
+from dnnexp.train import check_keras_arguments
 
 LR_FIND = "lr_find.csv"
 LR_FIND_PLOT = "lr_find.png"
@@ -70,9 +71,10 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     """mode=lr_find: writes lr_find.csv, lr_find.png and metrics.json (suggested_lr, min_loss_lr)."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
+    check_keras_arguments(cfg)
     keras.utils.set_random_seed(cfg.trainer.seed)
     data = datasets.load(cfg.dataset)
-    model = build_model(cfg, data.input_shape, data.n_classes)
+    model = build_model(cfg, data.input_shape, data.n_classes, data.standardization)
     batches = engine.pipeline(data.x_train, data.y_train, cfg.trainer.batch_size, shuffle_seed=cfg.trainer.seed)
     rows = find_lr(model, batches, cfg, loss_for(data.n_classes))
     write_csv(run_dir / LR_FIND, rows, LR_FIND_COLUMNS)
@@ -106,9 +108,8 @@ def _plot_lr_find(rows: list[dict[str, float]], result: dict[str, Any], path: Pa
 
 def schedule_rows(cfg: Config, n_train: int) -> list[dict[str, float]]:
     """The rate the optimizer uses at every step t = 0 .. T-1 of the planned run, T = epochs x batches."""
-    total = planned_steps(cfg, n_train)
-    per_epoch = total / cfg.trainer.epochs
-    schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler, total)
+    total, per_epoch = planned_steps(cfg, n_train), steps_per_epoch(cfg, n_train)
+    schedule = build_schedule(cfg.optimizer.lr, cfg.scheduler, total, per_epoch)
     rate = engine.step_function(schedule) if callable(schedule) else (lambda t: schedule)
     return [{"step": t, "epoch": t / per_epoch, "learning_rate": float(rate(t))} for t in range(total)]
 

@@ -7,11 +7,12 @@ Performance scheduling depends on the validation loss, so it is a callback.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig
+from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig, keras_arguments
 
 
 @keras.saving.register_keras_serializable(package="dnnexp")
@@ -71,6 +72,29 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="dnnexp")
+class PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
+    """scheduler.unit=epoch: the schedule evaluated at t = finished epochs = floor(step / steps_per_epoch),
+    so the rate changes only between epochs, as with Keras' LearningRateScheduler (HML's per-epoch
+    exponential and piecewise schedules). The optimizer still asks for its rate at every step, so
+    this holds whatever steps_per_execution is.
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, steps_per_epoch: int):
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+
+    def __call__(self, step):
+        return self.schedule(keras.ops.floor_divide(step, self.steps_per_epoch))
+
+    def get_config(self) -> dict:
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "steps_per_epoch": self.steps_per_epoch}
+
+    @classmethod
+    def from_config(cls, config: dict) -> PerEpoch:
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["steps_per_epoch"])
+
+
 def _exponential(lr0: float, cfg: SchedulerConfig, total_steps: int | None):
     # eq. (3): lr0 * 0.1^(t/s) is ExponentialDecay with decay_rate 0.1 and decay_steps s, not staircased.
     return keras.optimizers.schedules.ExponentialDecay(lr0, decay_steps=cfg.s, decay_rate=0.1)
@@ -112,34 +136,34 @@ SCHEDULES = {
     "cosine": _cosine,
 }
 
-OPTIMIZERS = {
-    "sgd": lambda c, lr, clip: keras.optimizers.SGD(lr, momentum=c.momentum, nesterov=c.nesterov, **clip),
-    "adam": lambda c, lr, clip: keras.optimizers.Adam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
-    "nadam": lambda c, lr, clip: keras.optimizers.Nadam(lr, beta_1=c.beta_1, beta_2=c.beta_2, **clip),
-    "rmsprop": lambda c, lr, clip: keras.optimizers.RMSprop(lr, rho=c.rho, **clip),
-    "adagrad": lambda c, lr, clip: keras.optimizers.Adagrad(lr, **clip),
-    "adamw": lambda c, lr, clip: keras.optimizers.AdamW(
-        lr, weight_decay=c.weight_decay, beta_1=c.beta_1, beta_2=c.beta_2, **clip
-    ),
-}
-
 # Keras' own clipping arguments: per component, per gradient tensor, or over all tensors jointly.
 CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"}
 
 
+def steps_per_epoch(cfg: Config, n_train: int) -> int:
+    """Batches per epoch (the last one may be partial)."""
+    return math.ceil(n_train / cfg.trainer.batch_size)
+
+
 def planned_steps(cfg: Config, n_train: int, epochs: int | None = None) -> int:
     """Optimizer steps in the whole run (or in ``epochs`` of it, one transfer-learning phase):
-    epochs x batches per epoch (the last batch may be partial)."""
-    return (cfg.trainer.epochs if epochs is None else epochs) * math.ceil(n_train / cfg.trainer.batch_size)
+    epochs x batches per epoch."""
+    return (cfg.trainer.epochs if epochs is None else epochs) * steps_per_epoch(cfg, n_train)
 
 
-def build_schedule(lr0: float, cfg: SchedulerConfig, total_steps: int | None = None):
+def build_schedule(lr0: float, cfg: SchedulerConfig, total_steps: int | None = None, per_epoch: int | None = None):
     """A float for constant rates, else a LearningRateSchedule of the optimizer step t.
 
     ``total_steps`` is the run's length, which one_cycle and cosine stretch over unless
-    scheduler.total_steps sets it.
+    scheduler.total_steps sets it. With scheduler.unit=epoch every length counts epochs
+    (``per_epoch`` steps each) and t is the number of finished epochs.
     """
-    return SCHEDULES[cfg.name](lr0, cfg, total_steps)
+    if cfg.unit == "step":
+        return SCHEDULES[cfg.name](lr0, cfg, total_steps)
+    if per_epoch is None:
+        raise ConfigError("scheduler.unit=epoch needs the steps per epoch (the run's data is not known here)")
+    schedule = SCHEDULES[cfg.name](lr0, cfg, None if total_steps is None else math.ceil(total_steps / per_epoch))
+    return PerEpoch(schedule, per_epoch) if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else schedule
 
 
 def clipping_kwargs(cfg: ClippingConfig) -> dict:
@@ -147,10 +171,18 @@ def clipping_kwargs(cfg: ClippingConfig) -> dict:
     return {arg: cfg.threshold} if arg else {}
 
 
-def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0) -> keras.optimizers.Optimizer:
-    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase)."""
-    schedule = build_schedule(cfg.optimizer.lr * lr_factor, cfg.scheduler, total_steps)
-    return OPTIMIZERS[cfg.optimizer.name](cfg.optimizer, schedule, clipping_kwargs(cfg.clipping))
+def build_optimizer(cfg: Config, total_steps: int | None = None, lr_factor: float = 1.0,
+                    per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+    """The configured optimizer; ``lr_factor`` scales its learning rate (transfer learning's fine-tuning phase).
+
+    Piecewise scheduling's ``scheduler.values`` are rates themselves, not multiples of
+    optimizer.lr, so the factor scales them too.
+    """
+    scheduler = dataclasses.replace(cfg.scheduler, values=[v * lr_factor for v in cfg.scheduler.values])
+    schedule = build_schedule(cfg.optimizer.lr * lr_factor, scheduler, total_steps, per_epoch)
+    # get() resolves the name (and its aliases) to an instance with Keras' defaults; its class takes the arguments.
+    optimizer = type(keras.optimizers.get(cfg.optimizer.name))
+    return optimizer(learning_rate=schedule, **keras_arguments(cfg.optimizer), **clipping_kwargs(cfg.clipping))
 
 
 def schedule_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:

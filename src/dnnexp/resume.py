@@ -28,14 +28,21 @@ from typing import Any
 import numpy as np
 
 from dnnexp.backend import keras
-from dnnexp.files import RunFolderError, write_atomic
+from dnnexp.config import Config, config_hash, first_difference, hashed_config
+from dnnexp.files import RunFolderError, another_config, write_atomic
 
 # What each stateful Keras callback carries from one epoch to the next: the attributes
-# its on_train_begin resets (best_weights is saved separately, as arrays).
+# its on_train_begin resets (best_weights is saved separately, as arrays). dnnexp's own
+# callbacks name theirs in a ``resume_state`` class attribute.
 CALLBACK_STATE = {
     keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
     keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
 }
+
+
+def state_names(callback: keras.callbacks.Callback) -> tuple[str, ...]:
+    """The attributes of ``callback`` a resumed run must get back; () for a stateless one."""
+    return CALLBACK_STATE.get(type(callback), getattr(callback, "resume_state", ()))
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -47,12 +54,18 @@ class TrainingBackup(keras.callbacks.Callback):
     finished and continues the one that was cut. Put the callback after the phase's
     ``stateful`` callbacks, so it saves their state once they have seen the epoch and
     re-applies it after their ``on_train_begin`` has reset them.
+
+    The backup carries the hash of ``config`` and the config itself, so a run of another
+    config is refused (naming the first key that differs) instead of continuing this one.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, config: Config):
         super().__init__()
         self.path = Path(path)
+        self.config, self.config_hash = hashed_config(config), config_hash(config)
         self.saved = self._read() if self.path.exists() else None
+        if self.saved and self.saved["meta"]["config_hash"] != self.config_hash:
+            raise another_config(self.path.parent, first_difference(self.saved["meta"]["config"], self.config))
         self.stateful: list[keras.callbacks.Callback] = []
         self.phase, self.phase_start, self.final = "", 0, True
 
@@ -76,7 +89,7 @@ class TrainingBackup(keras.callbacks.Callback):
     def begin_phase(self, phase: str, start: int, stateful: list[keras.callbacks.Callback], final: bool) -> None:
         """The next fit is ``phase``, from epoch ``start``; ``final``: the last phase (delete the backup after it)."""
         self.phase, self.phase_start, self.final = phase, start, final
-        self.stateful = [cb for cb in stateful if type(cb) in CALLBACK_STATE]
+        self.stateful = [cb for cb in stateful if state_names(cb)]
 
     def restore(self, model: keras.Model) -> None:
         """Load the saved variables into ``model``, compiled for the phase the backup was written in."""
@@ -106,11 +119,11 @@ class TrainingBackup(keras.callbacks.Callback):
         arrays = {f"var_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
         states = []
         for i, callback in enumerate(self.stateful):
-            states.append({name: _plain(getattr(callback, name)) for name in CALLBACK_STATE[type(callback)]})
+            states.append({name: _plain(getattr(callback, name)) for name in state_names(callback)})
             for j, weights in enumerate(getattr(callback, "best_weights", None) or []):
                 arrays[f"best_{i}_{j}"] = weights
         meta = {"epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
-                "n_variables": len(variables), "callbacks": states}
+                "n_variables": len(variables), "callbacks": states, "config_hash": self.config_hash, "config": self.config}
         arrays["meta"] = np.array(json.dumps(meta))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -128,7 +141,7 @@ class TrainingBackup(keras.callbacks.Callback):
                 arrays = dict(saved)
             meta = json.loads(str(arrays.pop("meta")))
             variables = [arrays[f"var_{i}"] for i in range(meta["n_variables"])]
-            missing = {"epoch", "phase", "phase_start", "callbacks"} - meta.keys()
+            missing = {"epoch", "phase", "phase_start", "callbacks", "config_hash", "config"} - meta.keys()
             if missing:  # refuse a backup of another version here, not in the middle of the run
                 raise KeyError(", ".join(sorted(missing)))
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:

@@ -18,14 +18,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import runtime, transfer
+from dnnexp import loggers, runtime, transfer
 from dnnexp.backend import BACKEND, keras
-from dnnexp.config import Config, config_hash
+from dnnexp.config import Config, ConfigError, config_hash, keep_monitor, keras_arguments
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.engines import engine
-from dnnexp.files import BACKUP, DIAGNOSTICS, HISTORY, MODEL, TENSORBOARD, read_rows, write_history, write_metrics
-from dnnexp.model import DROPOUTS, forward, loss_for
-from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks
+from dnnexp.files import (
+    BACKUP, DIAGNOSTICS, HISTORY, MC_DROPOUT, MC_DROPOUT_COLUMNS, MODEL, read_rows, write_csv, write_history,
+    write_metrics,
+)
+from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
+from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks, steps_per_epoch
 from dnnexp.resume import TrainingBackup
 
 
@@ -42,6 +45,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
                            "(the backend is chosen before Keras loads: dnnexp.backends.choose)")
     threads = engine.configure(cfg.trainer)  # before the backend's runtime starts
     strategy = engine.build_strategy(cfg.trainer.strategy)
+    check_keras_arguments(cfg)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
@@ -52,7 +56,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
     model = network.model
-    backup = TrainingBackup(run_dir / BACKUP)
+    backup = TrainingBackup(run_dir / BACKUP, cfg)
     done = backup.epochs_done
     if done:
         console.print(f"resuming {run_dir} after epoch {done}")
@@ -68,7 +72,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     phases = [p.name for p in network.phases]
     with RichProgress(sum(p.epochs for p in network.phases), done, console) as progress:
         # One of each for the whole run, across its phases.
-        watchers = [*([diagnostics] if diagnostics else []), *tensorboard_callbacks(cfg, run_dir), progress]
+        watchers = [*([diagnostics] if diagnostics else []), *loggers.callbacks(cfg, run_dir), progress]
         for phase in network.phases:
             if backup.finished_before(phase.name, phases):
                 continue  # the killed run had finished this phase
@@ -77,20 +81,26 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
             if diverged_epoch(recorder.rows):
                 break
     train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
+    best_epoch = keep_weights(model, callbacks, recorder.rows)  # every number below is of these weights
 
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     test_loss, test_accuracy = model.evaluate(engine.pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
+    # history.csv's training accuracy is the epoch's running mean with dropout on; this is the kept model's, dropout off.
+    train_loss, train_accuracy = model.evaluate(engine.pipeline(data.x_train, data.y_train, max(cfg.trainer.batch_size, 1024)), verbose=0)
     save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
     diverged_at = diverged_epoch(rows)
     metrics = {
         "status": "completed" if diverged_at is None else "diverged",
-        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),
+        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),  # history's, of any epoch
+        "best_epoch": best_epoch,
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
+        "train_accuracy": float(train_accuracy),
+        "train_loss": float(train_loss),
         "epochs_run": len(rows),
         "stopped_early": any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for cb in callbacks),
         "diverged_epoch": diverged_at,
@@ -109,10 +119,27 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     if diagnostics:
         metrics.update(diagnostics.summary())
     if cfg.evaluation.mc_samples:
-        metrics.update(mc_dropout(model, data.x_test, data.y_test, cfg.evaluation.mc_samples, cfg.trainer.batch_size))
+        metrics.update(mc_dropout_report(model, data, cfg.evaluation.mc_samples, cfg.trainer.batch_size, run_dir))
     write_metrics(run_dir, metrics)
     backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
     return metrics
+
+
+def check_keras_arguments(cfg: Config) -> None:
+    """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
+    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
+    checks = {
+        "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
+        "initializer": lambda: build_initializer(cfg)((4, 4)),
+        "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
+    }
+    for group, build in checks.items():
+        try:
+            build()
+        except (TypeError, ValueError) as err:
+            given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
+            first = (str(err).splitlines() or [""])[0]
+            raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds,
@@ -131,11 +158,13 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     if backup.resumes(phase.name):
         backup.restore(model)
         start, first = backup.saved_phase_start, backup.epochs_done
-    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg)]
+    callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), *keep_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
     batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
-    # a performance cut); the backup goes last (it saves the others' state).
+    # a performance cut); the backup goes last (it saves the others' state). TerminateOnNaN sees the
+    # loss once per call into TensorFlow (steps_per_execution steps), so it stops at the end of the
+    # call in which the loss stopped being finite.
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
               callbacks=[batches, recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup],
               shuffle=False, verbose=0)
@@ -146,18 +175,13 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
     running several training steps per call into the backend (runtime.steps_per_execution)."""
     with engine.strategy_scope(model):
-        optimizer = build_optimizer(cfg, planned_steps(cfg, len(data.x_train), phase.epochs), phase.lr_factor)
+        n_train = len(data.x_train)
+        optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
-
-
-def tensorboard_callbacks(cfg: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
-    if not cfg.trainer.tensorboard:
-        return []
-    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD))]
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:
@@ -171,22 +195,41 @@ def save_model(model: keras.Model, path: Path) -> None:
     os.replace(partial, path)
 
 
-def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, float]:
-    """MC Dropout (HML ch. 11): average ``samples`` predictions made with dropout on (batch norm stays in
-    inference mode), then score the mean: its accuracy, and its mean entropy -sum p log p (in nats),
-    which is high where the passes disagree or are unsure.
+def mc_dropout(model: keras.Model, x: np.ndarray, y: np.ndarray, samples: int, batch_size: int) -> dict[str, Any]:
+    """MC Dropout (HML ch. 11): ``samples`` predictions made with dropout on (batch norm stays in
+    inference mode). The mean prediction is scored: its accuracy, and its mean entropy -sum p log p
+    (in nats), which is high where the passes disagree or are unsure. ``class_std`` is HML's
+    ``y_probas.std(axis=0)``, each class's probability's standard deviation over the passes,
+    averaged over the images.
     """
-    chunks, size = [], max(batch_size, 1024)  # bounded memory for CNN activations on a large test set
+    means, stds, size = [], [], max(batch_size, 1024)  # bounded memory for CNN activations on a large split
     for start in range(0, len(x), size):
         batch = x[start : start + size]
-        passes = [keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
-                  for _ in range(samples)]
-        chunks.append(np.mean(passes, axis=0))
-    probs = np.concatenate(chunks)
-    if probs.shape[-1] == 1:  # one sigmoid unit: P(class 1)
-        probs = np.concatenate([1 - probs, probs], axis=-1)
+        passes = np.stack([keras.ops.convert_to_numpy(forward(model, batch, training_for=tuple(DROPOUTS.values()))[0])
+                           for _ in range(samples)])
+        if passes.shape[-1] == 1:  # one sigmoid unit: P(class 1)
+            passes = np.concatenate([1 - passes, passes], axis=-1)
+        means.append(passes.mean(axis=0))
+        stds.append(passes.std(axis=0))
+    probs, std = np.concatenate(means), np.concatenate(stds)
     entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
-    return {"mc_samples": samples, "mc_accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "mc_entropy": float(entropy.mean())}
+    return {"accuracy": float(np.mean(probs.argmax(axis=-1) == y)), "entropy": float(entropy.mean()),
+            "class_std": std.mean(axis=0)}
+
+
+def mc_dropout_report(model: keras.Model, data: datasets.Data, samples: int, batch_size: int, run_dir: Path) -> dict[str, Any]:
+    """MC Dropout on the test and the validation split (HML's CIFAR-10 exercise scores it on the latter):
+    metrics.json's mc_* and mc_val_* values, and mc_dropout.csv, each class's standard deviation."""
+    test = mc_dropout(model, data.x_test, data.y_test, samples, batch_size)
+    val = mc_dropout(model, data.x_val, data.y_val, samples, batch_size)
+    rows = [{"class": name, "val_std": float(v), "test_std": float(t)}
+            for name, v, t in zip(data.class_names, val["class_std"], test["class_std"])]
+    write_csv(run_dir / MC_DROPOUT, rows, MC_DROPOUT_COLUMNS)
+    return {
+        "mc_samples": samples,
+        "mc_accuracy": test["accuracy"], "mc_entropy": test["entropy"], "mc_std": float(test["class_std"].mean()),
+        "mc_val_accuracy": val["accuracy"], "mc_val_entropy": val["entropy"], "mc_val_std": float(val["class_std"].mean()),
+    }
 
 
 def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
@@ -198,6 +241,60 @@ def regularization_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
             monitor=reg.monitor, patience=reg.patience, restore_best_weights=reg.restore_best_weights, verbose=0
         )
     ]
+
+
+def keep_callbacks(cfg: Config) -> list[keras.callbacks.Callback]:
+    return [BestEpoch(keep_monitor(cfg))] if cfg.trainer.keep == "best" else []
+
+
+def keep_weights(model: keras.Model, callbacks: list[keras.callbacks.Callback], rows: list[dict[str, Any]]) -> int | None:
+    """Put the kept epoch's weights into ``model`` and return that epoch (1-based, as in history.csv).
+
+    trainer.keep=best: the best epoch of the last phase that trained, so the kept model has the
+    final trainable layout (a transfer run's fine-tuning phase); None, and the last weights, if no
+    epoch of it had a finite monitored value. trainer.keep=last: the weights the fit ended with,
+    the last epoch's or, with early stopping's restore_best_weights, its best epoch's.
+    """
+    keepers = [cb for cb in callbacks if isinstance(cb, BestEpoch)]
+    if keepers:
+        return keepers[-1].restore()
+    stoppers = [cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
+    if stoppers and stoppers[-1].restore_best_weights and stoppers[-1].best_weights is not None:
+        return stoppers[-1].best_epoch + 1
+    return rows[-1]["epoch"]
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps a copy of the weights of the epoch with the best ``monitor`` (trainer.keep=best).
+
+    The lecture's ModelCheckpoint(save_best_only=True) followed by load_weights, in memory as
+    EarlyStopping keeps its best weights: Keras' checkpoint writes its file in place at each
+    improvement, which a kill can leave half-written and which no resume restores, while these
+    weights go into backup.npz with the rest of the training state (``resume_state``). An epoch
+    whose value is not finite (a diverging run) is never the best.
+    """
+
+    resume_state = ("best", "best_epoch")  # and best_weights, which the backup saves as arrays
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.sign = -1.0 if "accuracy" in monitor else 1.0  # lower is better for a loss
+        self.best: float | None = None
+        self.best_epoch: int | None = None  # 0-based, as Keras counts
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get(self.monitor, math.nan))
+        if math.isfinite(value) and (self.best is None or self.sign * value < self.sign * self.best):
+            self.best, self.best_epoch, self.best_weights = value, epoch, self.model.get_weights()
+
+    def restore(self) -> int | None:
+        """Load the best weights into the model; the best epoch, 1-based, or None if there was none."""
+        if self.best_weights is None:
+            return None
+        self.model.set_weights(self.best_weights)
+        return self.best_epoch + 1
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:
@@ -248,6 +345,9 @@ class RichProgress(keras.callbacks.Callback):
             TextColumn("{task.fields[metrics]}"),
             console=console,
             transient=False,
+            # Live on a terminal and in Jupyter; not in a pipe or a log, where a bar is one truncated
+            # line and the run's summary (or a sweep job's line) follows with the same numbers.
+            disable=not (console.is_terminal or console.is_jupyter),
         )
         self.task = self.progress.add_task("train", total=epochs, completed=done, metrics="")
 

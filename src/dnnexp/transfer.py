@@ -30,7 +30,7 @@ from dnnexp.backend import keras
 from dnnexp.config import Config, ConfigError, TransferConfig, config_hash, phase_epochs
 from dnnexp.data import Data, DataError
 from dnnexp.files import METRICS, MODEL, SOURCE_CONFIG, read_metrics, write_atomic
-from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer
+from dnnexp.model import build_model, dropout_flags, hidden_block, hidden_blocks, output_layer, output_penalty
 
 # Layers that adapt the target's images to the source's input; never trained.
 ADAPTER_PREFIX = "resize"
@@ -136,9 +136,17 @@ def _first_line(err: Exception) -> str:
 
 
 def build(cfg: Config, data: Data, source: Path | None) -> Network:
-    """The model to train and its phases: from scratch, reusing a source, or on a Keras Applications base."""
+    """The model to train and its phases: from scratch, reusing a source, or on a Keras Applications base.
+
+    Every model takes pixels in [0, 1]. A model from scratch standardizes them itself with
+    dataset.standardize; a reused network keeps the input scaling it was trained with (a dnnexp
+    source's own standardization layer, MobileNetV2's [-1, 1]), whatever this run's
+    dataset.standardize says: its layers were fitted to those inputs, and statistics of this
+    run's data would shift them.
+    """
     if cfg.transfer.name == "none":
-        return Network(build_model(cfg, data.input_shape, data.n_classes), [Phase("train", cfg.trainer.epochs)], {})
+        model = build_model(cfg, data.input_shape, data.n_classes, data.standardization)
+        return Network(model, [Phase("train", cfg.trainer.epochs)], {})
     return BASES[cfg.transfer.name](cfg, data, source)
 
 
@@ -222,7 +230,8 @@ def _phases(cfg: Config, frozen: set[str], fixed_in_phase_2: set[str]) -> list[P
 
 
 def _lower_layers(model: keras.Model, unused_blocks: set[str]) -> list[keras.layers.Layer]:
-    """The source's layers in order up to the first block not reused (its Flatten, input dropout, adapters included)."""
+    """The source's layers in order up to the first block not reused (its standardization, Flatten, input
+    dropout, adapters included)."""
     kept = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -240,7 +249,7 @@ def _new_head(cfg: Config, n_dense_reused: int, n_classes: int, flatten: bool = 
     layers = [keras.layers.Flatten(name="flatten_new")] if flatten else []
     for i, width in enumerate(new_units, start=n_dense_reused + 1):
         layers += hidden_block(cfg, i, width, dropouts[i - 1])
-    return [*layers, output_layer(n_classes)]
+    return [*layers, output_layer(n_classes, output_penalty(cfg))]
 
 
 # ----------------------------------------------------------------------------- input shapes

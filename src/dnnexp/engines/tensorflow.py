@@ -16,7 +16,7 @@ import numpy as np
 
 from dnnexp import data as datasets
 from dnnexp.backend import keras, tf
-from dnnexp.backends import cores, parallel_jobs, thread_count
+from dnnexp.backends import cores, job_cores, thread_count
 from dnnexp.config import TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def configure(trainer: TrainerConfig) -> int:
     jobs of one sweep asks for the same size each time, which is no change; a different
     size cannot take effect, so it is logged and the run goes on with the pools it has.
     """
-    wanted = thread_count(trainer.threads, parallel_jobs(), cores())
+    wanted = thread_count(trainer.threads, job_cores())
     try:
         tf.config.threading.set_intra_op_parallelism_threads(wanted)
         tf.config.threading.set_inter_op_parallelism_threads(wanted)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 import pandas as pd
 
@@ -121,7 +121,9 @@ def check_grid(texts: Iterable[str], grid: dict[str, list[str]]) -> None:
     """Before a sweep trains: every variant the claims name is in ``grid`` (key -> the values its jobs take).
 
     Raises ClaimError naming the first condition the sweep will not run and the values it will.
+    A key appended with + (``+reference``) is named without it, as the report's columns are.
     """
+    grid = {key.lstrip("+~"): values for key, values in grid.items()}
     for claim in map(parse_claim, texts):
         variants = [claim.variant] if claim.prop else [v for side in claim.sides for v in side]
         for key, wanted in (condition for variant in variants for condition in variant):

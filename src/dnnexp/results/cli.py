@@ -14,10 +14,10 @@ from pathlib import Path
 from rich.console import Console
 
 from dnnexp.files import write_atomic
-from dnnexp.results.claims import judge
 from dnnexp.results.render import FORMATS, print_report, render, wide_console
-from dnnexp.results.runs import load_runs
-from dnnexp.results.stats import ReportError, build_report
+from dnnexp.results.report import report_for
+from dnnexp.results.stats import ReportError
+
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("outputs")], metavar="PATH",
                         help="run folders, sweep folders or a parent such as outputs/ (default: outputs)")
     parser.add_argument("--metrics", type=_comma_list, help="metric columns, comma-separated (default: "
-                        "best_val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
+                        "val_accuracy,test_accuracy,val_loss,epochs_run,seconds_per_epoch,params_total)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric (default: the runs' optimized_metric)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config key (or status) has this value; repeat to combine")
@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
                         help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
-    parser.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv, markdown, json, html")
+    parser.add_argument("--format", choices=(*FORMATS, "html"),
+                        help="table (default on a terminal), csv, markdown, json, html (one page with the plots)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
     parser.add_argument("--include-pretrained", action="store_true",
                         help="also list transfer learning's task-A caches (outputs/pretrained/<hash>), left out by default")
@@ -54,26 +55,30 @@ def main(argv: list[str] | None = None) -> None:
     atexit.register(gc.freeze)  # no full garbage collections at exit, as in dnnexp (cli.main)
     args = parse_args(argv)
     try:
-        run(args)
+        run(args, argv)
     except ReportError as err:
         Console(stderr=True).print(f"[bold red]dnnexp-report: error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
-def run(args: argparse.Namespace) -> None:
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        raise ReportError(f"no such folder: {', '.join(missing)}")
-    runs = load_runs(args.paths, include_pretrained=args.include_pretrained)
-    report = build_report(runs, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by)
-    report.claims = judge(report, runs.claims, args.claim)
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
+    report = report_for(args.paths, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by,
+                        include_pretrained=args.include_pretrained, claims=args.claim)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
-    if args.output:
-        write_atomic(args.output, render(report, fmt))
-    elif fmt == "table":
-        print_report(report, wide_console(), title=f"dnnexp: {len(runs.frame)} runs in {', '.join(map(str, args.paths))}")
+    if fmt == "html":  # matplotlib only for the page that embeds the plots
+        from dnnexp.results.page import html_page, report_command
+
+        text = html_page(report, report_command(args.paths, ["dnnexp-report", *(sys.argv[1:] if argv is None else argv)]))
+    elif fmt != "table" or args.output:
+        text = render(report, fmt)
     else:
-        sys.stdout.write(render(report, fmt))
+        n_runs = sum(len(runs) for runs in report.table["runs"])
+        print_report(report, wide_console(), title=f"dnnexp: {n_runs} runs in {', '.join(map(str, args.paths))}")
+        text = None
+    if text is not None and args.output:
+        write_atomic(args.output, text)
+    elif text is not None:
+        sys.stdout.write(text)
     if args.plots:
         from dnnexp.results.figures import write_figures  # matplotlib only when asked to draw
 

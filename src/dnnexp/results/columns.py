@@ -15,6 +15,7 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "test_accuracy": ("test acc", "{:.4f}"),
     "test_loss": ("test loss", "{:.4f}"),
     "epochs_run": ("epochs", "{:.3g}"),
+    "best_epoch": ("kept epoch", "{:.3g}"),
     "stopped_early": ("stopped early", "{}"),
     "diverged_epoch": ("diverged at", "{:.3g}"),
     "train_seconds": ("train s", "{:.1f}"),
@@ -24,14 +25,16 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "error_rate_reduction": ("error-rate reduction vs none", "{:+.0%}"),  # transfer learning, see stats
     "grad_ratio": ("grad ratio", "{:.2g}"),
     "gradient_verdict": ("gradient", "{}"),
+    "train_accuracy": ("train acc", "{:.4f}"),  # the kept model's, dropout off
     "mc_accuracy": ("MC acc", "{:.4f}"),
     "mc_entropy": ("MC entropy", "{:.3f}"),
+    "mc_val_accuracy": ("MC val acc", "{:.4f}"),
     "suggested_lr": ("suggested lr", "{:.3g}"),
 }
-DEFAULT_METRICS = ["best_val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
+DEFAULT_METRICS = ["val_accuracy", "test_accuracy", "val_loss", "epochs_run", "seconds_per_epoch", "params_total"]
 # Shown by default only when some run has a value (a diverged run has an epoch here;
 # diagnostics=on, evaluation.mc_samples and mode=lr_find add theirs).
-OPTIONAL_METRICS = ["diverged_epoch", "grad_ratio", "gradient_verdict", "mc_accuracy", "mc_entropy", "suggested_lr"]
+OPTIONAL_METRICS = ["diverged_epoch", "grad_ratio", "gradient_verdict", "mc_accuracy", "mc_val_accuracy", "mc_entropy", "suggested_lr"]
 
 
 def label(metric: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from rich.text import Text
 from dnnexp.results.columns import METRIC_COLUMNS, format_cell, format_value, label
 from dnnexp.results.stats import Report, ReportError
 
-FORMATS = ("table", "csv", "markdown", "json", "html")
+FORMATS = ("table", "csv", "markdown", "json")  # and html, a page with the plots: results.page
 
 
 def display_frame(report: Report) -> pd.DataFrame:
@@ -71,10 +72,15 @@ def claims_display(report: Report) -> pd.DataFrame | None:
     for r in report.claims.itertuples(index=False):
         effect = "" if pd.isna(r.effect) else f"{r.effect:+.4f}" + ("" if pd.isna(r.std) else f" (sd {r.std:.4f})")
         p = "" if pd.isna(r.p_holm) else ("<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}")
-        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": r.metric or "",
-                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": r.note})
+        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": _text(r.metric),
+                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": _text(r.note)})
         previous = r.claim
     return pd.DataFrame(rows, columns=["claim", "relation", "metric", "n", "effect", "adj. p", "verdict", "note"])
+
+
+def _text(value: Any) -> str:
+    """A cell of the claims table as text: a property claim has no metric (None, or NaN in a mixed column)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 CLAIMS_CAPTION = ("effect: mean of the claimed better side minus the other (> 0 goes the claimed way; losses count lower as better); "
@@ -123,17 +129,13 @@ def render_markdown(report: Report) -> str:
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown, json or html."""
+    """The report as text in ``fmt``: table (the terminal's, as plain text), csv, markdown or json."""
     if fmt == "table":
         console = Console(file=io.StringIO(), width=200)
         print_report(report, console)
         return console.file.getvalue()
     if fmt == "markdown":
         return render_markdown(report)
-    if fmt == "html":
-        claims = claims_display(report)
-        html = display_frame(report).to_html(index=False, na_rep="-") + "".join(f"<p>{note}</p>\n" for note in report.notes)
-        return html if claims is None else html + "<h2>Claims</h2>\n" + claims.to_html(index=False) + f"<p>{CLAIMS_CAPTION}</p>\n"
     if fmt == "csv":
         return data_frame(report).to_csv(index=False)
     if fmt == "json":
@@ -153,10 +155,12 @@ def wide_console(**kwargs: Any) -> Console:
 # The single-run summary: metrics.json key -> its row label there (formats as in METRIC_COLUMNS).
 SUMMARY_ROWS = {
     "best_val_accuracy": "best val accuracy",
+    "best_epoch": "kept epoch",
     "val_accuracy": "val accuracy",
     "val_loss": "val loss",
     "test_accuracy": "test accuracy",
     "test_loss": "test loss",
+    "train_accuracy": "train accuracy (dropout off)",
     "epochs_run": "epochs run",
     "stopped_early": "stopped early",
     "seconds_per_epoch": "seconds / epoch",
@@ -167,13 +171,15 @@ OPTIONAL_SUMMARY_ROWS = {
     "grad_ratio": "grad ratio (first / last)",
     "gradient_verdict": "gradient flow",
     "mc_accuracy": "MC Dropout accuracy",
+    "mc_val_accuracy": "MC Dropout val accuracy",
     "mc_entropy": "MC Dropout entropy",
 }
 
 
 def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """The panel a single run ends with: its status and main metrics, one per row."""
-    table = Table(title=f"dnnexp run: {run_dir}", show_header=False, title_justify="left")
+    """The panel a single run ends with: its folder on a line of its own (never wrapped), its status and main metrics."""
+    console.print(f"dnnexp run: {run_dir}", highlight=False, soft_wrap=True)
+    table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_row("status", str(metrics.get("status", "-")))
@@ -182,3 +188,11 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
         value = metrics.get(key)
         table.add_row(name, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
     console.print(table)
+
+
+def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
+    """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
+    value = metrics.get(metric)
+    shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
+    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
+                  highlight=False, soft_wrap=True)

@@ -214,3 +214,15 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = str(value) if isinstance(value, list) else value
     return flat
+
+
+def sweep_command(overrides: dict[str, list[str]]) -> str:
+    """The command that started a sweep, from Hydra's ``hydra.overrides`` (task and hydra ones)."""
+    hydra = [o for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
+    return " ".join(["dnnexp", "-m", *map(str, hydra), *map(str, overrides.get("task") or [])])
+
+
+def read_sweep_command(sweep_dir: Path) -> str | None:
+    """The command that started the sweep in ``sweep_dir`` (from its multirun.yaml), None if it is not a sweep folder."""
+    overrides = _get(_read_yaml(Path(sweep_dir) / SWEEP_FILE), "hydra", "overrides")
+    return sweep_command(overrides) if isinstance(overrides, dict) else None

@@ -112,9 +112,9 @@ def _require(frame: pd.DataFrame, keys: Iterable[str], what: str, known: Iterabl
 
 
 def optimized_metric(frame: pd.DataFrame) -> str:
-    """The metric the runs were optimized for (their config's optimized_metric), else best_val_accuracy."""
+    """The metric the runs were optimized for (their config's optimized_metric), else val_accuracy."""
     named = frame["optimized_metric"].dropna() if "optimized_metric" in frame else pd.Series(dtype=object)
-    return str(named.mode().iloc[0]) if not named.empty else "best_val_accuracy"
+    return str(named.mode().iloc[0]) if not named.empty else "val_accuracy"
 
 
 def default_metrics(frame: pd.DataFrame) -> list[str]:

@@ -1,4 +1,4 @@
-"""What the end of a multirun writes into the sweep folder: the table, summary.csv, report.md and the figures."""
+"""What the end of a multirun writes into the sweep folder: the table, summary.csv, report.md, report.html and the figures."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from rich.console import Console
 from dnnexp.files import write_atomic
 from dnnexp.results.figures import write_figures
 from dnnexp.results.claims import judge
+from dnnexp.results.page import html_page
 from dnnexp.results.render import print_report, render_markdown
 from dnnexp.results.runs import load_runs
 from dnnexp.results.stats import Report, build_report
 
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 
 
 def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = None, finished: bool = True) -> Report | None:
-    """Print the sweep's table and write summary.csv, report.md (with ``command``) and the plots into its folder."""
+    """Print the sweep's table and write summary.csv, report.md and report.html (with ``command``) and the plots into its folder."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs([sweep_dir], finished=finished)
     if runs.frame.empty:
@@ -28,16 +30,12 @@ def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = 
     report.claims = judge(report, runs.claims)
     print_report(report, console, title=f"dnnexp sweep: {sweep_dir}")
     write_atomic(sweep_dir / SUMMARY_CSV, runs.summary().to_csv(index=False))
-    figures = write_figures(report, sweep_dir)
-    write_atomic(sweep_dir / REPORT_MD, markdown_report(report, command, figures))
-    console.print(f"Wrote {SUMMARY_CSV}, {REPORT_MD} and {len(figures)} plots into {sweep_dir}", highlight=False)
+    pngs = write_figures(report, sweep_dir)
+    write_atomic(sweep_dir / REPORT_MD, markdown_report(report, command, list(pngs)))
+    write_atomic(sweep_dir / REPORT_HTML, html_page(report, command, pngs))
+    console.print(f"Wrote {SUMMARY_CSV}, {REPORT_MD}, {REPORT_HTML} and {len(pngs)} plots into {sweep_dir}",
+                  highlight=False, soft_wrap=True)
     return report
-
-
-def sweep_command(overrides: dict[str, list[str]]) -> str:
-    """The command that started a sweep, from Hydra's ``hydra.overrides`` (task and hydra ones)."""
-    hydra = [o for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
-    return " ".join(["dnnexp", "-m", *map(str, hydra), *map(str, overrides.get("task") or [])])
 
 
 def markdown_report(report: Report, command: str | None, figures: list[str]) -> str:
