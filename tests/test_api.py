@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import TINY

@@ -198,11 +198,11 @@ def test_every_comparison_preset_states_a_claim_its_grid_can_check(name):
 
 def test_a_sweep_with_pair_and_property_claims_renders_every_format(claimed_sweep):
     from dnnexp.results.claims import judge
+    from dnnexp.results.page import html_page
     from dnnexp.results.render import render
 
     runs = load_runs([claimed_sweep])
     report = build_report(runs)
     report.claims = judge(report, ["activation=selu > activation=elu", "activation=sigmoid: status = completed"])
-    for fmt in ("table", "markdown", "html"):
-        text = render(report, fmt)
+    for text in (render(report, "table"), render(report, "markdown"), html_page(report, pngs={})):
         assert "activation=sigmoid: status = completed" in text and "nan" not in text.lower()

@@ -286,7 +286,7 @@ def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monke
     cfg = tiny_config("scheduler=exponential", "scheduler.unit=epoch", "scheduler.s=2", "optimizer.lr=0.1",
                       "trainer.epochs=4", "trainer.steps_per_execution=3")
     recorder = RateAtEveryCall()
-    monkeypatch.setattr("dnnexp.train.tensorboard_callbacks", lambda cfg, run_dir: [recorder])  # a watcher of the whole run
+    monkeypatch.setattr("dnnexp.loggers.callbacks", lambda cfg, run_dir: [recorder])  # a watcher of the whole run
     train(cfg, tmp_path)
     history = pd.read_csv(tmp_path / "history.csv")
     # The rate after epoch e's last step, the one epoch e + 1 trains at: 0.1 * 0.1^(e / 2).
