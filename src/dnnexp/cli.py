@@ -78,7 +78,7 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
             check_folder(run_dir, config)
         metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
         if metrics is None:
-            metrics = _run(config, run_dir)
+            metrics = _run_mode(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         if not multirun:
             ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
@@ -113,7 +113,7 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     return metrics.get(config.optimized_metric)
 
 
-def _run(config: Config, run_dir: Path) -> dict[str, Any]:
+def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
     if backends.loaded() not in (None, config.trainer.backend):
         from dnnexp.isolated import run_in_child
