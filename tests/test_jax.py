@@ -71,7 +71,7 @@ def test_jax_run_records_its_backend_and_never_imports_tensorflow(jax_runs):
         assert result["tensorflow_imported"] is False, name
     metrics = metrics_of(jax_runs["four"][0])
     assert metrics["backend"] == "jax" and metrics["status"] == "completed" and metrics["steps_per_execution"] == 4
-    assert metrics["threads"] == backends.thread_count("auto", backends.cores(), spare=backends.JAX_SPARE_CORES)  # XLA's, set before JAX started
+    assert metrics["threads"] == backends.thread_count("auto", backends.cores())  # XLA's, set before JAX started
 
 
 def test_same_seed_gives_identical_metrics_on_jax(jax_runs):
@@ -86,7 +86,7 @@ def test_same_seed_gives_identical_metrics_on_jax(jax_runs):
 def test_steps_run_in_one_call_keep_the_schedule_exact_at_every_step(jax_runs):
     four = pd.read_csv(jax_runs["four"][0] / "history.csv")
     np.testing.assert_allclose(four["learning_rate"], [0.1 * 0.1 ** (10 * e / 25) for e in (1, 2, 3)], rtol=1e-5)
-    # Calls of 4 steps train as 1 step per call does: each step its own rate and dropout mask.
+    # Calls of 4 steps compiled as one loop train as 1 step per call does: each step its own rate and dropout mask.
     one = pd.read_csv(jax_runs["one"][0] / "history.csv")
     np.testing.assert_allclose(four[["loss", "val_loss", "learning_rate"]], one[["loss", "val_loss", "learning_rate"]], rtol=1e-5)
 

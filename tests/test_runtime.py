@@ -228,8 +228,8 @@ def test_jax_gets_its_backend_and_xla_threads_before_keras_loads(monkeypatch):
     monkeypatch.setattr(backends, "cores", lambda: 8)
     backends.choose(TrainerConfig(backend="jax"))
     assert os.environ["KERAS_BACKEND"] == "jax"
-    # auto with 4 cores for the job: 4 threads (no core kept for JAX's loop, which does not wait for
-    # a step to end); the user's own flags stay, after dnnexp's, so they win.
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=4 --xla_dump_to=/tmp/dump"
+    # auto with 4 cores for the job: 3 threads, one core left for the input and the loop; the user's
+    # own flags stay, after dnnexp's, so they win.
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=3 --xla_dump_to=/tmp/dump"
     backends.choose(TrainerConfig(backend="tensorflow", threads=1))
     assert os.environ["KERAS_BACKEND"] == "tensorflow"

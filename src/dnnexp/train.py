@@ -182,6 +182,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
+    engine.prepare_fit(model)
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:

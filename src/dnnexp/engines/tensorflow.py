@@ -115,6 +115,10 @@ def step_function(schedule: Callable) -> Callable[[int], float]:
     return lambda step: float(traced(tf.constant(step, dtype=tf.int64)))
 
 
+def prepare_fit(model: keras.Model) -> None:
+    """Nothing to add to Keras' compiled training loop on TensorFlow (see the JAX engine)."""
+
+
 class EpochShuffle(keras.callbacks.Callback):
     """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
