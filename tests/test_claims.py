@@ -206,3 +206,17 @@ def test_a_sweep_with_pair_and_property_claims_renders_every_format(claimed_swee
     report.claims = judge(report, ["activation=selu > activation=elu", "activation=sigmoid: status = completed"])
     for text in (render(report, "table"), render(report, "markdown"), html_page(report, pngs={})):
         assert "activation=sigmoid: status = completed" in text and "nan" not in text.lower()
+
+
+def test_the_python_api_gives_the_same_verdicts(claimed_sweep):
+    import dnnexp
+
+    table = dnnexp.compare(claimed_sweep, claims="activation=sigmoid > activation=relu")
+    rows = dnnexp.verdicts(table).set_index("relation")
+    assert rows.loc["activation=selu > activation=elu", "verdict"] == SUPPORTED
+    assert rows.loc["activation=sigmoid > activation=relu", "verdict"] == CONTRADICTED
+    assert rows.loc["activation=sigmoid > activation=relu", "effect"] == pytest.approx(0.10333 - 0.89, abs=1e-4)
+    direct = dnnexp.verdicts(claimed_sweep, claims=["activation=sigmoid > activation=relu"])
+    pd.testing.assert_frame_equal(direct, dnnexp.verdicts(table))
+    with pytest.raises(dnnexp.DnnexpError, match="names activation=gelu, which no run has"):
+        dnnexp.compare(claimed_sweep, claims=["activation=gelu > activation=relu"])

@@ -73,16 +73,33 @@ def sweep(*overrides: str, sweep_dir: PathLike | None = None) -> pd.DataFrame:
 
 
 def compare(*paths: PathLike, where: Iterable[str] | Mapping[str, Any] = (), group_by: str | list[str] | None = None,
-            metrics: str | list[str] | None = None) -> pd.DataFrame:
+            metrics: str | list[str] | None = None, claims: str | Iterable[str] = ()) -> pd.DataFrame:
     """The comparison table of any run folders, sweep folders or a parent such as outputs/, as ``dnnexp-report`` shows it.
 
     ``where`` keeps runs whose config key (or status) has a value: ``["activation=selu"]`` or
     ``{"activation": "selu"}``; ``group_by`` makes one row per value of these keys; ``metrics``
-    chooses the metric columns. Bad options raise :class:`DnnexpError` with the report's message.
+    chooses the metric columns; ``claims`` are checked besides the ones the runs' presets state
+    (``"activation=selu > activation=relu"``, as ``dnnexp-report --claim``), and the verdicts
+    are ``table.attrs["claims"]`` (see :func:`verdicts`). Bad options raise :class:`DnnexpError`
+    with the report's message.
     """
     query = {"paths": [str(p) for p in paths or ["outputs"]], "where": _conditions(where),
-             "group_by": _names(group_by), "metrics": _names(metrics)}
+             "group_by": _names(group_by), "metrics": _names(metrics), "claims": _claims(claims)}
     return _table(_report(query), query)
+
+
+def verdicts(*paths: PathLike, claims: str | Iterable[str] = (), where: Iterable[str] | Mapping[str, Any] = ()) -> pd.DataFrame:
+    """The claims section as a table: one row per relation (and per whole ordering), its effect, std, Holm-adjusted p and verdict.
+
+    ``paths`` are folders (the claims their presets state are checked, and ``claims``), or
+    a table that ``sweep`` or ``compare`` returned. Empty when no claim is stated.
+    """
+    if len(paths) == 1 and hasattr(paths[0], "attrs"):
+        stored = paths[0].attrs.get("claims")
+        if stored is None:
+            raise DnnexpError("this table was not made by dnnexp.sweep or dnnexp.compare; pass its folder instead")
+        return stored
+    return compare(*paths, where=where, claims=claims).attrs["claims"]
 
 
 def plots(source: PathLike | pd.DataFrame, where: Iterable[str] | Mapping[str, Any] = (), group_by: str | list[str] | None = None,
@@ -118,7 +135,7 @@ def _report(query: dict[str, Any]) -> Report:
 
     try:
         return report_for([Path(p) for p in query["paths"]], where=query.get("where") or (),
-                          group_by=query.get("group_by"), metrics=query.get("metrics"))
+                          group_by=query.get("group_by"), metrics=query.get("metrics"), claims=query.get("claims") or ())
     except ReportError as err:
         raise DnnexpError(str(err)) from None
 
@@ -127,9 +144,16 @@ def _table(report: Report, query: dict[str, Any]) -> pd.DataFrame:
     """The report's table as numbers, remembering how it was made so ``plots`` can draw the same rows."""
     from dnnexp.results.render import data_frame
 
+    from dnnexp.results.claims import claims_frame
+
     table = data_frame(report)
     table.attrs["dnnexp"] = {"where": [], "group_by": None, "metrics": None, **query}
+    table.attrs["claims"] = claims_frame([]) if report.claims is None else report.claims
     return table
+
+
+def _claims(claims: str | Iterable[str]) -> list[str]:
+    return [claims] if isinstance(claims, str) else list(claims)
 
 
 def _conditions(where: Iterable[str] | Mapping[str, Any]) -> list[str]:
