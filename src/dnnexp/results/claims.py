@@ -56,6 +56,10 @@ class Claim:
     variant: Variant = ()  # a property claim's variant
     prop: tuple[str, str] | None = None  # (key, value) every run of ``variant`` must have
 
+    def variants(self) -> list[Variant]:
+        """Every variant the claim names."""
+        return [self.variant] if self.prop else [v for side in self.sides for v in side]
+
     def pairs(self) -> list[tuple[Variant, Variant]]:
         """The (better, worse) pairs the claim states, in order."""
         return [(a, b) for upper, lower in zip(self.sides, self.sides[1:]) for a in upper for b in lower]
@@ -113,8 +117,7 @@ def check_variants(claims: Iterable[Claim], frame: pd.DataFrame, params: list[st
 
 def _absent(claim: Claim, frame: pd.DataFrame) -> Variant | None:
     """The first variant of ``claim`` that no run of ``frame`` matches, else None."""
-    variants = [claim.variant] if claim.prop else [v for side in claim.sides for v in side]
-    return next((v for v in variants if select(frame, v).empty), None)
+    return next((v for v in claim.variants() if select(frame, v).empty), None)
 
 
 def check_grid(texts: Iterable[str], grid: dict[str, list[str]]) -> None:
@@ -125,8 +128,7 @@ def check_grid(texts: Iterable[str], grid: dict[str, list[str]]) -> None:
     """
     grid = {key.lstrip("+~"): values for key, values in grid.items()}
     for claim in map(parse_claim, texts):
-        variants = [claim.variant] if claim.prop else [v for side in claim.sides for v in side]
-        for key, wanted in (condition for variant in variants for condition in variant):
+        for key, wanted in (condition for variant in claim.variants() for condition in variant):
             values = grid.get(key)
             if values is None or not any(matches(value, wanted) for value in values):
                 runs = ", ".join(f"{k}={v}" for k, vs in grid.items() for v in vs) if values is None else ", ".join(f"{key}={v}" for v in values)
@@ -146,15 +148,14 @@ def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = ()) -> pd.D
     claims = [parse_claim(t) for t in dict.fromkeys(stated) if t not in {c.text for c in typed}] + typed
     if not claims:
         return None
-    checked = [c for c in claims if _absent(c, frame) is None]
-    relations = {id(c): [] for c in claims}
-    for relation in check_claims(checked, frame, report.metric):
-        relations[id(next(c for c in checked if c.text == relation.claim))].append(relation)
+    absent = {c.text: _absent(c, frame) for c in claims}
+    found: dict[str, list[Relation]] = {}  # claim text -> its relations (texts are unique here)
+    for relation in check_claims([c for c in claims if absent[c.text] is None], frame, report.metric):
+        found.setdefault(relation.claim, []).append(relation)
     rows = []
     for claim in claims:
-        absent = _absent(claim, frame)
-        rows += relations[id(claim)] or [Relation(claim.text, "the whole claim", claim.metric, "", verdict=NOT_CHECKED,
-                                                   note=f"this sweep has no runs of {describe(absent)}")]
+        rows += found.get(claim.text) or [Relation(claim.text, "the whole claim", claim.metric, "", verdict=NOT_CHECKED,
+                                                   note=f"this sweep has no runs of {describe(absent[claim.text])}")]
     return claims_frame(rows)
 
 
