@@ -10,6 +10,7 @@ the runs compared here, and the killed and resumed processes of the resume test.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,26 @@ def test_sweep_over_both_backends_trains_each_on_its_own_and_reports_the_backend
     assert [metrics_of(tmp_path / job)["backend"] for job in ("0", "1")] == ["tensorflow", "jax"]
     report = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(report["trainer.backend"]) == ["jax", "tensorflow"]
+
+
+def test_programs_after_the_first_compile_once_each_on_their_own_thread(tmp_path):
+    """The first epoch waits for one compilation: the programs after the first call's compile beside it."""
+    from dnnexp.engines.jax import planned_programs
+
+    run_dir, out = tmp_path / "run", tmp_path / "compiles.json"
+    args = [*TINY, *JAX, "trainer.steps_per_execution=4", f"hydra.run.dir={run_dir}"]
+    env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "empty_cache"), "KERAS_BACKEND": "jax"}
+    command = [sys.executable, str(Path(__file__).parent / "jax_compiles.py"), str(out), *args]
+    subprocess.run(command, cwd=tmp_path, check=True, timeout=300, env={**os.environ, **env},
+                   stdout=subprocess.DEVNULL)
+    steps = [c for c in json.loads(out.read_text()) if c["function"] in ("jit(fused)", "jit(train_step)", "jit(test_step)")]
+    # 300 training samples at batch 32: calls of 4 full batches, and the partial batch of 12; validation 100
+    # (32 and 4), test 200 (32 and 8), the training set scored in one batch of 300.
+    plan = planned_programs(4, (300, 32), [(100, 32), (100, 32), (200, 32), (300, 1024)])
+    assert list(plan) == [("fused", 32), ("train", 12), ("test", 32), ("test", 4), ("test", 8), ("test", 300)]
+    functions = [c["function"] for c in steps]
+    # Each program once, none compiled twice; the first call's in the main thread, the others beside it.
+    assert (functions.count("jit(fused)"), functions.count("jit(train_step)"), functions.count("jit(test_step)")) == (1, 1, 4)
+    assert all(c["thread"] == "MainThread" if c["function"] == "jit(fused)" else c["thread"].startswith("dnnexp-compile")
+               for c in steps)
+    assert metrics_of(run_dir)["status"] == "completed"

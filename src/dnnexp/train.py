@@ -83,10 +83,9 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
     best_epoch = keep_weights(model, callbacks, recorder.rows)  # every number below is of these weights
 
-    val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    test_loss, test_accuracy = model.evaluate(engine.pipeline(data.x_test, data.y_test, cfg.trainer.batch_size), verbose=0)
     # history.csv's training accuracy is the epoch's running mean with dropout on; this is the kept model's, dropout off.
-    train_loss, train_accuracy = model.evaluate(engine.pipeline(data.x_train, data.y_train, max(cfg.trainer.batch_size, 1024)), verbose=0)
+    (val_loss, val_accuracy), (test_loss, test_accuracy), (train_loss, train_accuracy) = (
+        model.evaluate(engine.pipeline(x, y, batch_size), verbose=0) for x, y, batch_size in final_evaluations(cfg, data))
     save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
@@ -125,6 +124,20 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     return metrics
 
 
+def final_evaluations(cfg: Config, data: datasets.Data) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """(x, y, batch size) of the validation, test and training sets, on which the kept weights are scored.
+
+    The training set goes in batches of at least 1,024: it is the largest, and needs no gradients."""
+    return [(data.x_val, data.y_val, cfg.trainer.batch_size), (data.x_test, data.y_test, cfg.trainer.batch_size),
+            (data.x_train, data.y_train, max(cfg.trainer.batch_size, 1024))]
+
+
+def evaluations(cfg: Config, data: datasets.Data, final: bool) -> list[tuple[int, int]]:
+    """(samples, batch size) of each evaluation a phase's fit runs (validation), and after the final phase the run's."""
+    sets = [(data.x_val, data.y_val, cfg.trainer.batch_size), *(final_evaluations(cfg, data) if final else [])]
+    return [(len(x), batch_size) for x, _, batch_size in sets]
+
+
 def check_keras_arguments(cfg: Config) -> None:
     """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
     run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
@@ -152,7 +165,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     killed run was cut in continues from ``backup``; ``final``: no phase follows.
     """
     transfer.apply_phase(model, phase)
-    compile_phase(cfg, model, phase, data)
+    compile_phase(cfg, model, phase, data, evaluations(cfg, data, final))
     recorder.phase = phase.name
     start = first = len(recorder.rows)
     if backup.resumes(phase.name):
@@ -171,9 +184,13 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     return callbacks
 
 
-def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data) -> None:
+def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data,
+                  evaluations: list[tuple[int, int]] = ()) -> None:
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
-    running several training steps per call into the backend (runtime.steps_per_execution)."""
+    running several training steps per call into the backend (runtime.steps_per_execution).
+
+    ``evaluations``: (samples, batch size) of each evaluation the fit and the run make, which
+    the JAX engine compiles ahead while the first epoch trains."""
     with engine.strategy_scope(model):
         n_train = len(data.x_train)
         optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
@@ -182,7 +199,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
-    engine.prepare_fit(model)
+    engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:

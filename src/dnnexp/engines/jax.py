@@ -10,14 +10,17 @@ deterministic, so there is no determinism switch to turn on.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import itertools
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dnnexp.backend import keras
@@ -92,47 +95,166 @@ def step_function(schedule: Callable) -> Callable[[int], float]:
     return lambda step: float(compiled(step))
 
 
-def prepare_fit(model: keras.Model) -> None:
-    """Run each call's ``steps_per_execution`` steps as one XLA program (``jax.lax.scan``).
+def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evaluations: Sequence[tuple[int, int]] = ()) -> None:
+    """Run each call's ``steps_per_execution`` steps as one XLA program, and compile ahead what the fit will run.
 
     Keras on JAX loops over the steps of a call in Python, one program launch per step,
     which at batch 32 costs about as much as the step's arithmetic. Here the batches of a
-    call are stacked and one compiled loop runs them, carrying the model's state from step
-    to step exactly as Keras' own loop does: the same train_step, in the same order, so
-    per-step schedules, dropout seeds and the optimizer's step count are unchanged. A
-    batch of another size (an epoch's last, partial one) runs as a step of its own.
+    call are stacked and one compiled loop (``jax.lax.scan``) runs them, carrying the model's
+    state from step to step exactly as Keras' own loop does: the same train_step, in the same
+    order, so per-step schedules, dropout seeds and the optimizer's step count are unchanged.
+    An epoch's shorter last call runs in the same program, padded, its extra steps skipped;
+    a batch of another size (an epoch's last, partial one) runs as a step of its own.
+
+    ``train`` (samples, batch size) and ``evaluations`` (the same, for the validation the fit
+    runs every epoch, then for each evaluation after it) tell which programs the run needs:
+    with them, :class:`AheadOfTime` compiles them on a thread of its own while the first
+    call's program compiles and trains.
     """
-    if model.steps_per_execution == 1:
-        return
     step = model.train_step
-    one = jax.jit(step, donate_argnums=0)
+    steps = model.steps_per_execution
 
-    def scanned(state, stacked):
-        def body(carry, data):
-            logs, carry = step(carry, data)
-            return carry, logs
+    def fused(state, stacked, count):
+        """The first ``count`` of the ``steps`` stacked batches, one train_step after the other.
 
-        state, logs = jax.lax.scan(body, state, stacked)
-        return jax.tree.map(lambda t: t[-1], logs), state
+        The steps after ``count`` are skipped (``lax.cond`` runs one branch), so an epoch's
+        shorter last call runs in the program of the others, padded with copies of its last batch."""
+        logs = jax.eval_shape(step, state, jax.tree.map(lambda t: t[0], stacked))[0]
+        logs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logs)
 
-    many = jax.jit(scanned, donate_argnums=0)
+        def body(carry, indexed):
+            i, data = indexed
+            return jax.lax.cond(i < count, lambda c: step(c[1], data), lambda c: c, carry), None
+
+        (logs, state), _ = jax.lax.scan(body, (logs, state), (jnp.arange(steps), stacked))
+        return logs, state
+
+    ahead = AheadOfTime({"train": jax.jit(step, donate_argnums=0), "fused": jax.jit(fused, donate_argnums=0),
+                         "test": jax.jit(model.test_step, donate_argnums=0)},
+                        planned_programs(steps, train, evaluations) if train else {}, steps)
+    full_rows = train[1] if train else None
 
     def run(state, batches):
-        if len(batches) == 1:
-            return one(state, batches[0])
-        return many(state, jax.tree.map(lambda *b: np.stack(b), *batches))
+        rows = len(batches[0][0])
+        if steps == 1 or rows != (full_rows or rows):  # Keras' own step: one batch, or the partial last one
+            return ahead.call(("train", rows), state, batches[0])
+        padded = batches + batches[-1:] * (steps - len(batches))
+        return ahead.call(("fused", rows), state, jax.tree.map(lambda *b: np.stack(b), *padded), np.int32(len(batches)))
 
     def train_function(state, iterator: Iterator):
         iterator = iter(iterator)  # train_on_batch passes a list of one batch
         batches = [next(iterator)]  # StopIteration ends the epoch, as in Keras' own loop
-        for _, data in zip(range(model.steps_per_execution - 1), iterator):
+        for _, data in zip(range(steps - 1), iterator):
             if data[0].shape != batches[0][0].shape:
                 _, state = run(state, batches)
                 batches = []
             batches.append(data)
         return run(state, batches)
 
+    def test_function(state, iterator: Iterator):
+        """Keras' own evaluation loop on JAX (JAXTrainer._make_function): up to steps_per_execution steps per call."""
+        iterator = iter(iterator)
+        for data in itertools.chain([next(iterator)], itertools.islice(iterator, steps - 1)):  # StopIteration ends it
+            logs, state = ahead.call(("test", len(data[0])), state, data)
+        return logs, state
+
     model.train_function = train_function
+    model.test_function = test_function
+
+
+# XLA options for a program that runs once per epoch or once per run (a partial batch, the
+# final evaluations): compiled at XLA's lowest optimization level without its fusion
+# emitters, the lecture's training step compiles in 0.2 s instead of 0.9 s and runs in 2.3 ms
+# instead of 1.3 ms, measured on the README's 2-core machine (benchmarks/peers.py's workload).
+ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+class AheadOfTime:
+    """Compiles, on a thread of its own, the programs a run calls after its first, in the order it calls them.
+
+    JAX compiles a program the first time it is called with new shapes, and XLA's CPU
+    compiler takes about as long for the lecture's MLP as an epoch of training at batch 128
+    (0.3-1 s per program on the README's 2-core machine). A first epoch calls four: the
+    fused training call, the partial last batch, the full and partial validation batches.
+    Which programs come is known from the sizes alone (:func:`planned_programs`), so at the
+    first call they are lowered and compiled here while the main thread trains, and the
+    programs that run once per epoch or per run are compiled with :data:`ONCE_OPTIONS`. A
+    call whose program is still compiling waits for it. JAX has no such queue of its own.
+    A program that was not planned, or whose compilation failed, is compiled by its call.
+    """
+
+    def __init__(self, functions: dict[str, Callable], plan: dict[tuple[str, int], bool], steps: int):
+        self.functions, self.steps = functions, steps
+        self.plan = plan  # (kind, batch rows) -> called every step (compiled with XLA's defaults)
+        self.compiled: dict[tuple[str, int], concurrent.futures.Future | Callable] = {}
+
+    def call(self, program: tuple[str, int], state, *data):
+        """Run ``program`` (kind, batch rows) on ``state`` and ``data``: its compiled executable once ready."""
+        if self.plan and not self.compiled:
+            self.start(program, state, data)
+        compiled = self.compiled.get(program)
+        if isinstance(compiled, concurrent.futures.Future):
+            try:
+                compiled = self.compiled[program] = compiled.result()
+            except Exception:  # noqa: BLE001 - the jitted function compiles it itself, and raises what is wrong
+                compiled = self.compiled[program] = self.functions[program[0]]
+        return (compiled or self.functions[program[0]])(state, *data)
+
+    def start(self, first: tuple[str, int], state, data) -> None:
+        """Queue every planned program but ``first`` on the thread, then compile ``first`` here.
+
+        ``first`` is traced before the thread starts, so that what Keras builds at its first
+        trace (the compiled loss and metrics) is built in one thread only."""
+        state = jax.tree.map(shape_of, state)
+        batch = jax.tree.map(shape_of, data[0] if first[0] != "fused" else jax.tree.map(lambda t: t[0], data[0]))
+        lowered = self.lower(first, state, batch)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dnnexp-compile")
+        for program, every_step in self.plan.items():
+            if program != first:
+                options = None if every_step else ONCE_OPTIONS
+                self.compiled[program] = pool.submit(lambda p=program, o=options: self.lower(p, state, batch).compile(o))
+        pool.shutdown(wait=False)  # a run that stops early waits at exit for the compilation under way
+        self.compiled[first] = lowered.compile(None if self.plan.get(first, True) else ONCE_OPTIONS)
+
+    def lower(self, program: tuple[str, int], train_state, batch):
+        """``program`` lowered for the state and batch shapes of the first call (a training call's state)."""
+        kind, rows = program
+        data = jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape[1:]), s.dtype), batch)
+        function = self.functions[kind]
+        if kind == "test":
+            return function.lower((train_state[0], train_state[1], train_state[3]), data)  # evaluate: no optimizer variables
+        if kind == "train":
+            return function.lower(train_state, data)
+        stacked = jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.steps, *s.shape), s.dtype), data)
+        return function.lower(train_state, stacked, jax.ShapeDtypeStruct((), np.int32))
+
+
+def planned_programs(steps_per_execution: int, train: tuple[int, int],
+                     evaluations: Sequence[tuple[int, int]]) -> dict[tuple[str, int], bool]:
+    """{(kind, batch rows): called every step?} of each program a fit and its evaluations call, first call first.
+
+    An epoch of ``n`` samples at batch ``b`` runs its full batches in calls of
+    ``steps_per_execution`` steps ("fused"; a single "train" step each when that is 1), then
+    the partial batch as one "train" step; an evaluation ("test") runs one program per batch
+    size, full and partial. Every step: the full training batches, and the validation's
+    (the first of ``evaluations``) full batches.
+    """
+    n, b = train
+    full, partial = divmod(n, b)
+    plan = {("fused" if steps_per_execution > 1 else "train", b): True} if full else {}
+    if partial:
+        plan.setdefault(("train", partial), False)
+    for i, (n, b) in enumerate(evaluations):
+        full, partial = divmod(n, b)
+        if full:
+            plan[("test", b)] = plan.get(("test", b), False) or i == 0
+        if partial:
+            plan.setdefault(("test", partial), False)
+    return plan
+
+
+def shape_of(array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(array), array.dtype)
 
 
 class Batches(keras.utils.PyDataset):
