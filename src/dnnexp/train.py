@@ -65,7 +65,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     if cfg.diagnostics.enabled:
         earlier = [r for r in read_rows(run_dir / DIAGNOSTICS) if r["epoch"] <= done] if done else []
         diagnostics = GradientDiagnostics(run_dir, cfg.diagnostics, data.x_train, data.y_train, loss_for(data.n_classes), earlier)
-    val_ds = engine.pipeline(data.x_val, data.y_val, cfg.trainer.batch_size)
+    val_ds = engine.pipeline(*final_evaluations(cfg, data)[0])  # the fit's validation, as scored at the end
 
     start = time.perf_counter()
     callbacks: list[keras.callbacks.Callback] = []
@@ -133,9 +133,10 @@ def final_evaluations(cfg: Config, data: datasets.Data) -> list[tuple[np.ndarray
 
 
 def evaluations(cfg: Config, data: datasets.Data, final: bool) -> list[tuple[int, int]]:
-    """(samples, batch size) of each evaluation a phase's fit runs (validation), and after the final phase the run's."""
-    sets = [(data.x_val, data.y_val, cfg.trainer.batch_size), *(final_evaluations(cfg, data) if final else [])]
-    return [(len(x), batch_size) for x, _, batch_size in sets]
+    """(samples, batch size) of each evaluation a phase's fit runs (validation, the first of the final ones),
+    and after the final phase the run's."""
+    sets = final_evaluations(cfg, data)
+    return [(len(x), batch_size) for x, _, batch_size in (sets if final else sets[:1])]
 
 
 def check_keras_arguments(cfg: Config) -> None:
