@@ -53,7 +53,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
-    with strategy.scope():  # the model's variables live on the strategy's devices
+    with strategy.scope(), engine.quick_initializers():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
     model = network.model
     backup = TrainingBackup(run_dir / BACKUP, cfg)
@@ -144,12 +144,13 @@ def check_keras_arguments(cfg: Config) -> None:
     run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
     checks = {
         "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
-        "initializer": lambda: build_initializer(cfg)((4, 4)),
+        "initializer": lambda: keras.Variable(build_initializer(cfg), shape=(4, 4)),
         "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
     }
     for group, build in checks.items():
         try:
-            build()
+            with engine.quick_initializers():
+                build()
         except (TypeError, ValueError) as err:
             given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
             first = (str(err).splitlines() or [""])[0]

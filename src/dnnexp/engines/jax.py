@@ -169,6 +169,63 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
 ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
+@contextlib.contextmanager
+def quick_initializers() -> Iterator[None]:
+    """Variables created here draw their first values from programs compiled with :data:`ONCE_OPTIONS`.
+
+    Keras on JAX computes each variable's initial value eagerly, and jax.random's samplers
+    compile once per shape with XLA's defaults: 0.4-1.5 s per kernel on the README's 2-core
+    machine (a (100, 10) output kernel takes longest), 3 s for the lecture's MLP before its
+    first step, in every process that starts on an empty compilation cache. Compiled at the
+    lowest optimization level, each draw compiles in about 0.1 s. JAX takes compiler options
+    only per jitted function and Keras calls the samplers itself, so the initializer is
+    wrapped where Keras calls it (``JaxVariable._initialize_with_initializer``, Keras' own
+    hook for a variable's first value). The draws are the same seeds' in the same order;
+    the lower optimization level can round their last bits differently, the same way every
+    time. Initializers that draw nothing (zeros, ones, a constant) compile little, and one
+    drawing from a SeedGenerator changes its state at each draw: they keep Keras' own path,
+    as does a variable laid out by a distribution.
+    """
+    from keras.src.backend.jax.core import JaxVariable
+
+    original = JaxVariable._initialize_with_initializer
+
+    def initialize(variable, initializer):
+        if variable._layout is None and isinstance(getattr(initializer, "seed", None), int):
+            initializer = _compiled_once(initializer)
+        original(variable, initializer)
+
+    JaxVariable._initialize_with_initializer = initialize
+    try:
+        yield
+    finally:
+        JaxVariable._initialize_with_initializer = original
+
+
+def _compiled_once(initializer: keras.initializers.Initializer) -> Callable:
+    """A random ``initializer`` as one program compiled with :data:`ONCE_OPTIONS`, its seed an argument.
+
+    Keras' random initializers hold an int seed, which a traced call would bake into the
+    program as a constant: each seed of a sweep would then compile its own. Keras' JAX
+    samplers also take the seed as the key array ``draw_seed`` makes of the int, so that
+    key is the program's argument and the draws are the same."""
+    from keras.src.random.seed_generator import draw_seed
+
+    seed = initializer.seed
+
+    def initial_value(shape, dtype=None):
+        def draw_initial_value(key):
+            initializer.seed = key
+            try:
+                return initializer(shape, dtype=dtype)
+            finally:
+                initializer.seed = seed
+
+        return jax.jit(draw_initial_value, compiler_options=ONCE_OPTIONS)(draw_seed(seed))
+
+    return initial_value
+
+
 class AheadOfTime:
     """Compiles, on a thread of its own, the programs a run calls after its first, in the order it calls them.
 

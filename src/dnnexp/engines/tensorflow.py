@@ -120,6 +120,12 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
     traces a step in a fraction of the time XLA takes to compile one."""
 
 
+def quick_initializers() -> contextlib.AbstractContextManager:
+    """Keras' own initialization: TensorFlow draws a variable's first values without compiling them
+    (see the JAX engine)."""
+    return contextlib.nullcontext()
+
+
 class EpochShuffle(keras.callbacks.Callback):
     """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
