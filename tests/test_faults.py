@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -212,3 +213,29 @@ def test_a_joblib_workers_job_folder_is_locked_by_the_worker(tmp_path):
         proc.stderr.close()
     assert second.returncode == 2
     assert f"dnnexp: error: {sweep / '0'} is in use by another dnnexp run" in second.stderr
+
+
+def test_a_new_sweep_composes_none_of_its_jobs_before_they_start(tmp_path, monkeypatch):
+    """Checking a sweep's folder for jobs of another grid composes each job's config (0.1-0.3 s each):
+    a new sweep has no job folder to check, so its jobs start at once; one started again is checked."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from dnnexp.cli import config_dir
+    from dnnexp.hydra_callbacks import _check_grid
+
+    composed = []
+    load_sweep_config = ConfigLoaderImpl.load_sweep_config
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
+                        lambda self, *args, **kwargs: composed.append(args) or load_sweep_config(self, *args, **kwargs))
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "multirun.yaml").write_text("")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        config = compose("config", overrides=[f"hydra.sweep.dir={sweep_dir}", "+experiment=activations"], return_hydra_config=True)
+        _check_grid(config)
+        assert composed == []
+        (sweep_dir / "0").mkdir()  # the folder of a job an earlier start of the sweep ran
+        _check_grid(config)
+    grid = [str(values).split(",") for values in config.hydra.sweeper.params.values()]
+    assert len(composed) == math.prod(len(values) for values in grid)  # 6 activations x 3 seeds

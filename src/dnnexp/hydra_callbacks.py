@@ -253,6 +253,8 @@ def _check_grid(config: DictConfig) -> None:
     sweep_dir = Path(config.hydra.sweep.dir)
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER or not sweep_dir.is_dir():
         return
+    if not any(path.is_dir() for path in sweep_dir.iterdir()):
+        return  # a new sweep (only multirun.yaml and the lock): no job folder to check, so none of the jobs is composed
     loader = GlobalHydra.instance().config_loader()
     params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
