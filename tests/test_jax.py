@@ -9,6 +9,7 @@ the runs compared here, and the killed and resumed processes of the resume test.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -180,6 +181,23 @@ def test_programs_after_the_first_compile_once_each_on_their_own_thread(tmp_path
     assert not {"jit(_truncated_normal)", "jit(_uniform)", "jit(_normal)"} & set(programs)
     assert metrics_of(run_dir)["status"] == "completed"
 
+
+
+def test_two_processes_starting_together_compile_each_program_once_between_them(tmp_path):
+    """A parallel sweep's first jobs: one compiles each program, the other loads it from the shared cache."""
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"), "KERAS_BACKEND": "jax"}
+    driver = str(Path(__file__).parent / "jax_compiles.py")
+    jobs = [subprocess.Popen([sys.executable, driver, str(tmp_path / f"{seed}.json"), *TINY, *JAX, "trainer.steps_per_execution=4",
+                              f"trainer.seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}"],
+                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL) for seed in (1, 2)]
+    assert [job.wait(timeout=300) for job in jobs] == [0, 0]
+    compiled = collections.Counter(
+        (c["function"], c["cache"]) for seed in (1, 2) for c in json.loads((tmp_path / f"{seed}.json").read_text())
+        if c["function"] in ("jit(fused)", "jit(train_step)", "jit(test_step)"))
+    # The run's 6 programs (the fused call, the partial batch, 4 evaluation sizes): each compiled once, loaded once.
+    assert compiled == {("jit(fused)", "miss"): 1, ("jit(fused)", "hit"): 1, ("jit(train_step)", "miss"): 1,
+                        ("jit(train_step)", "hit"): 1, ("jit(test_step)", "miss"): 4, ("jit(test_step)", "hit"): 4}
+    assert [metrics_of(tmp_path / str(seed))["status"] for seed in (1, 2)] == ["completed", "completed"]
 
 DRAWS = """
 import json, sys

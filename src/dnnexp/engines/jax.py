@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
+import hashlib
 import itertools
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -261,21 +264,46 @@ class AheadOfTime:
         return (compiled or self.functions[program[0]])(state, *data)
 
     def start(self, first: tuple[str, int], state, data) -> None:
-        """Queue every planned program but ``first`` on the thread, then compile ``first`` here.
+        """Start the thread on every planned program but ``first``, then compile ``first`` here.
 
         ``first`` is traced before the thread starts, so that what Keras builds at its first
-        trace (the compiled loss and metrics) is built in one thread only."""
+        trace (the compiled loss and metrics) is built in one thread only. The thread traces
+        and lowers all the others before it compiles any: tracing is Python and holds the
+        interpreter's lock, which XLA's compilation of ``first`` here lets go, while the
+        training steps that follow need it for every call."""
         state = jax.tree.map(shape_of, state)
         batch = jax.tree.map(shape_of, data[0] if first[0] != "fused" else jax.tree.map(lambda t: t[0], data[0]))
         lowered = self.lower(first, state, batch)
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dnnexp-compile")
-        for program, every_step in self.plan.items():
-            if program != first:
-                options = None if every_step else ONCE_OPTIONS
-                self.compiled[program] = pool.submit(lambda p=program, o=options: self.lower(p, state, batch).compile(o))
-        pool.shutdown(wait=False)  # a run that stops early waits at exit for the compilation under way
-        compiled = lowered.compile(None if self.plan.get(first, True) else ONCE_OPTIONS)
+        rest = [program for program in self.plan if program != first]
+        for program in rest:
+            self.compiled[program] = concurrent.futures.Future()
+        # Not a daemon: a run that stops early waits at exit for the compilation under way.
+        threading.Thread(target=self.compile_rest, args=(rest, state, batch), name="dnnexp-compile").start()
+        compiled = compile_once(lowered, None if self.plan.get(first, True) else ONCE_OPTIONS)
         self.compiled[first] = None if self.plan.get(first, True) else compiled
+
+    def compile_rest(self, rest: list[tuple[str, int]], state, batch) -> None:
+        """Lower, then compile, each of ``rest``; one another process is compiling comes last (its cache entry, by then)."""
+        lowered = {}
+        for program in rest:
+            try:
+                lowered[program] = self.lower(program, state, batch)
+            except Exception as err:  # noqa: BLE001 - its call compiles it, and raises what is wrong
+                self.compiled[program].set_exception(err)
+        later = [program for program in lowered if not self.compile_ahead(program, lowered[program], wait=False)]
+        for program in later:
+            self.compile_ahead(program, lowered[program], wait=True)
+
+    def compile_ahead(self, program: tuple[str, int], lowered, wait: bool) -> bool:
+        """Compile ``program`` into its future; False, doing nothing, if another process is compiling it and not ``wait``."""
+        try:
+            compiled = compile_once(lowered, None if self.plan[program] else ONCE_OPTIONS, wait=wait)
+        except Exception as err:  # noqa: BLE001 - its call compiles it, and raises what is wrong
+            self.compiled[program].set_exception(err)
+            return True
+        if compiled is not None:
+            self.compiled[program].set_result(compiled)
+        return compiled is not None
 
     def lower(self, program: tuple[str, int], train_state, batch):
         """``program`` lowered for the state and batch shapes of the first call (a training call's state)."""
@@ -288,6 +316,31 @@ class AheadOfTime:
             return function.lower(train_state, data)
         stacked = jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.steps, *s.shape), s.dtype), data)
         return function.lower(train_state, stacked, jax.ShapeDtypeStruct((), np.int32))
+
+
+def compile_once(lowered: jax.stages.Lowered, options: dict | None, wait: bool = True) -> jax.stages.Compiled | None:
+    """``lowered.compile(options)``, which the processes sharing the persistent cache compile once between them.
+
+    The jobs of a parallel sweep (joblib's workers) start together, and each would compile
+    the same programs at the same moment, none finding the others' in the cache yet. So a
+    program is compiled under an exclusive lock on a file named by its text and options in
+    the cache folder: a process that finds it locked waits, and then loads the cache entry
+    that the compiling process wrote; with ``wait=False`` it returns None at once, to come
+    back to the program later. JAX itself has no such lock. Without a cache, it just compiles.
+    """
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder:
+        return lowered.compile(options)
+    key = hashlib.sha256("\n".join([jax.__version__, os.environ.get("XLA_FLAGS", ""), repr(sorted((options or {}).items())),
+                                     lowered.as_text()]).encode()).hexdigest()
+    locks = Path(folder) / "dnnexp-compiling"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / key, "a") as lock:  # the lock goes with the file's closing
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None
+        return lowered.compile(options)
 
 
 def planned_programs(steps_per_execution: int, train: tuple[int, int],
