@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from dnnexp import config as schema
 from dnnexp.cli import config_dir
@@ -68,19 +69,37 @@ def test_the_lecture_has_its_presets():
 @pytest.mark.parametrize("experiment", PRESETS)
 def test_every_preset_is_a_sweep_whose_whole_grid_composes_and_validates(experiment):
     """`dnnexp +experiment=NAME` runs the comparison with or without -m (sweep_params checks hydra.mode),
-    and no job of its grid can fail on a typo."""
+    and no job of its grid can fail on a typo.
+
+    Hydra composes a job's config from its config-group choices, then sets the other overrides'
+    values on it (ConfigLoaderImpl._apply_overrides_to_config); so the jobs that choose the same
+    groups (they differ in trainer.seed, optimizer.lr) are composed once, and each job's values
+    are set on a copy, as Hydra sets them."""
+    import copy
     import itertools
 
     from conftest import sweep_params
     from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     grid = sweep_params(experiment)
     jobs = list(itertools.product(*grid.values()))
     assert len(jobs) > 1, f"{experiment} compares nothing"
+    is_group = [(Path(config_dir()) / key.lstrip("+")).is_dir() for key in grid]
+    parser = OverridesParser.create()
+    composed = {}
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # once: most of compose_config's time
         for values in jobs:
             overrides = [f"{key}={value}" for key, value in zip(grid, values)]
-            cfg = validate(compose(config_name="config", overrides=[f"+experiment={experiment}", *overrides]))
+            groups = tuple(o for o, group in zip(overrides, is_group) if group)
+            if groups not in composed:
+                composed[groups] = compose(config_name="config", overrides=[f"+experiment={experiment}", *groups])
+            job = copy.deepcopy(composed[groups])
+            ConfigLoaderImpl._apply_overrides_to_config(
+                parser.parse_overrides([o for o, group in zip(overrides, is_group) if not group]), job)
+            assert all(str(OmegaConf.select(job, key)) == value for key, value, group in zip(grid, values, is_group) if not group)
+            cfg = validate(job)
             assert cfg.task_name == experiment  # its runs write under outputs/<preset>/
 
 
