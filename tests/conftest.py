@@ -29,6 +29,20 @@ TINY = [
 ]
 
 
+# The test files that take longest (their tests' durations added up, under -n 2), longest first. With
+# --dist loadfile (pyproject.toml) a file runs on one worker, and xdist would hand out files with
+# the most tests first, leaving these few-test, long files for the end; started first, they
+# cannot leave one worker running alone at the end while the other has finished.
+LONGEST_FIRST = ["test_resume.py", "test_presets.py", "test_transfer.py", "test_config.py", "test_jax.py",
+                 "test_bad_input.py", "test_launchers.py", "test_faults.py", "test_cli.py", "test_train.py",
+                 "test_notebook.py", "test_runtime.py", "test_loggers.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
     """The config `dnnexp <overrides>` would compose, without Hydra's runtime.
 
