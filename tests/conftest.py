@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
+import io
 import os
 import subprocess
 import sys
@@ -25,10 +29,63 @@ TINY = [
 ]
 
 
+# The test files that take longest (their tests' durations added up, under -n 2), longest first. With
+# --dist loadfile (pyproject.toml) a file runs on one worker, and xdist would hand out files with
+# the most tests first, leaving these few-test, long files for the end; started first, they
+# cannot leave one worker running alone at the end while the other has finished.
+LONGEST_FIRST = ["test_resume.py", "test_presets.py", "test_transfer.py", "test_config.py", "test_jax.py",
+                 "test_bad_input.py", "test_launchers.py", "test_faults.py", "test_cli.py", "test_train.py",
+                 "test_notebook.py", "test_runtime.py", "test_loggers.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-    """The config `dnnexp <overrides>` would compose, without Hydra's runtime."""
+    """The config `dnnexp <overrides>` would compose, without Hydra's runtime.
+
+    Hydra composes a config from the config-group choices among the overrides, then sets the
+    other overrides' values on it (ConfigLoaderImpl._apply_overrides_to_config). The first
+    step costs a fifth of a second and its result depends on the group choices alone, so it is
+    done once per distinct set of them (_composed_groups); the values are then set on a copy,
+    by Hydra's own function. The hydra node, and overrides Hydra refuses in compose (sweeps),
+    go through Hydra's compose as they are.
+    """
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        split = None if return_hydra_config else _split_overrides(list(overrides))
+        if split is None:
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        groups, values = split
+        cfg = copy.deepcopy(_composed_groups(groups))
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        return cfg
+
+
+def _split_overrides(overrides: list[str]) -> tuple[tuple[str, ...], list] | None:
+    """(the config-group overrides, the parsed others), decided as Hydra's defaults list decides; None for a sweep
+    or an override Hydra's parser refuses, which go to Hydra's compose for its own answer."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+    except Exception:
+        return None
+    if any(o.is_sweep_override() for o in parsed):
+        return None
+    is_group = [loader.repository.group_exists(o.key_or_group) and not isinstance(o.value(), dict) for o in parsed]
+    return tuple(o.input_line for o, group in zip(parsed, is_group) if group), [o for o, group in zip(parsed, is_group) if not group]
+
+
+@functools.lru_cache(maxsize=None)
+def _composed_groups(groups: tuple[str, ...]) -> DictConfig:
+    """The config composed from these config-group overrides alone (called inside compose_config's initialize)."""
+    return compose(config_name="config", overrides=list(groups))
 
 
 def sweep_params(experiment: str) -> dict[str, list[str]]:
@@ -52,6 +109,35 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
         [sys.executable, "-m", "dnnexp.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `dnnexp ARGS` in this process (dnnexp.cli.main, in ``cwd``), and return what run_cli returns: the exit code,
+    what it printed.
+
+    For tests about what a command makes, where a new interpreter adds nothing but its imports
+    (TensorFlow's take about 9 s). Hydra logs nowhere (cli_driver.IN_PROCESS); cwd and sys.argv
+    are put back.
+    """
+    from cli_driver import IN_PROCESS
+
+    from dnnexp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_cwd, saved_argv = os.getcwd(), sys.argv
+    argv = ["dnnexp", *args, *IN_PROCESS]
+    code: int = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = list(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

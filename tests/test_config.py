@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from dnnexp import config as schema
 from dnnexp.cli import config_dir
@@ -72,16 +73,32 @@ def test_every_preset_is_a_sweep_whose_whole_grid_composes_and_validates(experim
     import itertools
 
     from conftest import sweep_params
-    from hydra import compose, initialize_config_dir
 
     grid = sweep_params(experiment)
     jobs = list(itertools.product(*grid.values()))
     assert len(jobs) > 1, f"{experiment} compares nothing"
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # once: most of compose_config's time
-        for values in jobs:
-            overrides = [f"{key}={value}" for key, value in zip(grid, values)]
-            cfg = validate(compose(config_name="config", overrides=[f"+experiment={experiment}", *overrides]))
-            assert cfg.task_name == experiment  # its runs write under outputs/<preset>/
+    for values in jobs:  # jobs that differ only in values (trainer.seed) share one composition (compose_config)
+        overrides = [f"{key}={value}" for key, value in zip(grid, values)]
+        cfg = validate(compose_config(f"+experiment={experiment}", *overrides))
+        assert cfg.task_name == experiment  # its runs write under outputs/<preset>/
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer.seed=2", "+experiment=activations", "activation=elu"],
+    ["optimizer=adamw", "optimizer.weight_decay=1e-5", "model.units=[300,100]", "~claims"],
+    ["scheduler=piecewise", "scheduler.boundaries=[4,14]", "scheduler.values=[0.01,0.005,0.001]", "dataset.classes=[8,9]"],
+    ["+experiment=lecture_notebook", "+reference=lecture_power", "trainer.epochs=1", "dataset.data_dir=/data/fm"],
+])
+def test_compose_config_composes_what_hydra_composes(overrides):
+    """conftest.compose_config composes each set of group choices once and sets the other values on a copy."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        expected = compose(config_name="config", overrides=overrides)
+    for _ in range(2):  # composed, then from the cache
+        assert OmegaConf.to_container(compose_config(*overrides)) == OmegaConf.to_container(expected)
+        assert OmegaConf.is_struct(compose_config(*overrides))
+    assert compose_config(*overrides) is not compose_config(*overrides)  # each caller has its own copy to change
 
 
 def test_dropout_and_early_stopping_together():

@@ -99,7 +99,12 @@ def test_two_sweeps_started_together_write_into_different_folders(tmp_path):
 
 
 def test_folder_names_differ_within_one_second():
-    names = [compose_config(return_hydra_config=True).hydra.run.dir for _ in range(5)]
+    import copy
+
+    # Each copy resolves ${now:...} anew, as each command does its own composed config; composing
+    # five times took over two seconds on a loaded machine.
+    composed = compose_config(return_hydra_config=True)
+    names = [copy.deepcopy(composed).hydra.run.dir for _ in range(5)]
     assert len(set(names)) == 5  # microseconds in the name
     assert len({name[:-7] for name in names}) <= 2  # within one second (or two, across a tick)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, run_cli, tiny_config
+from conftest import TINY, run_cli, run_in_process, tiny_config
 from test_optim import one_cycle_formula
 from test_resume import COMPARED, RESUMABLE, saved_epoch, start_and_kill_mid_run
 
@@ -145,9 +145,9 @@ def test_killed_jax_run_resumes_to_the_uninterrupted_result_compiling_nothing_ag
 
 
 def test_sweep_over_both_backends_trains_each_on_its_own_and_reports_the_backend(tmp_path, compilation_cache):
-    # The TensorFlow job runs in the sweep's process; the JAX job needs a process of its own.
-    result = run_cli("-m", *TINY, "trainer.epochs=1", "trainer.backend=tensorflow,jax", f"hydra.sweep.dir={tmp_path}",
-                     cwd=tmp_path)
+    # The TensorFlow job runs in the sweep's process (this one); the JAX job needs a process of its own.
+    result = run_in_process("-m", *TINY, "trainer.epochs=1", "trainer.backend=tensorflow,jax", f"hydra.sweep.dir={tmp_path}",
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [metrics_of(tmp_path / job)["backend"] for job in ("0", "1")] == ["tensorflow", "jax"]
     report = pd.read_csv(tmp_path / "summary.csv")

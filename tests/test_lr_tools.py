@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, run_cli, tiny_config
+from conftest import TINY, run_in_process, tiny_config
 
 from dnnexp.data import load
 from dnnexp.lr_tools import find_lr, lr_find, schedule_rows, suggest
@@ -105,8 +105,8 @@ def test_schedule_plot_of_a_per_epoch_schedule_steps_between_epochs():
 
 def test_cli_plot_schedule_writes_csv_and_png_without_training(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(*TINY, "trainer.verbose=true", "mode=plot_schedule", "scheduler=one_cycle", "optimizer.lr=0.2",
-                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_in_process(*TINY, "trainer.verbose=true", "mode=plot_schedule", "scheduler=one_cycle", "optimizer.lr=0.2",
+                            f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(run_dir / "schedule.csv")
     assert len(table) == 20 and table["learning_rate"].max() == pytest.approx(0.2, rel=1e-3)

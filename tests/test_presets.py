@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_driver import IN_PROCESS, run_case
 from conftest import compose_config, sweep_params
 from formats import write_cifar10, write_fashion_mnist
 
@@ -77,17 +77,19 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def preset_runs(tmp_path_factory) -> tuple[Path, dict]:
-    """Every preset run once through the command, all in one process (tests/cli_driver.py): (root, results)."""
+    """Every preset run once through the command, in this process (tests/cli_driver.py's run_case): (root, results)."""
     root = tmp_path_factory.mktemp("presets")
     folders = {"fm": write_fashion_mnist(root / "fm", n_train=300, n_test=60), "c10": write_cifar10(root / "c10", n_per_batch=40),
                "root": root}
-    cases = {name: [f"+experiment={name}", "trainer.epochs=1", *(a.format(**folders) for a in args),
+    results = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # run_case moves into each case's folder
+        patch.setattr(sys, "argv", sys.argv)  # and sets sys.argv
+        for i, (name, args, _) in enumerate(RUNS):
+            argv = [f"+experiment={name}", *IN_PROCESS, "trainer.epochs=1", *(a.format(**folders) for a in args),
                     f"hydra.sweep.dir={root / 'sweeps' / name}"]
-             for name, args, _ in RUNS}
-    (root / "cases.json").write_text(json.dumps(cases))
-    command = [sys.executable, str(Path(__file__).parent / "cli_driver.py"), "cases.json", "results.json"]
-    subprocess.run(command, cwd=root, check=True, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return root, json.loads((root / "results.json").read_text())
+            results[name] = run_case(argv, root / "cases" / str(i))
+    return root, results
 
 
 @pytest.mark.parametrize("preset, jobs", [(name, jobs) for name, _, jobs in RUNS])

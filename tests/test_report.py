@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from conftest import TINY, run_in_process
 from rich.console import Console
 from scipy.stats import ttest_ind
 
@@ -315,7 +315,7 @@ def real_sweep(tmp_path_factory):
     """`dnnexp -m activation=relu,elu trainer.epochs=1,0`: two tiny runs and two that fail validation."""
     tmp = tmp_path_factory.mktemp("sweep")
     tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
-    result = run_cli("-m", *tiny, "activation=relu,elu", "trainer.epochs=1,0", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp)
+    result = run_in_process("-m", *tiny, "activation=relu,elu", "trainer.epochs=1,0", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp)
     return tmp / "sweep", result
 
 
@@ -360,8 +360,8 @@ def test_report_command_rebuilds_the_sweeps_table(real_sweep, capsys):
 def test_an_optuna_search_ends_in_the_same_table(tmp_path):
     tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
     sweep = tmp_path / "optuna"
-    result = run_cli("+hparams_search=lr_optuna", *tiny, "trainer.epochs=1", "hydra.sweeper.n_trials=2",
-                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_in_process("+hparams_search=lr_optuna", *tiny, "trainer.epochs=1", "hydra.sweeper.n_trials=2",
+                            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = pd.read_csv(sweep / "summary.csv")
     assert len(summary) == 2 and set(summary["status"]) == {"completed"}
@@ -378,7 +378,7 @@ def test_a_preset_runs_its_sweep_without_dash_m(tmp_path):
     """`dnnexp +experiment=learning_rate`, one rate kept: the preset's own seed list makes two tiny jobs and a table."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith("trainer.epochs")]
-    result = run_cli("+experiment=learning_rate", *tiny, "trainer.epochs=1", "optimizer.lr=0.1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_in_process("+experiment=learning_rate", *tiny, "trainer.epochs=1", "optimizer.lr=0.1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "dnnexp sweep:" in result.stdout
     summary = pd.read_csv(sweep / "summary.csv")

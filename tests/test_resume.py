@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_driver import IN_PROCESS, run_case
-from conftest import TINY, run_cli, tiny_config
+from conftest import TINY, run_in_process, tiny_config
 
 from dnnexp import train as train_module
 from dnnexp.backend import keras, tf
@@ -76,13 +76,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     before = pd.read_csv(run_dir / "history.csv")
 
     killed = folder_bytes(run_dir)
-    other = run_cli(*args, "activation=tanh", "optimizer.lr=0.05", cwd=tmp_path)  # another config, the same folder
+    # The same command again, and others, in this process: what they answer and write is the command's.
+    other = run_in_process(*args, "activation=tanh", "optimizer.lr=0.05", cwd=tmp_path)  # another config, the same folder
     assert other.returncode == 2
     assert other.stderr.strip() == (f"dnnexp: error: {run_dir} holds a run of another config (activation.name: relu here, "
                                     f"tanh in this command); give this run its own folder, or delete {run_dir} to start over")
     assert folder_bytes(run_dir) == killed
 
-    result = run_cli(*args, cwd=tmp_path)  # the same command again
+    result = run_in_process(*args, cwd=tmp_path)  # the same command again
     assert result.returncode == 0, result.stderr
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["status"] == "completed"
@@ -93,12 +94,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     # The finished epochs' rows are the killed process's own (their timings included), not retrained.
     pd.testing.assert_frame_equal(history.iloc[:done], before.iloc[:done])
 
-    again = run_cli(*args, cwd=tmp_path)  # once more: the folder holds this run, finished
+    again = run_in_process(*args, cwd=tmp_path)  # once more: the folder holds this run, finished
     assert again.returncode == 0 and "already holds this run, finished: not training it again" in again.stderr
     assert json.loads((run_dir / "metrics.json").read_text()) == resumed
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), history)
     finished = folder_bytes(run_dir)
-    other = run_cli(*args, "trainer.epochs=3", cwd=tmp_path)  # a finished run is not overwritten by another config either
+    other = run_in_process(*args, "trainer.epochs=3", cwd=tmp_path)  # a finished run is not overwritten by another config either
     assert other.returncode == 2 and f"{run_dir} holds a run of another config (trainer.epochs: 4 here, 3 in this command)" in other.stderr
     assert folder_bytes(run_dir) == finished
 

@@ -249,10 +249,10 @@ def test_one_cycle_run_follows_its_schedule_over_the_whole_run(tmp_path):
 
 
 def test_input_batchnorm_run_from_the_command_line_trains_and_counts_its_parameters(tmp_path):
-    from conftest import TINY, run_cli
+    from conftest import TINY, run_in_process
 
     run_dir = tmp_path / "run"
-    result = run_cli(*TINY, "trainer.epochs=1", "normalization.input=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_in_process(*TINY, "trainer.epochs=1", "normalization.input=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # 784 -> 16 -> 16 -> 10 with biases, plus the input's 4 x 784 batch-norm weights (half of them moving statistics)

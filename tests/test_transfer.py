@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, compose_config, run_cli, tiny_config
+from conftest import TINY, compose_config, run_cli, run_in_process, tiny_config
 
 from dnnexp.config import ConfigError, DatasetConfig, validate
 from dnnexp.data import load
@@ -368,9 +368,9 @@ def test_transfer_preset_pretrains_once_then_tables_every_arm(tmp_path):
     from dnnexp.results.stats import build_report
 
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
-    result = run_cli("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
+    result = run_in_process("+experiment=transfer", "trainer.epochs=3", "transfer.finetune_epochs=1", "transfer.pretrain_epochs=1",
                      "model.units=[16,16]", "trainer.seed=0,1", f"transfer.cache_dir={cache}", f"hydra.sweep.dir={sweep}",
-                     cwd=tmp_path, timeout=300)
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(list(cache.iterdir())) == 1  # task A trained once, reused by the four transfer jobs
     jobs = [(json.loads((job / "metrics.json").read_text()), (job / ".hydra" / "overrides.yaml").read_text())
