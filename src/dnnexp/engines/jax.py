@@ -267,10 +267,7 @@ class AheadOfTime:
         """Start the thread on every planned program but ``first``, then compile ``first`` here.
 
         ``first`` is traced before the thread starts, so that what Keras builds at its first
-        trace (the compiled loss and metrics) is built in one thread only. The thread traces
-        and lowers all the others before it compiles any: tracing is Python and holds the
-        interpreter's lock, which XLA's compilation of ``first`` here lets go, while the
-        training steps that follow need it for every call."""
+        trace (the compiled loss and metrics) is built in one thread only."""
         state = jax.tree.map(shape_of, state)
         batch = jax.tree.map(shape_of, data[0] if first[0] != "fused" else jax.tree.map(lambda t: t[0], data[0]))
         lowered = self.lower(first, state, batch)
@@ -283,21 +280,18 @@ class AheadOfTime:
         self.compiled[first] = None if self.plan.get(first, True) else compiled
 
     def compile_rest(self, rest: list[tuple[str, int]], state, batch) -> None:
-        """Lower, then compile, each of ``rest``; one another process is compiling comes last (its cache entry, by then)."""
-        lowered = {}
-        for program in rest:
-            try:
-                lowered[program] = self.lower(program, state, batch)
-            except Exception as err:  # noqa: BLE001 - its call compiles it, and raises what is wrong
-                self.compiled[program].set_exception(err)
-        later = [program for program in lowered if not self.compile_ahead(program, lowered[program], wait=False)]
+        """Compile each of ``rest`` in turn; one that another process is compiling comes last (from the cache, by then)."""
+        lowered: dict[tuple[str, int], jax.stages.Lowered] = {}
+        later = [program for program in rest if not self.compile_ahead(program, lowered, state, batch, wait=False)]
         for program in later:
-            self.compile_ahead(program, lowered[program], wait=True)
+            self.compile_ahead(program, lowered, state, batch, wait=True)
 
-    def compile_ahead(self, program: tuple[str, int], lowered, wait: bool) -> bool:
-        """Compile ``program`` into its future; False, doing nothing, if another process is compiling it and not ``wait``."""
+    def compile_ahead(self, program: tuple[str, int], lowered: dict, state, batch, wait: bool) -> bool:
+        """Compile ``program`` into its future; False, doing nothing more, if another process is compiling it and not ``wait``."""
         try:
-            compiled = compile_once(lowered, None if self.plan[program] else ONCE_OPTIONS, wait=wait)
+            if program not in lowered:
+                lowered[program] = self.lower(program, state, batch)
+            compiled = compile_once(lowered[program], None if self.plan[program] else ONCE_OPTIONS, wait=wait)
         except Exception as err:  # noqa: BLE001 - its call compiles it, and raises what is wrong
             self.compiled[program].set_exception(err)
             return True
