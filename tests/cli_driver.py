@@ -23,23 +23,36 @@ from dnnexp.cli import main
 IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
 
 
+def run_command(args: list[str], cwd: Path) -> tuple[int | str, str, str]:
+    """`dnnexp ARGS` run in this process in ``cwd``: (exit code, what it printed to stdout, to stderr).
+
+    The working folder and sys.argv are put back afterwards."""
+    out, err = io.StringIO(), io.StringIO()
+    saved_cwd, saved_argv = os.getcwd(), sys.argv
+    code: int | str = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = ["dnnexp", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+            except BaseException:  # escaped dnnexp and Hydra: what a user would see as a traceback
+                traceback.print_exc()
+                code = "uncaught exception"
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+    return code, out.getvalue(), err.getvalue()
+
+
 def run_case(args: list[str], cwd: Path) -> dict:
     cwd.mkdir(parents=True)
-    os.chdir(cwd)
-    sys.argv = ["dnnexp", *args]
-    out, err = io.StringIO(), io.StringIO()
-    code: int | str = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:  # escaped dnnexp and Hydra: what a user would see as a traceback
-            traceback.print_exc()
-            code = "uncaught exception"
+    code, out, err = run_command(args, cwd)
     statuses = [json.loads(p.read_text()).get("status") for p in cwd.rglob("metrics.json")]
     left = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
-    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "statuses": statuses, "left": left,
+    return {"code": code, "stdout": out, "stderr": err, "statuses": statuses, "left": left,
             "tensorflow_imported": "tensorflow" in sys.modules}
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import io
 import os
 import subprocess
 import sys
@@ -112,32 +110,15 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 
 
 def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `dnnexp ARGS` in this process (dnnexp.cli.main, in ``cwd``), and return what run_cli returns: the exit code,
-    what it printed.
+    """Run `dnnexp ARGS` in this process, in ``cwd``, and return what run_cli returns: the exit code, what it printed.
 
     For tests about what a command makes, where a new interpreter adds nothing but its imports
-    (TensorFlow's take about 9 s). Hydra logs nowhere (cli_driver.IN_PROCESS); cwd and sys.argv
-    are put back.
+    (TensorFlow's take about 9 s). Hydra logs nowhere (cli_driver.IN_PROCESS).
     """
-    from cli_driver import IN_PROCESS
+    from cli_driver import IN_PROCESS, run_command
 
-    from dnnexp.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved_cwd, saved_argv = os.getcwd(), sys.argv
-    argv = ["dnnexp", *args, *IN_PROCESS]
-    code: int = 0
-    try:
-        os.chdir(cwd)
-        sys.argv = list(argv)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    finally:
-        os.chdir(saved_cwd)
-        sys.argv = saved_argv
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    argv = [*args, *IN_PROCESS]
+    return subprocess.CompletedProcess(["dnnexp", *argv], *run_command(argv, cwd))
 
 
 @pytest.fixture(scope="session")
