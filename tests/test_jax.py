@@ -227,3 +227,34 @@ def test_quickly_compiled_initial_weights_are_the_same_seeds_draws(tmp_path):
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["identical"]
     assert found["max_difference"] < 1e-6
+
+
+NON_FINITE = """
+import json
+import keras
+import numpy as np
+from dnnexp.engines.jax import prepare_fit, stop_on_non_finite_loss
+
+def steps_run(nan_batch, steps_per_execution):
+    # 10 batches of 8 per epoch; the inputs of batch ``nan_batch`` (0-based) are NaN, so its loss is.
+    x = np.ones((80, 3), np.float32)
+    x[nan_batch * 8 : (nan_batch + 1) * 8] = np.nan
+    y = np.zeros(80, np.int32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
+    prepare_fit(model)
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[stop_on_non_finite_loss()])
+    return {"steps": int(model.optimizer.iterations.numpy()), "epochs": len(history.history["loss"])}
+
+print(json.dumps({"mid_epoch": steps_run(5, 1), "last_call": steps_run(9, 1), "calls_of_two": steps_run(2, 2)}))
+"""
+
+
+def test_a_diverging_jax_run_stops_one_call_after_the_loss_stopped_being_finite(tmp_path):
+    """The loss of a call is read while the next call is queued; the epoch's end reads the last call's."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", NON_FINITE], capture_output=True, text=True, timeout=120, env=env, check=True)
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["mid_epoch"] == {"steps": 7, "epochs": 1}  # the 6th step's loss is NaN: the 7th runs, then it stops
+    assert found["last_call"] == {"steps": 10, "epochs": 1}  # the epoch's last call: stopped at the epoch's end
+    assert found["calls_of_two"] == {"steps": 6, "epochs": 1}  # NaN in the 2nd call (steps 3-4): the 3rd runs

@@ -177,11 +177,11 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     backup.begin_phase(phase.name, start, callbacks, final)
     batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
-    # a performance cut); the backup goes last (it saves the others' state). TerminateOnNaN sees the
-    # loss once per call into TensorFlow (steps_per_execution steps), so it stops at the end of the
-    # call in which the loss stopped being finite.
+    # a performance cut); the backup goes last (it saves the others' state). The non-finite-loss stop
+    # sees the loss once per call into the backend (steps_per_execution steps): on TensorFlow it stops
+    # at the end of the call in which the loss stopped being finite, on JAX one call later.
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
-              callbacks=[batches, recorder, *callbacks, keras.callbacks.TerminateOnNaN(), *watchers, backup],
+              callbacks=[batches, recorder, *callbacks, engine.stop_on_non_finite_loss(), *watchers, backup],
               shuffle=False, verbose=0)
     return callbacks
 

@@ -103,11 +103,18 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
 
     Keras on JAX loops over the steps of a call in Python, one program launch per step,
     which at batch 32 costs about as much as the step's arithmetic. Here the batches of a
-    call are stacked and one compiled loop (``jax.lax.scan``) runs them, carrying the model's
+    call are stacked and one compiled loop (``jax.lax.fori_loop``) runs them, carrying the model's
     state from step to step exactly as Keras' own loop does: the same train_step, in the same
     order, so per-step schedules, dropout seeds and the optimizer's step count are unchanged.
-    An epoch's shorter last call runs in the same program, padded, its extra steps skipped;
+    An epoch's shorter last call runs in the same program, padded, its extra steps not run;
     a batch of another size (an epoch's last, partial one) runs as a step of its own.
+
+    A diverging run stops one call after the call whose loss stopped being finite: each call
+    reads the loss of the call before it, which is ready or nearly so, while its own steps
+    are queued, and the epoch's end reads the last (:class:`StopOnNonFiniteLoss`). Keras'
+    TerminateOnNaN reads each call's loss as soon as the call returns, which keeps the host
+    from preparing the next call's batches while the device computes: 10-15% of an epoch of
+    the lecture's MLP at batch 32 and 128 (benchmarks/peers.py's workload).
 
     ``train`` (samples, batch size) and ``evaluations`` (the same, for the validation the fit
     runs every epoch, then for each evaluation after it) tell which programs the run needs:
@@ -120,17 +127,16 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
     def fused(state, stacked, count):
         """The first ``count`` of the ``steps`` stacked batches, one train_step after the other.
 
-        The steps after ``count`` are skipped (``lax.cond`` runs one branch), so an epoch's
-        shorter last call runs in the program of the others, padded with copies of its last batch."""
+        The loop runs ``count`` times (a while loop with a bound known only at run time), so an
+        epoch's shorter last call runs in the program of the others, padded with copies of its last batch."""
         logs = jax.eval_shape(step, state, jax.tree.map(lambda t: t[0], stacked))[0]
         logs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), logs)
 
-        def body(carry, indexed):
-            i, data = indexed
-            return jax.lax.cond(i < count, lambda c: step(c[1], data), lambda c: c, carry), None
+        def body(i, carry):
+            data = jax.tree.map(lambda t: jax.lax.dynamic_index_in_dim(t, i, keepdims=False), stacked)
+            return step(carry[1], data)
 
-        (logs, state), _ = jax.lax.scan(body, (logs, state), (jnp.arange(steps), stacked))
-        return logs, state
+        return jax.lax.fori_loop(0, count, body, (logs, state))
 
     ahead = AheadOfTime({"train": jax.jit(step, donate_argnums=0), "fused": jax.jit(fused, donate_argnums=0),
                          "test": jax.jit(model.test_step, donate_argnums=0)},
@@ -144,6 +150,9 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
         padded = batches + batches[-1:] * (steps - len(batches))
         return ahead.call(("fused", rows), state, jax.tree.map(lambda *b: np.stack(b), *padded), np.int32(len(batches)))
 
+    # The loss of the call before, which the device may still be computing when the next call is dispatched.
+    pending: list = []
+
     def train_function(state, iterator: Iterator):
         iterator = iter(iterator)  # train_on_batch passes a list of one batch
         batches = [next(iterator)]  # StopIteration ends the epoch, as in Keras' own loop
@@ -152,7 +161,11 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
                 _, state = run(state, batches)
                 batches = []
             batches.append(data)
-        return run(state, batches)
+        logs, state = run(state, batches)
+        if pending and not math.isfinite(float(pending.pop())):  # waits for the call before; this one is queued
+            model.stop_training = True
+        pending.append(logs["loss"])
+        return logs, state
 
     def test_function(state, iterator: Iterator):
         """Keras' own evaluation loop on JAX (JAXTrainer._make_function): up to steps_per_execution steps per call."""
@@ -163,6 +176,20 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
 
     model.train_function = train_function
     model.test_function = test_function
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the end of an epoch whose loss is NaN or infinite (prepare_fit stops it within one).
+
+    Keras' TerminateOnNaN also stops it, but reads every call's loss as it returns: see prepare_fit."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.model.stop_training = True
+
+
+def stop_on_non_finite_loss() -> keras.callbacks.Callback:
+    return StopOnNonFiniteLoss()
 
 
 # XLA options for a program that runs once per epoch or once per run (a partial batch, the
