@@ -53,6 +53,10 @@ def jax_runs(tmp_path_factory, compilation_cache):
         "schedule": [*TINY, *JAX, "mode=plot_schedule", "scheduler=one_cycle", "optimizer.lr=0.2"],
         "diagnostics": [*TINY, *JAX, "diagnostics=on", "normalization=batchnorm_before"],
         "straight": [*RESUMABLE, *JAX],
+        # 10 steps per epoch: epoch 1 at 0.01, then a rate that makes the loss NaN in epoch 2 (at 1e4 the
+        # softmax saturates on JAX's initial weights, and Keras' clipped cross-entropy stays finite).
+        "diverging": [*TINY, *JAX, "activation=elu", "scheduler=piecewise", "scheduler.boundaries=[10]",
+                      "scheduler.values=[0.01,1e30]", "trainer.epochs=3"],
     }
     argv = {name: [*args, f"hydra.run.dir={root / name}"] for name, args in cases.items()}
     (root / "cases.json").write_text(json.dumps(argv))
@@ -227,6 +231,14 @@ def test_quickly_compiled_initial_weights_are_the_same_seeds_draws(tmp_path):
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["identical"]
     assert found["max_difference"] < 1e-6
+
+
+def test_a_diverging_jax_run_stops_in_that_epoch_and_keeps_its_last_finite_one(jax_runs):
+    run_dir = jax_runs["diverging"][0]
+    metrics = metrics_of(run_dir)
+    assert metrics["status"] == "diverged" and metrics["diverged_epoch"] == 2 and metrics["epochs_run"] == 2
+    assert metrics["best_epoch"] == 1 and np.isfinite(metrics["val_loss"]) and np.isfinite(metrics["test_loss"])
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
 
 
 NON_FINITE = """
