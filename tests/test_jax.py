@@ -245,7 +245,7 @@ NON_FINITE = """
 import json
 import keras
 import numpy as np
-from dnnexp.engines.jax import prepare_fit, stop_on_non_finite_loss
+from dnnexp.engines.jax import StopOnNonFiniteLoss, prepare_fit
 
 def steps_run(nan_batch, steps_per_execution):
     # 10 batches of 8 per epoch; the inputs of batch ``nan_batch`` (0-based) are NaN, so its loss is.
@@ -255,7 +255,7 @@ def steps_run(nan_batch, steps_per_execution):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
     prepare_fit(model)
-    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[stop_on_non_finite_loss()])
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[StopOnNonFiniteLoss()])
     return {"steps": int(model.optimizer.iterations.numpy()), "epochs": len(history.history["loss"])}
 
 print(json.dumps({"mid_epoch": steps_run(5, 1), "last_call": steps_run(9, 1), "calls_of_two": steps_run(2, 2)}))

@@ -181,7 +181,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
     # sees the loss once per call into the backend (steps_per_execution steps): on TensorFlow it stops
     # at the end of the call in which the loss stopped being finite, on JAX one call later.
     model.fit(batches.dataset, validation_data=val_ds, initial_epoch=first, epochs=start + phase.epochs,
-              callbacks=[batches, recorder, *callbacks, engine.stop_on_non_finite_loss(), *watchers, backup],
+              callbacks=[batches, recorder, *callbacks, engine.StopOnNonFiniteLoss(), *watchers, backup],
               shuffle=False, verbose=0)
     return callbacks
 

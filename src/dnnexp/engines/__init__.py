@@ -3,8 +3,8 @@
 ``engine`` is the module of the backend this process loaded (dnnexp.backend): the input
 pipeline (``EpochShuffle``, ``pipeline``), threads and runtime set-up (``configure``),
 distribution (``build_strategy``, ``strategy_scope``), determinism, XLA (``jit_compile``),
-gradients for the diagnostics and a compiled schedule for the schedule plot. Everything
-else in dnnexp is written once, in Keras.
+gradients for the diagnostics, a compiled schedule for the schedule plot, and the stop of a
+diverging run (``StopOnNonFiniteLoss``). Everything else in dnnexp is written once, in Keras.
 """
 
 from __future__ import annotations

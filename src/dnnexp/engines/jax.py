@@ -150,10 +150,10 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
         padded = batches + batches[-1:] * (steps - len(batches))
         return ahead.call(("fused", rows), state, jax.tree.map(lambda *b: np.stack(b), *padded), np.int32(len(batches)))
 
-    # The loss of the call before, which the device may still be computing when the next call is dispatched.
-    pending: list = []
+    previous_loss = None  # the last call's loss, which the device may still be computing
 
     def train_function(state, iterator: Iterator):
+        nonlocal previous_loss
         iterator = iter(iterator)  # train_on_batch passes a list of one batch
         batches = [next(iterator)]  # StopIteration ends the epoch, as in Keras' own loop
         for _, data in zip(range(steps - 1), iterator):
@@ -162,9 +162,9 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
                 batches = []
             batches.append(data)
         logs, state = run(state, batches)
-        if pending and not math.isfinite(float(pending.pop())):  # waits for the call before; this one is queued
+        if previous_loss is not None and not math.isfinite(float(previous_loss)):  # waits for it; this call is queued
             model.stop_training = True
-        pending.append(logs["loss"])
+        previous_loss = logs["loss"]
         return logs, state
 
     def test_function(state, iterator: Iterator):
@@ -186,10 +186,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
             self.model.stop_training = True
-
-
-def stop_on_non_finite_loss() -> keras.callbacks.Callback:
-    return StopOnNonFiniteLoss()
 
 
 # XLA options for a program that runs once per epoch or once per run (a partial batch, the

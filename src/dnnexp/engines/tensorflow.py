@@ -120,9 +120,8 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
     traces a step in a fraction of the time XLA takes to compile one."""
 
 
-def stop_on_non_finite_loss() -> keras.callbacks.Callback:
-    """Keras' TerminateOnNaN: it stops training at the end of the call in which the loss stopped being finite."""
-    return keras.callbacks.TerminateOnNaN()
+# Keras' own: it stops training at the end of the call in which the loss stopped being finite (see the JAX engine).
+StopOnNonFiniteLoss = keras.callbacks.TerminateOnNaN
 
 
 def quick_initializers() -> contextlib.AbstractContextManager:
