@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 
@@ -32,18 +34,22 @@ def job_cores() -> int:
     ``ray.remote.num_cpus`` for each (Ray's default: 1); submitit (SLURM, or submitit_local)
     ``cpus_per_task`` (SLURM's default: 1). A single run, or the basic launcher, has them all.
     """
-    n_cores = cores()
     if JOB_CORES_VARIABLE in os.environ:
         return int(os.environ[JOB_CORES_VARIABLE])
     if not HydraConfig.initialized():
-        return n_cores
-    launcher = HydraConfig.get().launcher
+        return cores()
+    return launcher_cores(HydraConfig.get().launcher)
+
+
+def launcher_cores(launcher: Mapping[str, Any]) -> int:
+    """The cores each job of a sweep gets from the launcher configured as ``launcher`` (hydra.launcher)."""
+    n_cores = cores()
     if "n_jobs" in launcher:
-        return max(1, n_cores // joblib_jobs(launcher.n_jobs, n_cores))
+        return max(1, n_cores // joblib_jobs(launcher["n_jobs"], n_cores))
     if "ray" in launcher:
-        given = (launcher.ray.get("remote") or {}).get("num_cpus", 1)
+        given = (launcher["ray"].get("remote") or {}).get("num_cpus", 1)
     elif "cpus_per_task" in launcher:
-        given = launcher.cpus_per_task
+        given = launcher["cpus_per_task"]
     else:
         return n_cores
     return max(1, min(n_cores, int(given or 1)))
@@ -77,16 +83,21 @@ def loaded() -> str | None:
 
 
 def choose(trainer: TrainerConfig) -> None:
-    """Point Keras at ``trainer.backend`` and, on JAX, size XLA's CPU threads; nothing once Keras is loaded.
+    """Point Keras at ``trainer.backend`` and, on JAX, size XLA's CPU threads; nothing once Keras is loaded."""
+    if loaded() is None:
+        os.environ.update(environment(trainer, job_cores()))
+
+
+def environment(trainer: TrainerConfig, job_cores: int) -> dict[str, str]:
+    """The variables that settle ``trainer.backend`` and its threads for a job given ``job_cores`` cores.
 
     XLA's CPU operations take their threads from ``intra_op_parallelism_threads``, and a
     single thread also turns off Eigen's splitting of one matrix product across threads.
     Flags the user set in ``XLA_FLAGS`` stay and win.
     """
-    if loaded() is not None:
-        return
-    os.environ["KERAS_BACKEND"] = trainer.backend
+    variables = {"KERAS_BACKEND": trainer.backend}
     if trainer.backend == "jax":
-        threads = thread_count(trainer.threads, job_cores())
+        threads = thread_count(trainer.threads, job_cores)
         ours = f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} intra_op_parallelism_threads={threads}"
-        os.environ["XLA_FLAGS"] = f"{ours} {os.environ.get('XLA_FLAGS', '')}".strip()
+        variables["XLA_FLAGS"] = f"{ours} {os.environ.get('XLA_FLAGS', '')}".strip()
+    return variables

@@ -31,6 +31,7 @@ from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
+from dnnexp.warm import WarmWorkers
 
 
 def config_dir() -> str:
@@ -164,6 +165,7 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
         raise DnnexpError(refusal.message, refusal.code) from None
     finally:
         sys.argv = saved_argv
+        WarmWorkers.stop()  # a sweep that ended early leaves no worker warming
     return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
 
 

@@ -101,12 +101,12 @@ def check_typed_claims(config: DictConfig) -> None:
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dnnexp.results.claims import ClaimError, check_grid
-
     parser = OverridesParser.create()
     typed = parser.parse_overrides([str(o) for o in config.hydra.overrides.task])
     if not any(o.key_or_group == "claims" for o in typed):
         return
+    from dnnexp.results.claims import ClaimError, check_grid  # pandas: only for a command that types claims
+
     swept = parser.parse_overrides([f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]) + typed
     grid: dict[str, list[str]] = {}
     for override in swept:

@@ -1,0 +1,136 @@
+"""A joblib sweep's workers load Keras, its backend and the dataset while the main process prepares the jobs.
+
+Before Hydra's joblib launcher hands out the first job, the main process composes every
+job's config once to check it (the basic sweeper's ``validate_batch_is_legal``): about 2 s
+for 8 jobs on this project's 2-core machine, during which no worker exists yet. Each worker
+then starts, imports Hydra and dnnexp, then Keras and its backend, and loads the dataset
+before its first job trains: 3-4 s on JAX, more on TensorFlow. :class:`WarmWorkers` starts
+the workers when the sweep starts and has each do that work at once, so it overlaps the
+main process's checks.
+
+joblib keeps one reusable pool of loky workers per process, handed to every ``Parallel``
+call with the same settings; the warm-up is a ``Parallel`` call with exactly the settings
+the launcher's own call will have, so the launcher's jobs run in the warmed workers. None
+of Hydra, joblib or the launcher offers this, which is why it is written here.
+
+A worker is warmed for the sweep's base config (its backend and thread count, its dataset).
+A job that needs another backend still runs correctly, in a child process (cli._run_mode),
+so no worker is warmed when ``trainer.backend`` itself is swept.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from dnnexp import backends
+from dnnexp.config import DatasetConfig
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+# Swept keys that can change a job's backend or its dataset from the base config's.
+UNWARMABLE = {"trainer.backend", "trainer", "experiment"}
+
+
+def warm_up(variables: dict[str, str], dataset: DatasetConfig) -> int:
+    """In a worker: settle the backend, import what a job imports, load the dataset; return the worker's pid.
+
+    Never raises: what fails here fails again in the first job, which reports it.
+    """
+    try:
+        if backends.loaded() is None:
+            os.environ.update(variables)
+        from dnnexp import cli, data, train  # noqa: F401  (Hydra's job machinery; Keras and its backend)
+
+        data.load(dataset)  # data.load_raw keeps it for the worker's jobs
+    except Exception:  # noqa: BLE001, S110
+        pass
+    return os.getpid()
+
+
+class WarmWorkers(Callback):
+    """Starts a joblib sweep's workers, warmed for its jobs, as soon as the sweep starts."""
+
+    pending: ClassVar[Iterator[int] | None] = None  # the warm-up's results, until the sweep ends
+    pids: ClassVar[list[int]] = []  # the workers the last sweep warmed
+    report_loader: ClassVar[threading.Thread | None] = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        plan = warm_plan(config)
+        if plan is not None:
+            parallel_kwargs, n_workers, variables, dataset = plan
+            from joblib import Parallel, delayed
+
+            # A generator: the call returns once the tasks are handed to the workers.
+            WarmWorkers.pending = Parallel(**parallel_kwargs, return_as="generator_unordered")(
+                delayed(warm_up)(variables, dataset) for _ in range(n_workers)
+            )
+            # This process waits while the workers run the jobs: it loads what the report will need meanwhile.
+            WarmWorkers.report_loader = threading.Thread(target=preload_report, name="dnnexp-preload-report", daemon=True)
+            WarmWorkers.report_loader.start()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if WarmWorkers.pending is not None:
+            WarmWorkers.pids = list(WarmWorkers.pending)  # long finished: this only collects them
+            WarmWorkers.pending = None
+        if WarmWorkers.report_loader is not None:
+            WarmWorkers.report_loader.join()
+            WarmWorkers.report_loader = None
+
+    @classmethod
+    def stop(cls) -> None:
+        """A sweep that ended early (refused, or a fault): stop the warm-up, and the workers with it."""
+        if cls.pending is not None:
+            with warnings.catch_warnings():  # joblib's note that the warm-up's results went unused
+                warnings.simplefilter("ignore")
+                cls.pending.close()  # joblib stops the workers of an unfinished generator
+            cls.pending = None
+
+
+def preload_report() -> None:
+    """Import what writing the sweep's report imports (pandas, SciPy, matplotlib's Agg canvas)."""
+    try:
+        from dnnexp.results.sweep import preload
+
+        preload()
+    except Exception:  # noqa: BLE001, S110  (the report imports them again, and says what fails)
+        pass
+
+
+def warm_plan(config: DictConfig) -> tuple[dict[str, Any], int, dict[str, str], DatasetConfig] | None:
+    """What to warm for this multirun config: the launcher's Parallel settings, the worker count, the
+    backend's variables and the dataset; None if it is not a joblib sweep whose jobs share a backend."""
+    launcher = config.hydra.launcher
+    if launcher.get("_target_") != JOBLIB_LAUNCHER or swept_keys(config) & UNWARMABLE:
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    from dnnexp.config import ConfigError, validate
+
+    try:
+        base = validate(config)
+    except ConfigError:
+        return None  # each job says what is wrong with its own config
+    # As the launcher builds its Parallel call (hydra_joblib_launcher._core.launch), so joblib reuses the pool.
+    parallel_kwargs = {key: value for key, value in OmegaConf.to_container(launcher, resolve=True).items() if key != "_target_"}
+    parallel_kwargs["backend"] = "loky"
+    process_joblib_cfg(parallel_kwargs)
+    n_workers = backends.joblib_jobs(parallel_kwargs.get("n_jobs"), backends.cores())
+    if n_workers < 2:
+        return None  # joblib runs the jobs in this process
+    variables = backends.environment(base.trainer, backends.launcher_cores(launcher))
+    return parallel_kwargs, n_workers, variables, base.dataset
+
+
+def swept_keys(config: DictConfig) -> set[str]:
+    """The keys and groups the sweep gives several values: on the command line and in hydra.sweeper.params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *(str(o) for o in config.hydra.overrides.task)])
+    return {o.key_or_group for o in overrides if o.is_sweep_override()}

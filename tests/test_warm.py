@@ -1,0 +1,102 @@
+"""A joblib sweep's workers are started and warmed (Keras, its backend, the dataset) when the sweep starts,
+and the launcher's jobs then run in those same workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from conftest import compose_config
+from omegaconf import OmegaConf, open_dict
+
+from dnnexp import backends
+from dnnexp.warm import WarmWorkers, warm_plan
+
+JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+
+
+def sweep_config(*overrides: str, swept: tuple[str, ...] = ()):
+    """The config a multirun's callbacks get: ``swept`` are the command's sweep overrides (Hydra's compose refuses them)."""
+    cfg = compose_config(*overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = [*overrides, *swept]
+    return cfg
+
+
+def test_only_a_joblib_sweep_whose_jobs_share_a_backend_is_warmed():
+    assert warm_plan(sweep_config(swept=("trainer.seed=1,2",))) is None  # the basic launcher: jobs run here
+    assert warm_plan(sweep_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=1")) is None  # joblib runs it here
+    assert warm_plan(sweep_config(*JOBLIB, swept=("trainer.backend=tensorflow,jax",))) is None
+    kwargs, n_workers, variables, dataset = warm_plan(sweep_config(*JOBLIB, "trainer.backend=jax", swept=("trainer.seed=1,2",)))
+    assert (kwargs["n_jobs"], kwargs["backend"], n_workers, dataset.name) == (2, "loky", 2, "mnist_5k")
+    threads = backends.thread_count("auto", max(1, backends.cores() // 2))
+    assert variables["KERAS_BACKEND"] == "jax"
+    assert f"intra_op_parallelism_threads={threads}" in variables["XLA_FLAGS"]
+
+
+def test_warm_up_settings_are_the_launchers_own(monkeypatch, tmp_path):
+    """joblib hands its pool to a later Parallel call only if the settings are equal: those of the launcher's call."""
+    from hydra_plugins.hydra_joblib_launcher import _core
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    cfg = sweep_config(*JOBLIB, f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_nbytes=1M")
+    seen = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+
+        def __call__(self, tasks):
+            return list(tasks) and []
+
+    monkeypatch.setattr(_core, "Parallel", Recorder)
+    monkeypatch.setattr(_core, "configure_log", lambda *args: None)
+    launcher = JoblibLauncher(**{k: v for k, v in OmegaConf.to_container(cfg.hydra.launcher).items() if k != "_target_"})
+    launcher.setup(hydra_context=object(), task_function=lambda c: None, config=cfg)
+    _core.launch(launcher, [], 0)
+    assert warm_plan(cfg)[0] == seen[0]
+
+
+def _probe() -> tuple[int, bool, str | None]:
+    return os.getpid(), "keras" in sys.modules, os.environ.get("KERAS_BACKEND")
+
+
+def test_the_launchers_jobs_run_in_the_warmed_workers_with_keras_loaded():
+    from joblib import Parallel, delayed
+
+    cfg = sweep_config(*JOBLIB, "trainer.backend=jax", swept=("trainer.seed=1,2",))
+    kwargs = warm_plan(cfg)[0]
+    warm = WarmWorkers()
+    warm.on_multirun_start(cfg)
+    jobs = Parallel(**kwargs)(delayed(_probe)() for _ in range(4))  # queued behind the warm-up
+    warm.on_multirun_end(cfg)
+    assert len(set(WarmWorkers.pids)) == 2
+    assert {pid for pid, _, _ in jobs} <= set(WarmWorkers.pids)
+    assert all(loaded and backend == "jax" for _, loaded, backend in jobs)
+
+
+def test_a_sweep_that_ends_early_stops_its_warming_workers():
+    from joblib import Parallel, delayed
+
+    cfg = sweep_config(*JOBLIB, swept=("trainer.seed=1,2",))
+    WarmWorkers().on_multirun_start(cfg)
+    pids = Parallel(**warm_plan(cfg)[0])(delayed(os.getpid)() for _ in range(2))  # the same pool's workers
+    WarmWorkers.stop()
+    assert WarmWorkers.pending is None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a killed worker that its parent has not reaped yet
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
