@@ -28,10 +28,11 @@ def test_only_a_joblib_sweep_whose_jobs_share_a_backend_is_warmed():
     assert warm_plan(sweep_config(swept=("trainer.seed=1,2",))) is None  # the basic launcher: jobs run here
     assert warm_plan(sweep_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=1")) is None  # joblib runs it here
     assert warm_plan(sweep_config(*JOBLIB, swept=("trainer.backend=tensorflow,jax",))) is None
-    kwargs, n_workers, variables, dataset = warm_plan(sweep_config(*JOBLIB, "trainer.backend=jax", swept=("trainer.seed=1,2",)))
-    assert (kwargs["n_jobs"], kwargs["backend"], n_workers, dataset.name) == (2, "loky", 2, "mnist_5k")
-    threads = backends.thread_count("auto", max(1, backends.cores() // 2))
-    assert variables["KERAS_BACKEND"] == "jax"
+    kwargs, n_workers, variables, base = warm_plan(sweep_config(*JOBLIB, "trainer.backend=jax", swept=("trainer.seed=1,2",)))
+    assert (kwargs["n_jobs"], kwargs["backend"], n_workers, base.dataset.name) == (2, "loky", 2, "mnist_5k")
+    job_cores = max(1, backends.cores() // 2)
+    threads = backends.thread_count("auto", job_cores)
+    assert variables["KERAS_BACKEND"] == "jax" and variables[backends.JOB_CORES_VARIABLE] == str(job_cores)
     assert f"intra_op_parallelism_threads={threads}" in variables["XLA_FLAGS"]
 
 

@@ -30,24 +30,30 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp import backends
-from dnnexp.config import DatasetConfig
+from dnnexp.config import Config
 
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 # Swept keys that can change a job's backend or its dataset from the base config's.
 UNWARMABLE = {"trainer.backend", "trainer", "experiment"}
 
 
-def warm_up(variables: dict[str, str], dataset: DatasetConfig) -> int:
-    """In a worker: settle the backend, import what a job imports, load the dataset; return the worker's pid.
+def warm_up(variables: dict[str, str], config: Config) -> int:
+    """In a worker: settle the backend, import what a job imports, start the backend's runtime as a job
+    of ``config`` would (its threads, the compilation cache, the checks of its Keras arguments), load the
+    dataset; return the worker's pid.
 
     Never raises: what fails here fails again in the first job, which reports it.
     """
     try:
         if backends.loaded() is None:
             os.environ.update(variables)
-        from dnnexp import cli, data, train  # noqa: F401  (Hydra's job machinery; Keras and its backend)
+        from dnnexp import cli, data  # noqa: F401  (Hydra's job machinery)
+        from dnnexp.engines import engine  # Keras and its backend
+        from dnnexp.train import check_keras_arguments
 
-        data.load(dataset)  # data.load_raw keeps it for the worker's jobs
+        engine.configure(config.trainer)
+        check_keras_arguments(config)  # its first operations compile once per process
+        data.load(config.dataset)  # data.load_raw keeps it for the worker's jobs
     except Exception:  # noqa: BLE001, S110
         pass
     return os.getpid()
@@ -63,12 +69,12 @@ class WarmWorkers(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = warm_plan(config)
         if plan is not None:
-            parallel_kwargs, n_workers, variables, dataset = plan
+            parallel_kwargs, n_workers, variables, base = plan
             from joblib import Parallel, delayed
 
             # A generator: the call returns once the tasks are handed to the workers.
             WarmWorkers.pending = Parallel(**parallel_kwargs, return_as="generator_unordered")(
-                delayed(warm_up)(variables, dataset) for _ in range(n_workers)
+                delayed(warm_up)(variables, base) for _ in range(n_workers)
             )
             # This process waits while the workers run the jobs: it loads what the report will need meanwhile.
             WarmWorkers.report_loader = threading.Thread(target=preload_report, name="dnnexp-preload-report", daemon=True)
@@ -102,9 +108,10 @@ def preload_report() -> None:
         pass
 
 
-def warm_plan(config: DictConfig) -> tuple[dict[str, Any], int, dict[str, str], DatasetConfig] | None:
+def warm_plan(config: DictConfig) -> tuple[dict[str, Any], int, dict[str, str], Config] | None:
     """What to warm for this multirun config: the launcher's Parallel settings, the worker count, the
-    backend's variables and the dataset; None if it is not a joblib sweep whose jobs share a backend."""
+    variables that settle the backend, and the base config; None if it is not a joblib sweep whose
+    jobs share a backend."""
     launcher = config.hydra.launcher
     if launcher.get("_target_") != JOBLIB_LAUNCHER or swept_keys(config) & UNWARMABLE:
         return None
@@ -123,8 +130,10 @@ def warm_plan(config: DictConfig) -> tuple[dict[str, Any], int, dict[str, str], 
     n_workers = backends.joblib_jobs(parallel_kwargs.get("n_jobs"), backends.cores())
     if n_workers < 2:
         return None  # joblib runs the jobs in this process
-    variables = backends.environment(base.trainer, backends.launcher_cores(launcher))
-    return parallel_kwargs, n_workers, variables, base.dataset
+    job_cores = backends.launcher_cores(launcher)
+    # The job's cores go in the variables too, so the warm-up sizes the threads as the worker's jobs will.
+    variables = {**backends.environment(base.trainer, job_cores), backends.JOB_CORES_VARIABLE: str(job_cores)}
+    return parallel_kwargs, n_workers, variables, base
 
 
 def swept_keys(config: DictConfig) -> set[str]:
