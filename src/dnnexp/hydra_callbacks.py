@@ -107,7 +107,7 @@ def check_typed_claims(config: DictConfig) -> None:
         return
     from dnnexp.results.claims import ClaimError, check_grid  # pandas: only for a command that types claims
 
-    swept = parser.parse_overrides([f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]) + typed
+    swept = parser.parse_overrides(sweep_overrides(config))
     grid: dict[str, list[str]] = {}
     for override in swept:
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
@@ -118,6 +118,12 @@ def check_typed_claims(config: DictConfig) -> None:
         check_grid(config.get("claims") or [], grid)
     except ClaimError as err:
         refuse(str(err))  # a SystemExit, since Hydra turns a callback's exceptions into warnings
+
+
+def sweep_overrides(config: DictConfig) -> list[str]:
+    """A multirun's overrides as the basic sweeper takes them: hydra.sweeper.params, then the command's (which win)."""
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    return [*params, *(str(o) for o in config.hydra.overrides.task)]
 
 
 class ClaimOutputFolder(Callback):
@@ -256,8 +262,7 @@ def _check_grid(config: DictConfig) -> None:
     if not any(path.is_dir() for path in sweep_dir.iterdir()):
         return  # a new sweep (only multirun.yaml and the lock): no job folder to check, so none of the jobs is composed
     loader = GlobalHydra.instance().config_loader()
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(sweep_overrides(config))
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     for num, job in enumerate(jobs):
         try:

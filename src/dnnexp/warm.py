@@ -140,6 +140,7 @@ def swept_keys(config: DictConfig) -> set[str]:
     """The keys and groups the sweep gives several values: on the command line and in hydra.sweeper.params."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides([*params, *(str(o) for o in config.hydra.overrides.task)])
+    from dnnexp.hydra_callbacks import sweep_overrides
+
+    overrides = OverridesParser.create().parse_overrides(sweep_overrides(config))
     return {o.key_or_group for o in overrides if o.is_sweep_override()}
