@@ -5,7 +5,8 @@
 Times, as fresh processes, ``dnnexp --help``, ``dnnexp --cfg job``, a config error
 (``dnnexp trainer.epochs=abc``) and ``dnnexp-report`` on a folder of 100 run folders
 (written by ``report_speed.py``: 5 activations x 4 learning rates x 5 seeds), and says whether
-TensorFlow was imported. The commands run as ``python -m dnnexp.cli`` and
+TensorFlow was imported. Then, for what a run pays before it trains, the import of Keras on
+each backend as a run imports it (``dnnexp.backend``), with NumPy's and ml_dtypes' share of it. The commands run as ``python -m dnnexp.cli`` and
 ``python -m dnnexp.results.cli`` from this checkout, which is what the ``dnnexp`` and
 ``dnnexp-report`` scripts call.
 """
@@ -64,6 +65,29 @@ def main() -> None:
             seconds, tf_loaded = measure(module, cmd_args, scratch, args.repeats)
             verdict = "yes" if max(seconds) < LIMIT_SECONDS else "NO"
             print(f"{label:<42} {statistics.median(seconds):>8.2f} {max(seconds):>6.2f}  {verdict:>7}  {'imported' if tf_loaded else 'not imported'}")
+        print(f"{'a run imports Keras on':<42} {'median s':>8} {'NumPy + ml_dtypes s':>19}  (of {args.repeats} runs)")
+        for backend in ("tensorflow", "jax"):
+            runs = [keras_import(backend, scratch) for _ in range(args.repeats)]
+            if runs[0] is None:
+                print(f"{backend:<42} not installed")
+                continue
+            version = runs[0][2]
+            print(f"{backend:<42} {statistics.median(r[0] for r in runs):>8.2f} {statistics.median(r[1] for r in runs):>19.3f}  (ml_dtypes {version})")
+
+
+KERAS_IMPORT = (
+    "import time\nstart = time.perf_counter()\nimport numpy, ml_dtypes\nmid = time.perf_counter()\n"
+    "import dnnexp.backend\nprint(time.perf_counter() - start, mid - start, ml_dtypes.__version__)"
+)
+
+
+def keras_import(backend: str, scratch: Path) -> tuple[float, float, str] | None:
+    """Seconds to import Keras on ``backend`` in a fresh process, of which NumPy's and ml_dtypes', and its version."""
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        return None
+    result = run_timed([sys.executable, "-c", KERAS_IMPORT], scratch, {"KERAS_BACKEND": backend})
+    total, ml_dtypes, version = result.stdout.split()
+    return float(total), float(ml_dtypes), version
 
 
 if __name__ == "__main__":

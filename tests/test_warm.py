@@ -3,7 +3,9 @@ and the launcher's jobs then run in those same workers."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -101,3 +103,40 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+FORKED_WORKERS = """
+import json, os, sys
+from hydra import compose, initialize_config_dir
+from joblib import Parallel, delayed
+from omegaconf import open_dict
+from dnnexp.cli import config_dir
+from dnnexp.warm import WarmWorkers, warm_plan
+
+def probe():
+    return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}
+
+with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.backend=jax"]
+    cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+with open_dict(cfg):
+    cfg.hydra.overrides.task = [*overrides, "trainer.seed=1,2"]
+WarmWorkers.fork_from_server = True  # as in dnnexp's command (cli.main)
+WarmWorkers().on_multirun_start(cfg)
+jobs = Parallel(**warm_plan(cfg)[0])(delayed(probe)() for _ in range(4))
+print(json.dumps({"main": os.getpid(), "main_backend": os.environ.get("KERAS_BACKEND"), "jobs": jobs}))
+"""
+
+
+def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path):
+    """In dnnexp's command the workers start with Keras on the sweep's backend already imported, and the jobs' variables."""
+    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", FORKED_WORKERS], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["main_backend"] is None  # the main process's own environment is left as it was
+    job_cores = str(max(1, backends.cores() // 2))
+    for parent, keras_loaded, variables in result["jobs"]:
+        assert parent != result["main"]  # forked by the server, not spawned by the main process
+        assert keras_loaded  # before the job imported anything
+        assert variables == {"KERAS_BACKEND": "jax", "DNNEXP_JOB_CORES": job_cores, "OMP_NUM_THREADS": job_cores}

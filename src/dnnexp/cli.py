@@ -173,11 +173,14 @@ def main() -> None:
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
+    WarmWorkers.fork_from_server = True  # this process ends with its sweep (dnnexp.warm)
     try:
         failed = execute(sys.argv[1:], prog=sys.argv[0])
     except DnnexpError as err:
         print_error(str(err))
         sys.exit(err.exit_code)
+    finally:
+        WarmWorkers.fork_from_server = False  # main() called in a Python process: the rest of it is the user's
     if failed:
         sys.exit(1)
 

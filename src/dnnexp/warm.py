@@ -13,6 +13,14 @@ call with the same settings; the warm-up is a ``Parallel`` call with exactly the
 the launcher's own call will have, so the launcher's jobs run in the warmed workers. None
 of Hydra, joblib or the launcher offers this, which is why it is written here.
 
+In dnnexp's command (not the Python API, whose process is the user's), the workers are
+instead forks of a fork server (multiprocessing's ``forkserver``) that imported dnnexp,
+Keras and its backend once (dnnexp.preload): the import runs once instead of once per
+worker, beside the main process's checks, and a worker starts ready. The server starts
+with the jobs' variables (the backend, its threads, joblib's thread limits), which a
+forked worker inherits, since loky passes its own variables only to the processes it
+spawns itself.
+
 A worker is warmed for the sweep's base config (its backend and thread count, its dataset).
 A job that needs another backend still runs correctly, in a child process (cli._run_mode),
 so no worker is warmed when ``trainer.backend`` itself is swept.
@@ -20,6 +28,7 @@ so no worker is warmed when ``trainer.backend`` itself is swept.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import warnings
@@ -62,6 +71,9 @@ def warm_up(variables: dict[str, str], config: Config) -> int:
 class WarmWorkers(Callback):
     """Starts a joblib sweep's workers, warmed for its jobs, as soon as the sweep starts."""
 
+    # True in the dnnexp command's own process (cli.main), which ends with its sweep, so joblib's
+    # process-wide start method may be set for the sweep; a Python API process is the user's.
+    fork_from_server: ClassVar[bool] = False
     pending: ClassVar[Iterator[int] | None] = None  # the warm-up's results, until the sweep ends
     pids: ClassVar[list[int]] = []  # the workers the last sweep warmed
     report_loader: ClassVar[threading.Thread | None] = None
@@ -70,12 +82,16 @@ class WarmWorkers(Callback):
         plan = warm_plan(config)
         if plan is not None:
             parallel_kwargs, n_workers, variables, base = plan
-            from joblib import Parallel, delayed
+            if WarmWorkers.fork_from_server and "forkserver" in multiprocessing.get_all_start_methods():
+                # The workers start when the launcher's Parallel call first needs them, ready.
+                start_fork_server({**variables, **worker_limits(n_workers)})
+            else:
+                from joblib import Parallel, delayed
 
-            # A generator: the call returns once the tasks are handed to the workers.
-            WarmWorkers.pending = Parallel(**parallel_kwargs, return_as="generator_unordered")(
-                delayed(warm_up)(variables, base) for _ in range(n_workers)
-            )
+                # A generator: the call returns once the tasks are handed to the workers.
+                WarmWorkers.pending = Parallel(**parallel_kwargs, return_as="generator_unordered")(
+                    delayed(warm_up)(variables, base) for _ in range(n_workers)
+                )
             # This process waits while the workers run the jobs: it loads what the report will need meanwhile.
             WarmWorkers.report_loader = threading.Thread(target=preload_report, name="dnnexp-preload-report", daemon=True)
             WarmWorkers.report_loader.start()
@@ -96,6 +112,37 @@ class WarmWorkers(Callback):
                 warnings.simplefilter("ignore")
                 cls.pending.close()  # joblib stops the workers of an unfinished generator
             cls.pending = None
+
+
+def start_fork_server(variables: dict[str, str]) -> None:
+    """Make joblib's workers forks of a server started now with ``variables``, which imports dnnexp.preload.
+
+    The server imports in the background: the main process goes on with its checks, and
+    the launcher's first Parallel call waits for the server only if it is not ready yet.
+    """
+    from multiprocessing import forkserver
+
+    from joblib.externals.loky.backend.context import set_start_method
+
+    set_start_method("forkserver", force=True)  # loky's default for the executors it creates
+    multiprocessing.set_forkserver_preload(["dnnexp.preload"])
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)  # the server inherits this process's environment when it starts
+    try:
+        forkserver.ensure_running()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
+def worker_limits(n_workers: int) -> dict[str, str]:
+    """The thread limits joblib gives the workers it spawns (OMP_NUM_THREADS and its kin: cores / n_workers)."""
+    from joblib._parallel_backends import LokyBackend
+
+    return LokyBackend()._prepare_worker_env(n_jobs=n_workers)  # noqa: SLF001  (joblib offers no public form)
 
 
 def preload_report() -> None:
