@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,23 +29,83 @@ def dnnexp(*args: str) -> list[str]:
 @dataclass
 class Timed:
     seconds: float
-    peak_rss_mb: float  # the largest resident set of the process or any of its children
+    peak_rss_mb: float  # the largest resident set of the process or of any process it started
     returncode: int
     stdout: str
     stderr: str
+    peak_pss_mb: float = float("nan")  # the peak of the whole process tree's memory (with tree=True)
 
 
-def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Timed:
-    """Run ``cmd`` (with ``env`` added to the environment), with its wall time and peak resident memory
-    (os.wait4's ru_maxrss, in KiB on Linux)."""
+def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree: bool = False) -> Timed:
+    """Run ``cmd`` (with ``env`` added to the environment), with its wall time and peak resident memory.
+
+    The peak is os.wait4's ru_maxrss (KiB on Linux), which covers the process and the children
+    it waited for. A process it did not wait for, such as a worker forked by a multiprocessing
+    fork server, is not in it; ``tree=True`` also samples the process tree (see TreeMemory).
+    """
     out, err = cwd / ".stdout", cwd / ".stderr"
     with open(out, "w") as fo, open(err, "w") as fe:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env={**ENV, **(env or {})}, stdout=fo, stderr=fe)
+        sampler = TreeMemory(proc.pid) if tree else None
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read_text(), err.read_text())
+    peak_rss, peak_pss = usage.ru_maxrss / 1024, float("nan")
+    if sampler is not None:
+        sampler.stop()
+        peak_rss, peak_pss = max(peak_rss, sampler.peak_rss_mb), sampler.peak_pss_mb
+    returncode = os.waitstatus_to_exitcode(status)
+    return Timed(seconds, peak_rss, returncode, out.read_text(), err.read_text(), peak_pss)
+
+
+class TreeMemory:
+    """Samples, every ``interval`` seconds, the memory of a process and all its descendants, from /proc.
+
+    Written by hand: psutil is not one of dnnexp's dependencies, and what is needed is two
+    files of /proc per process. ``peak_pss_mb`` is the largest sum of the processes'
+    proportional set sizes (a page shared by n processes counts 1/n in each, so forked
+    workers that share their server's pages are not counted n times); ``peak_rss_mb`` the
+    largest resident set of one process. Sampling misses peaks shorter than the interval.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.root, self.interval = pid, interval
+        self.peak_pss_mb = self.peak_rss_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            pss = rss = 0.0
+            for pid in self._tree():
+                try:
+                    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+                except OSError:  # the process ended between the listing and the read
+                    continue
+                pss += int(fields["Pss"].split()[0]) / 1024
+                rss = max(rss, int(fields["Rss"].split()[0]) / 1024)
+            self.peak_pss_mb, self.peak_rss_mb = max(self.peak_pss_mb, pss), max(self.peak_rss_mb, rss)
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            ppid = int(text[text.rindex(")") + 2:].split()[1])  # the name in parentheses may hold spaces
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+        tree, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
 
 
 def machine() -> str:

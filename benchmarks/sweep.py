@@ -7,7 +7,9 @@ Both are one ``dnnexp -m trainer.seed=1,...,8`` command (the default experiment 
 each job's TensorFlow gets cores / n_jobs threads (``trainer.threads=auto``), while the
 sequential one runs its jobs in one process with all cores. Target on 2 cores: the
 parallel sweep takes at most 0.75 of the sequential wall time. Also prints the peak
-resident memory of the largest process of each, the median training time of a run
+resident memory of the largest process of each and the peak of all its processes
+together (proportional set sizes, sampled from /proc every 0.25 s, so the pages that the
+joblib workers share with the fork server they came from count once), the median training time of a run
 (``train_seconds``), which shows what parallel jobs cost each other, and the median first
 epoch of the jobs after the first. ``--set`` adds overrides to every job: with
 ``trainer.backend=jax`` each sweep starts on an empty JAX compilation cache of its own,
@@ -38,7 +40,7 @@ def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[
     folder = scratch / name
     seeds = ",".join(str(s) for s in range(1, runs + 1))
     cache = {"JAX_COMPILATION_CACHE_DIR": str(scratch / "jax_cache")}  # empty: the sweep's first job compiles
-    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache)
+    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache, tree=True)
     if result.returncode != 0:
         raise SystemExit(f"the {name} sweep failed:\n{result.stderr[-3000:]}")
     jobs = sorted(folder.glob("*/metrics.json"), key=lambda p: int(p.parent.name))
@@ -62,7 +64,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     launchers = {"basic (sequential)": [], f"joblib, n_jobs={args.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]}
     print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs}) {' '.join(args.set)}, {args.repeats} time(s) each")
-    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'epoch 1 s (job 1 / later)':>25} {'peak RSS MB':>11}")
+    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'epoch 1 s (job 1 / later)':>25} {'peak RSS MB':>11} {'all procs MB':>12}")
     ratios = []
     for repeat in range(1, args.repeats + 1):
         walls = []
@@ -72,7 +74,7 @@ def main() -> None:
             walls.append(result.seconds)
             train_s = statistics.median(m["train_seconds"] for m in metrics)
             epoch_1 = f"{first[0]:.2f} / {statistics.median(first[1:]):.2f}"
-            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25} {result.peak_rss_mb:>11.0f}")
+            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25} {result.peak_rss_mb:>11.0f} {result.peak_pss_mb:>12.0f}")
         ratios.append(walls[1] / walls[0])
     ratio = statistics.median(ratios)
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
