@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 
 import pytest
@@ -26,11 +27,11 @@ def api_sweep(tmp_path_factory):
     """``dnnexp.sweep("activation=relu,elu", "trainer.seed=0,1", ...)``: 4 one-epoch runs, with what it printed
     and the process state before and after."""
     folder = tmp_path_factory.mktemp("api") / "sweep"
-    before = (list(logging.getLogger().handlers), logging.getLogger().level, list(sys.argv))
+    before = (list(logging.getLogger().handlers), logging.getLogger().level, list(sys.argv), dict(os.environ))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         table = dnnexp.sweep(*VERBOSE_TINY, "activation=relu,elu", "trainer.seed=0,1", sweep_dir=folder)
-    after = (list(logging.getLogger().handlers), logging.getLogger().level, list(sys.argv))
+    after = (list(logging.getLogger().handlers), logging.getLogger().level, list(sys.argv), dict(os.environ))
     return folder, table, out.getvalue(), before, after
 
 
@@ -63,7 +64,7 @@ def test_a_sweep_prints_one_line_per_job_then_the_table(api_sweep):
 
 def test_calls_leave_the_session_as_they_found_it(api_sweep):
     folder, _, _, before, after = api_sweep
-    assert after == before  # the root logger's handlers and level, sys.argv
+    assert after == before  # the root logger's handlers and level, sys.argv, the environment (HYDRA_FULL_ERROR)
     assert not GlobalHydra.instance().is_initialized() and not HydraConfig.initialized()
     logging.getLogger("notebook").warning("a line of the notebook's own")
     assert not any("notebook's own" in log.read_text() for log in folder.rglob("*.log"))

@@ -66,6 +66,16 @@ def test_job_cores_are_what_the_launcher_gives_each_job(overrides, expected, mon
         HydraConfig.instance().cfg = None
 
 
+def test_variables_are_set_for_the_block_then_restored_or_unset_even_after_an_error(monkeypatch):
+    monkeypatch.setenv("DNNEXP_TEST_SET", "before")
+    monkeypatch.delenv("DNNEXP_TEST_UNSET", raising=False)
+    with pytest.raises(KeyError), backends.variables_set({"DNNEXP_TEST_SET": "inside", "DNNEXP_TEST_UNSET": "inside"}):
+        assert os.environ["DNNEXP_TEST_SET"] == os.environ["DNNEXP_TEST_UNSET"] == "inside"
+        raise KeyError("the block fails")
+    assert os.environ["DNNEXP_TEST_SET"] == "before"
+    assert "DNNEXP_TEST_UNSET" not in os.environ
+
+
 def test_registry_of_strategies_matches_the_config_names():
     assert tuple(tf_engine.STRATEGIES) == schema.STRATEGIES
 

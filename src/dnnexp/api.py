@@ -192,19 +192,16 @@ def _in_process() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     existing = logging._handlerList[:]  # weak references to every handler made so far
     del logging._handlerList[:]
-    full_error = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
     from hydra.errors import CompactHydraException
 
+    from dnnexp.backends import variables_set
+
     try:
-        yield
+        with variables_set({"HYDRA_FULL_ERROR": "1"}):
+            yield
     except CompactHydraException as err:  # what Hydra would print in place of a traceback
         raise DnnexpError(_hydra_message(err), exit_code=1) from None  # the command exits 1 after it
     finally:
-        if full_error is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = full_error
         for handler in root.handlers:
             if handler not in handlers:
                 handler.close()

@@ -126,16 +126,8 @@ def start_fork_server(variables: dict[str, str]) -> None:
 
     set_start_method("forkserver", force=True)  # loky's default for the executors it creates
     multiprocessing.set_forkserver_preload(["dnnexp.preload"])
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)  # the server inherits this process's environment when it starts
-    try:
+    with backends.variables_set(variables):  # the server inherits this process's environment when it starts
         forkserver.ensure_running()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name)
-            else:
-                os.environ[name] = value
 
 
 def worker_limits(n_workers: int) -> dict[str, str]:
