@@ -15,6 +15,10 @@ epoch of the jobs after the first. ``--set`` adds overrides to every job: with
 ``trainer.backend=jax`` each sweep starts on an empty JAX compilation cache of its own,
 which its first job fills and the others load from.
 
+``--timeline`` also prints, for each sweep, when its jobs started and ended (from the times
+of each job's .hydra/config.yaml, written as the job starts, and its metrics.json) and how
+long the report took after the last job.
+
 Wall times on a shared 2-core machine move by 10-20% from one sweep to the next, so
 the pair is measured ``--repeats`` times, sequential and parallel in turn, and the
 verdict uses the median of the ratios.
@@ -29,6 +33,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from common import dnnexp, machine, run_timed
@@ -40,6 +45,7 @@ def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[
     folder = scratch / name
     seeds = ",".join(str(s) for s in range(1, runs + 1))
     cache = {"JAX_COMPILATION_CACHE_DIR": str(scratch / "jax_cache")}  # empty: the sweep's first job compiles
+    started = time.time()
     result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache, tree=True)
     if result.returncode != 0:
         raise SystemExit(f"the {name} sweep failed:\n{result.stderr[-3000:]}")
@@ -47,7 +53,18 @@ def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[
     metrics = [json.loads(p.read_text()) for p in jobs]
     assert len(metrics) == runs, f"{name}: {len(metrics)} of {runs} runs wrote metrics.json"
     first_epochs = [float(next(csv.DictReader(p.with_name("history.csv").open()))["seconds"]) for p in jobs]
-    return result, metrics, first_epochs
+    return result, metrics, first_epochs, timeline(folder, jobs, started)
+
+
+def timeline(folder: Path, jobs: list[Path], started: float) -> str:
+    """When the jobs ran, in seconds from the command's start, and how long the report took after them."""
+    spans = [(p.with_name(".hydra").joinpath("config.yaml").stat().st_mtime - started, p.stat().st_mtime - started) for p in jobs]
+    spans.sort()
+    report = (folder / "report.html").stat().st_mtime - started - max(end for _, end in spans)
+    first, later = spans[:2], spans[2:]
+    return (f"first jobs start at {', '.join(f'{a:.2f}' for a, _ in first)} s and take {', '.join(f'{b - a:.2f}' for a, b in first)} s;"
+            f" later jobs take {statistics.median(b - a for a, b in later):.2f} s (median);"
+            f" the report is written {report:.2f} s after the last job")
 
 
 def main() -> None:
@@ -56,6 +73,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="hydra.launcher.n_jobs of the parallel sweep")
     parser.add_argument("--repeats", type=int, default=3, help="times to measure the pair; the median ratio decides")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every job")
+    parser.add_argument("--timeline", action="store_true", help="print when each sweep's jobs ran")
     args = parser.parse_args()
     try:
         importlib.import_module("hydra_plugins.hydra_joblib_launcher")
@@ -70,11 +88,13 @@ def main() -> None:
         walls = []
         for label, launcher in launchers.items():
             with tempfile.TemporaryDirectory() as tmp:
-                result, metrics, first = sweep(Path(tmp), "sweep", args.runs, launcher, args.set)
+                result, metrics, first, when = sweep(Path(tmp), "sweep", args.runs, launcher, args.set)
             walls.append(result.seconds)
             train_s = statistics.median(m["train_seconds"] for m in metrics)
             epoch_1 = f"{first[0]:.2f} / {statistics.median(first[1:]):.2f}"
             print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25} {result.peak_rss_mb:>11.0f} {result.peak_pss_mb:>12.0f}")
+            if args.timeline:
+                print(f"{'':>8}{when}")
         ratios.append(walls[1] / walls[0])
     ratio = statistics.median(ratios)
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
