@@ -7,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import compose_config
 from omegaconf import OmegaConf, open_dict
 
 from dnnexp import backends
-from dnnexp.warm import WarmWorkers, warm_plan
+from dnnexp import warm
+from dnnexp.warm import ChecksDone, WarmWorkers, warm_plan
 
 JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
 
@@ -93,6 +95,52 @@ def test_a_sweep_that_ends_early_stops_its_warming_workers():
     assert not any(_alive(pid) for pid in pids)
 
 
+
+class RecordingLoader:
+    def __init__(self, events: list[str]):
+        self.events = events
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        time.sleep(0.1)  # a compose takes 0.2-0.4 s
+        self.events.append(f"checked {sweep_overrides[0]}")
+
+
+def test_the_report_loads_its_modules_after_the_sweeper_has_checked_the_jobs(monkeypatch):
+    """The two would take turns on the main process's interpreter lock, delaying the first jobs."""
+    from hydra.plugins.sweeper import Sweeper
+
+    class CheckingSweeper(Sweeper):
+        def setup(self, **kwargs):
+            pass
+
+        def sweep(self, arguments):
+            pass
+
+    events: list[str] = []
+    sweeper = CheckingSweeper()
+    sweeper.hydra_context, sweeper.config_loader, sweeper.config = None, RecordingLoader(events), {}
+    monkeypatch.setattr("dnnexp.results.sweep.preload", lambda: events.append("report modules"))
+    original = Sweeper.validate_batch_is_legal
+    checks = ChecksDone()
+    loader = threading.Thread(target=warm.preload_report, args=(checks.event,))
+    loader.start()
+    time.sleep(0.3)
+    assert events == []  # waiting for the checks
+    sweeper.validate_batch_is_legal([["trainer.seed=1"], ["trainer.seed=2"]])
+    loader.join(10)
+    assert events == ["checked trainer.seed=1", "checked trainer.seed=2", "report modules"]
+    assert Sweeper.validate_batch_is_legal is original  # wrapped for one call only
+
+
+def test_a_sweep_that_never_checks_its_jobs_releases_the_report_when_it_ends():
+    from hydra.plugins.sweeper import Sweeper
+
+    original = Sweeper.validate_batch_is_legal
+    checks = ChecksDone()
+    assert not checks.event.is_set() and Sweeper.validate_batch_is_legal is not original
+    checks.release()
+    assert checks.event.is_set() and Sweeper.validate_batch_is_legal is original
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,7 +159,8 @@ from hydra import compose, initialize_config_dir
 from joblib import Parallel, delayed
 from omegaconf import open_dict
 from dnnexp.cli import config_dir
-from dnnexp.warm import WarmWorkers, warm_plan
+from dnnexp import warm
+from dnnexp.warm import ChecksDone, WarmWorkers, warm_plan
 
 def probe():
     return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}

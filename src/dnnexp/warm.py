@@ -77,6 +77,7 @@ class WarmWorkers(Callback):
     pending: ClassVar[Iterator[int] | None] = None  # the warm-up's results, until the sweep ends
     pids: ClassVar[list[int]] = []  # the workers the last sweep warmed
     report_loader: ClassVar[threading.Thread | None] = None
+    checks: ClassVar[ChecksDone | None] = None  # set once the sweeper has checked the jobs' configs
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = warm_plan(config)
@@ -92,21 +93,32 @@ class WarmWorkers(Callback):
                 WarmWorkers.pending = Parallel(**parallel_kwargs, return_as="generator_unordered")(
                     delayed(warm_up)(variables, base) for _ in range(n_workers)
                 )
-            # This process waits while the workers run the jobs: it loads what the report will need meanwhile.
-            WarmWorkers.report_loader = threading.Thread(target=preload_report, name="dnnexp-preload-report", daemon=True)
+            # This process waits while the workers run the jobs: it loads what the report will need meanwhile,
+            # once it has checked the jobs' configs (the two would share its interpreter's lock).
+            WarmWorkers.checks = ChecksDone()
+            WarmWorkers.report_loader = threading.Thread(target=preload_report, args=(WarmWorkers.checks.event,),
+                                                         name="dnnexp-preload-report", daemon=True)
             WarmWorkers.report_loader.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if WarmWorkers.pending is not None:
             WarmWorkers.pids = list(WarmWorkers.pending)  # long finished: this only collects them
             WarmWorkers.pending = None
+        WarmWorkers.release_checks()
         if WarmWorkers.report_loader is not None:
             WarmWorkers.report_loader.join()
             WarmWorkers.report_loader = None
 
     @classmethod
+    def release_checks(cls) -> None:
+        if cls.checks is not None:
+            cls.checks.release()
+            cls.checks = None
+
+    @classmethod
     def stop(cls) -> None:
         """A sweep that ended early (refused, or a fault): stop the warm-up, and the workers with it."""
+        cls.release_checks()
         if cls.pending is not None:
             with warnings.catch_warnings():  # joblib's note that the warm-up's results went unused
                 warnings.simplefilter("ignore")
@@ -137,14 +149,52 @@ def worker_limits(n_workers: int) -> dict[str, str]:
     return LokyBackend()._prepare_worker_env(n_jobs=n_workers)  # noqa: SLF001  (joblib offers no public form)
 
 
-def preload_report() -> None:
-    """Import what writing the sweep's report imports (pandas, SciPy, matplotlib's Agg canvas)."""
+def preload_report(checked: threading.Event | None = None) -> None:
+    """Import what writing the sweep's report imports (pandas, SciPy, matplotlib's Agg canvas), once ``checked`` is set.
+
+    Imports and the sweeper's checks both run Python in this process, so they would take turns on its
+    interpreter lock, and the checks, which the first jobs wait for, would take twice as long. So this
+    waits for them (:class:`ChecksDone`).
+    """
+    if checked is not None:
+        checked.wait()
     try:
         from dnnexp.results.sweep import preload
 
         preload()
     except Exception:  # noqa: BLE001, S110  (the report imports them again, and says what fails)
         pass
+
+
+class ChecksDone:
+    """An event set when the sweeper has composed its first batch of jobs' configs to check them.
+
+    Hydra says nothing between its sweeper's checks (``Sweeper.validate_batch_is_legal``, which
+    the basic sweeper calls before it launches a batch) and the launcher's start, so the
+    method is wrapped until its next call. :meth:`release` unwraps it and sets the event: a
+    sweeper that checks its jobs another way (Optuna's) then sets it when the sweep ends.
+    """
+
+    def __init__(self):
+        from hydra.plugins.sweeper import Sweeper
+
+        self.event = threading.Event()
+        self.original = original = Sweeper.validate_batch_is_legal
+
+        def validate_then_signal(sweeper, batch):
+            Sweeper.validate_batch_is_legal = original
+            try:
+                return original(sweeper, batch)
+            finally:
+                self.event.set()
+
+        Sweeper.validate_batch_is_legal = validate_then_signal
+
+    def release(self) -> None:
+        from hydra.plugins.sweeper import Sweeper
+
+        Sweeper.validate_batch_is_legal = self.original
+        self.event.set()
 
 
 def warm_plan(config: DictConfig) -> tuple[dict[str, Any], int, dict[str, str], Config] | None:
