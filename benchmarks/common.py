@@ -95,10 +95,9 @@ class TreeMemory:
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                text = stat.read_text()
+                ppid = int(proc_stat(stat)[1])
             except OSError:
                 continue
-            ppid = int(text[text.rindex(")") + 2:].split()[1])  # the name in parentheses may hold spaces
             children.setdefault(ppid, []).append(int(stat.parent.name))
         tree, todo = [], [self.root]
         while todo:
@@ -106,6 +105,14 @@ class TreeMemory:
             tree.append(pid)
             todo.extend(children.get(pid, []))
         return tree
+
+
+def proc_stat(path: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat file after the name: state, ppid, ..., utime (11), stime (12).
+
+    The name, in parentheses, may hold spaces, so the fields start after its last parenthesis."""
+    text = Path(path).read_text()
+    return text[text.rindex(")") + 2:].split()
 
 
 def machine() -> str:

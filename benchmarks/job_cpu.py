@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (this checkout's dnnexp first on the path)
+from common import proc_stat  # also puts this checkout's dnnexp first on the path
 
 
 def thread_cpu() -> dict[str, tuple[str, float]]:
@@ -29,10 +29,9 @@ def thread_cpu() -> dict[str, tuple[str, float]]:
     threads = {}
     for task in Path("/proc/self/task").iterdir():
         try:
-            name, stat = (task / "comm").read_text().strip(), (task / "stat").read_text()
+            name, fields = (task / "comm").read_text().strip(), proc_stat(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
         threads[task.name] = (name, (int(fields[11]) + int(fields[12])) / ticks)  # utime + stime
     return threads
 
@@ -42,9 +41,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for the run")
     args = parser.parse_args()
-    backend = next((o.split("=", 1)[1] for o in args.set if o.startswith("trainer.backend=")), "tensorflow")
-    os.environ.setdefault("KERAS_BACKEND", backend)
-    import dnnexp
+    import dnnexp  # its first run settles the backend from trainer.backend, before Keras loads
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tmp) / "jax_cache"))

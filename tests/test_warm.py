@@ -141,6 +141,16 @@ def test_a_sweep_that_never_checks_its_jobs_releases_the_report_when_it_ends():
     checks.release()
     assert checks.event.is_set() and Sweeper.validate_batch_is_legal is original
 
+
+def test_a_wrapper_left_by_an_earlier_sweep_is_not_kept_by_the_next():
+    """A Python session whose sweep ended before its checks (the Optuna sweeper's never come) gets Hydra's own method back."""
+    from hydra.plugins.sweeper import Sweeper
+
+    original = Sweeper.validate_batch_is_legal
+    ChecksDone()  # never released
+    ChecksDone().release()
+    assert Sweeper.validate_batch_is_legal is original
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

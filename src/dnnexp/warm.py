@@ -28,6 +28,8 @@ so no worker is warmed when ``trainer.backend`` itself is swept.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import multiprocessing
 import os
 import threading
@@ -149,15 +151,14 @@ def worker_limits(n_workers: int) -> dict[str, str]:
     return LokyBackend()._prepare_worker_env(n_jobs=n_workers)  # noqa: SLF001  (joblib offers no public form)
 
 
-def preload_report(checked: threading.Event | None = None) -> None:
+def preload_report(checked: threading.Event) -> None:
     """Import what writing the sweep's report imports (pandas, SciPy, matplotlib's Agg canvas), once ``checked`` is set.
 
     Imports and the sweeper's checks both run Python in this process, so they would take turns on its
     interpreter lock, and the checks, which the first jobs wait for, would take twice as long. So this
     waits for them (:class:`ChecksDone`).
     """
-    if checked is not None:
-        checked.wait()
+    checked.wait()
     try:
         from dnnexp.results.sweep import preload
 
@@ -179,8 +180,10 @@ class ChecksDone:
         from hydra.plugins.sweeper import Sweeper
 
         self.event = threading.Event()
-        self.original = original = Sweeper.validate_batch_is_legal
+        # Hydra's own method, also when an earlier sweep in this process left its wrapper unused.
+        self.original = original = inspect.unwrap(Sweeper.validate_batch_is_legal)
 
+        @functools.wraps(original)
         def validate_then_signal(sweeper, batch):
             Sweeper.validate_batch_is_legal = original
             try:
