@@ -6,12 +6,21 @@ Both are one ``dnnexp -m trainer.seed=1,...,8`` command (the default experiment 
 8 seeds); the parallel one adds ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, so
 each job's TensorFlow gets cores / n_jobs threads (``trainer.threads=auto``), while the
 sequential one runs its jobs in one process with all cores. Target on 2 cores: the
-parallel sweep takes at most 0.75 of the sequential wall time. Also prints the peak
-resident memory of the largest process of each and the peak of all its processes
-together (proportional set sizes, sampled from /proc every 0.25 s, so the pages that the
-joblib workers share with the fork server they came from count once), the median training time of a run
-(``train_seconds``), which shows what parallel jobs cost each other, and the median first
-epoch of the jobs after the first. ``--set`` adds overrides to every job: with
+parallel sweep takes at most 0.75 of the sequential wall time. Also prints the median
+training time of a run (``train_seconds``), which shows what parallel jobs cost each
+other, and the median first epoch of the jobs after the first.
+
+Memory is measured in one more sweep of each kind, untimed: the peak resident memory of
+the largest process and the peak of all its processes together (proportional set sizes,
+sampled from /proc every 0.25 s, so the pages that the joblib workers share with the fork
+server they came from count once). Reading a process's /proc/<pid>/smaps_rollup walks its
+page tables: 9 ms for each of a sweep's processes on this project's 2-core machine, which
+would take a tenth of a core from the parallel sweep's four processes (and hold up their
+memory mappings) while it is timed.
+
+The checkout's modules are compiled to bytecode first, as pip compiles an installed
+package: otherwise, with PYTHONDONTWRITEBYTECODE set, every process of a sweep would
+compile dnnexp's sources again as it imports them. ``--set`` adds overrides to every job: with
 ``trainer.backend=jax`` each sweep starts on an empty JAX compilation cache of its own,
 which its first job fills and the others load from.
 
@@ -27,6 +36,7 @@ verdict uses the median of the ratios.
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import importlib
 import json
@@ -36,35 +46,36 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import dnnexp, machine, run_timed
+from common import SRC, dnnexp, machine, run_timed
 
 TARGET = 0.75
 
 
-def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[str]):
+def sweep(scratch: Path, name: str, runs: int, launcher: list[str], extra: list[str], memory: bool = False):
     folder = scratch / name
     seeds = ",".join(str(s) for s in range(1, runs + 1))
     cache = {"JAX_COMPILATION_CACHE_DIR": str(scratch / "jax_cache")}  # empty: the sweep's first job compiles
     started = time.time()
-    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache, tree=True)
+    result = run_timed(dnnexp("-m", f"trainer.seed={seeds}", f"hydra.sweep.dir={folder}", *launcher, *extra), scratch, cache, tree=memory)
     if result.returncode != 0:
         raise SystemExit(f"the {name} sweep failed:\n{result.stderr[-3000:]}")
     jobs = sorted(folder.glob("*/metrics.json"), key=lambda p: int(p.parent.name))
     metrics = [json.loads(p.read_text()) for p in jobs]
     assert len(metrics) == runs, f"{name}: {len(metrics)} of {runs} runs wrote metrics.json"
     first_epochs = [float(next(csv.DictReader(p.with_name("history.csv").open()))["seconds"]) for p in jobs]
-    return result, metrics, first_epochs, timeline(folder, jobs, started)
+    return result, metrics, first_epochs, timeline(folder, jobs, started, result.seconds)
 
 
-def timeline(folder: Path, jobs: list[Path], started: float) -> str:
-    """When the jobs ran, in seconds from the command's start, and how long the report took after them."""
+def timeline(folder: Path, jobs: list[Path], started: float, wall: float) -> str:
+    """When the jobs ran, in seconds from the command's start, how long the report took after them, and the exit after it."""
     spans = [(p.with_name(".hydra").joinpath("config.yaml").stat().st_mtime - started, p.stat().st_mtime - started) for p in jobs]
     spans.sort()
-    report = (folder / "report.html").stat().st_mtime - started - max(end for _, end in spans)
+    written = (folder / "report.html").stat().st_mtime - started
+    report = written - max(end for _, end in spans)
     first, later = spans[:2], spans[2:]
     return (f"first jobs start at {', '.join(f'{a:.2f}' for a, _ in first)} s and take {', '.join(f'{b - a:.2f}' for a, b in first)} s;"
             f" later jobs take {statistics.median(b - a for a, b in later):.2f} s (median);"
-            f" the report is written {report:.2f} s after the last job")
+            f" the report is written {report:.2f} s after the last job, and the command ends {wall - written:.2f} s after that")
 
 
 def main() -> None:
@@ -79,10 +90,11 @@ def main() -> None:
         importlib.import_module("hydra_plugins.hydra_joblib_launcher")
     except ModuleNotFoundError:
         raise SystemExit("benchmarks/sweep.py needs Hydra's joblib launcher: python -m pip install -e '.[sweep]'") from None
+    compileall.compile_dir(SRC, quiet=1)
     print(f"machine: {machine()}")
     launchers = {"basic (sequential)": [], f"joblib, n_jobs={args.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]}
     print(f"{args.runs} runs of the default experiment (trainer.seed=1..{args.runs}) {' '.join(args.set)}, {args.repeats} time(s) each")
-    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'epoch 1 s (job 1 / later)':>25} {'peak RSS MB':>11} {'all procs MB':>12}")
+    print(f"{'repeat':>6}  {'launcher':<26} {'wall s':>7} {'threads/job':>11} {'train s/run':>11} {'epoch 1 s (job 1 / later)':>25}")
     ratios = []
     for repeat in range(1, args.repeats + 1):
         walls = []
@@ -92,11 +104,16 @@ def main() -> None:
             walls.append(result.seconds)
             train_s = statistics.median(m["train_seconds"] for m in metrics)
             epoch_1 = f"{first[0]:.2f} / {statistics.median(first[1:]):.2f}"
-            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25} {result.peak_rss_mb:>11.0f} {result.peak_pss_mb:>12.0f}")
+            print(f"{repeat:>6}  {label:<26} {result.seconds:>7.1f} {metrics[0]['threads']:>11} {train_s:>11.1f} {epoch_1:>25}")
             if args.timeline:
                 print(f"{'':>8}{when}")
         ratios.append(walls[1] / walls[0])
     ratio = statistics.median(ratios)
+    print(f"memory, one more untimed sweep each: {'launcher':<26} {'largest process MB':>18} {'all procs MB':>12}")
+    for label, launcher in launchers.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            result = sweep(Path(tmp), "sweep", args.runs, launcher, args.set, memory=True)[0]
+        print(f"{'':>37}{label:<26} {result.peak_rss_mb:>18.0f} {result.peak_pss_mb:>12.0f}")
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"parallel / sequential: {', '.join(f'{r:.2f}' for r in ratios)}; median {ratio:.2f}"
           f" ({'meets' if ratio <= TARGET else 'MISSES'} the target <= {TARGET})")

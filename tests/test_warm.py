@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import compose_config
 from omegaconf import OmegaConf, open_dict
 
@@ -173,8 +174,13 @@ from dnnexp import warm
 from dnnexp.warm import ChecksDone, WarmWorkers, warm_plan
 
 def probe():
-    return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}
+    from threadpoolctl import threadpool_info
 
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}, blas
+
+if sys.argv[1:] == ["early"]:  # as cli.main does, before Hydra composes anything
+    warm.EarlyServer.start(["-m", "trainer.seed=1,2", "hydra/launcher=joblib"])
 with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
     overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.backend=jax"]
     cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -187,15 +193,82 @@ print(json.dumps({"main": os.getpid(), "main_backend": os.environ.get("KERAS_BAC
 """
 
 
-def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path):
-    """In dnnexp's command the workers start with Keras on the sweep's backend already imported, and the jobs' variables."""
-    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "OMP_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", FORKED_WORKERS], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+THREAD_VARIABLES = ("KERAS_BACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@pytest.mark.parametrize("when", ["sweep start", "early"])
+def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path, when):
+    """In dnnexp's command the workers start with Keras on the sweep's backend already imported, the jobs' variables,
+    and NumPy's threads as joblib limits them: also from a server started before the config existed, which
+    imported NumPy before it knew the limits (warm.EarlyServer)."""
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", FORKED_WORKERS, when], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["main_backend"] is None  # the main process's own environment is left as it was
-    job_cores = str(max(1, backends.cores() // 2))
-    for parent, keras_loaded, variables in result["jobs"]:
+    job_cores = max(1, backends.cores() // 2)
+    for parent, keras_loaded, variables, blas_threads in result["jobs"]:
         assert parent != result["main"]  # forked by the server, not spawned by the main process
         assert keras_loaded  # before the job imported anything
-        assert variables == {"KERAS_BACKEND": "jax", "DNNEXP_JOB_CORES": job_cores, "OMP_NUM_THREADS": job_cores}
+        assert variables == {"KERAS_BACKEND": "jax", "DNNEXP_JOB_CORES": str(job_cores), "OMP_NUM_THREADS": str(job_cores)}
+        assert blas_threads and set(blas_threads) == {job_cores}
+
+
+UNSERVED_SWEEP = """
+import json, multiprocessing.forkserver, os, sys
+from joblib.externals.loky.backend.context import get_start_method
+from conftest import compose_config
+from omegaconf import open_dict
+from dnnexp import warm
+
+warm.WarmWorkers.fork_from_server = True
+warm.EarlyServer.start(["-m", "hydra/launcher=joblib", "trainer.backend=tensorflow,jax"])
+channel = warm.EarlyServer.channel
+server = multiprocessing.forkserver._forkserver._forkserver_pid
+cfg = compose_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", return_hydra_config=True)
+with open_dict(cfg):
+    cfg.hydra.overrides.task = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.backend=tensorflow,jax"]
+warm.WarmWorkers().on_multirun_start(cfg)  # jobs on two backends: no worker is warmed
+_, status = os.waitpid(server, 0)
+print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "start_method": get_start_method(), "channel_left": channel.parent.exists()}))
+"""
+
+
+def test_a_server_started_for_a_sweep_it_cannot_serve_exits_and_joblib_starts_its_own_workers(tmp_path):
+    """The command line asked for a joblib sweep, but its jobs need two backends: the early server exits, leaving nothing."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", UNSERVED_SWEEP], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result == {"exit": 0, "start_method": None, "channel_left": False}
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for environ in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{environ}/environ", "rb") as variables:
+                if marker.encode() in variables.read():
+                    found.append(int(environ))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_refused_joblib_sweep_leaves_no_server_behind(tmp_path):
+    """The server starts from the command line, before Hydra finds the typo: the refusal stops it and removes its file."""
+    from conftest import run_cli
+
+    marker = f"DNNEXP_TEST_MARK=early-server-{os.getpid()}-{time.time_ns()}"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run_cli("-m", "trainer.seed=1,2", "hydra/launcher=joblib", "trainer.epocs=3", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path, env={"TMPDIR": str(scratch), marker.split("=")[0]: marker.split("=")[1]})
+    assert result.returncode == 2
+    assert "trainer.epocs" in result.stderr and "Traceback" not in result.stderr
+    deadline = time.monotonic() + 60
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "sweep").exists()
