@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,8 @@ class Timed:
     stdout: str
     stderr: str
     peak_pss_mb: float = float("nan")  # the peak of the whole process tree's memory (with tree=True)
+    pid: int = 0
+    cpu_seconds: dict = field(default_factory=dict)  # {(pid, parent pid): CPU seconds} of the tree (with tree=True)
 
 
 def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree: bool = False) -> Timed:
@@ -50,12 +52,12 @@ def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree
         sampler = TreeMemory(proc.pid) if tree else None
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
-    peak_rss, peak_pss = usage.ru_maxrss / 1024, float("nan")
+    peak_rss, peak_pss, cpu = usage.ru_maxrss / 1024, float("nan"), {}
     if sampler is not None:
         sampler.stop()
-        peak_rss, peak_pss = max(peak_rss, sampler.peak_rss_mb), sampler.peak_pss_mb
+        peak_rss, peak_pss, cpu = max(peak_rss, sampler.peak_rss_mb), sampler.peak_pss_mb, sampler.cpu_seconds
     returncode = os.waitstatus_to_exitcode(status)
-    return Timed(seconds, peak_rss, returncode, out.read_text(), err.read_text(), peak_pss)
+    return Timed(seconds, peak_rss, returncode, out.read_text(), err.read_text(), peak_pss, proc.pid, cpu)
 
 
 class TreeMemory:
@@ -66,11 +68,14 @@ class TreeMemory:
     proportional set sizes (a page shared by n processes counts 1/n in each, so forked
     workers that share their server's pages are not counted n times); ``peak_rss_mb`` the
     largest resident set of one process. Sampling misses peaks shorter than the interval.
+    ``cpu_seconds`` is each process's CPU time (user + system) at its last sample, keyed by
+    (pid, parent pid), so a process's last interval before it ends is missed.
     """
 
     def __init__(self, pid: int, interval: float = 0.25):
         self.root, self.interval = pid, interval
         self.peak_pss_mb = self.peak_rss_mb = 0.0
+        self.cpu_seconds: dict[tuple[int, int], float] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -85,8 +90,10 @@ class TreeMemory:
             for pid in self._tree():
                 try:
                     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+                    stat = proc_stat(Path(f"/proc/{pid}/stat"))
                 except OSError:  # the process ended between the listing and the read
                     continue
+                self.cpu_seconds[pid, int(stat[1])] = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
                 pss += int(fields["Pss"].split()[0]) / 1024
                 rss = max(rss, int(fields["Rss"].split()[0]) / 1024)
             self.peak_pss_mb, self.peak_rss_mb = max(self.peak_pss_mb, pss), max(self.peak_rss_mb, rss)
@@ -105,6 +112,9 @@ class TreeMemory:
             tree.append(pid)
             todo.extend(children.get(pid, []))
         return tree
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc's CPU times
 
 
 def proc_stat(path: Path) -> list[str]:

@@ -10,10 +10,11 @@ parallel sweep takes at most 0.75 of the sequential wall time. Also prints the m
 training time of a run (``train_seconds``), which shows what parallel jobs cost each
 other, and the median first epoch of the jobs after the first.
 
-Memory is measured in one more sweep of each kind, untimed: the peak resident memory of
+Memory and CPU are measured in one more sweep of each kind, untimed: the peak resident memory of
 the largest process and the peak of all its processes together (proportional set sizes,
 sampled from /proc every 0.25 s, so the pages that the joblib workers share with the fork
-server they came from count once). Reading a process's /proc/<pid>/smaps_rollup walks its
+server they came from count once), and the CPU seconds of the main process and of all the
+others (the workers' server, the workers, joblib's resource tracker) as last sampled. Reading a process's /proc/<pid>/smaps_rollup walks its
 page tables: 9 ms for each of a sweep's processes on this project's 2-core machine, which
 would take a tenth of a core from the parallel sweep's four processes (and hold up their
 memory mappings) while it is timed.
@@ -109,11 +110,13 @@ def main() -> None:
                 print(f"{'':>8}{when}")
         ratios.append(walls[1] / walls[0])
     ratio = statistics.median(ratios)
-    print(f"memory, one more untimed sweep each: {'launcher':<26} {'largest process MB':>18} {'all procs MB':>12}")
+    print(f"memory and CPU, one more untimed sweep each: {'launcher':<26} {'largest process MB':>18} {'all procs MB':>12}  CPU s (main + others = all)")
     for label, launcher in launchers.items():
         with tempfile.TemporaryDirectory() as tmp:
             result = sweep(Path(tmp), "sweep", args.runs, launcher, args.set, memory=True)[0]
-        print(f"{'':>37}{label:<26} {result.peak_rss_mb:>18.0f} {result.peak_pss_mb:>12.0f}")
+        main_cpu = sum(s for (pid, _), s in result.cpu_seconds.items() if pid == result.pid)
+        total = sum(result.cpu_seconds.values())
+        print(f"{'':>45}{label:<26} {result.peak_rss_mb:>18.0f} {result.peak_pss_mb:>12.0f}  {main_cpu:.1f} + {total - main_cpu:.1f} = {total:.1f}")
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"parallel / sequential: {', '.join(f'{r:.2f}' for r in ratios)}; median {ratio:.2f}"
           f" ({'meets' if ratio <= TARGET else 'MISSES'} the target <= {TARGET})")
