@@ -23,7 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.en
 
 def dnnexp(*args: str) -> list[str]:
     """The command line of `dnnexp ARGS`, run from this checkout."""
-    return [sys.executable, "-m", "dnnexp.cli", *args]
+    return [sys.executable, "-m", "dnnexp", *args]  # as the dnnexp command (dnnexp.server.command)
 
 
 @dataclass

@@ -104,7 +104,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     """Run `dnnexp ARGS` in a subprocess, as a user types it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "dnnexp.cli", *args],
+        [sys.executable, "-m", "dnnexp", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
 

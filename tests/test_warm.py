@@ -170,7 +170,7 @@ from hydra import compose, initialize_config_dir
 from joblib import Parallel, delayed
 from omegaconf import open_dict
 from dnnexp.cli import config_dir
-from dnnexp import warm
+from dnnexp import server, warm
 from dnnexp.warm import ChecksDone, WarmWorkers, warm_plan
 
 def probe():
@@ -180,7 +180,7 @@ def probe():
     return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}, blas
 
 if sys.argv[1:] == ["early"]:  # as cli.main does, before Hydra composes anything
-    warm.EarlyServer.start(["-m", "trainer.seed=1,2", "hydra/launcher=joblib"])
+    server.EarlyServer.start(["-m", "trainer.seed=1,2", "hydra/launcher=joblib"])
 with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
     overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.backend=jax"]
     cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -200,7 +200,7 @@ THREAD_VARIABLES = ("KERAS_BACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
 def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path, when):
     """In dnnexp's command the workers start with Keras on the sweep's backend already imported, the jobs' variables,
     and NumPy's threads as joblib limits them: also from a server started before the config existed, which
-    imported NumPy before it knew the limits (warm.EarlyServer)."""
+    imported NumPy before it knew the limits (server.EarlyServer)."""
     env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
     done = subprocess.run([sys.executable, "-c", FORKED_WORKERS, when], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -219,11 +219,11 @@ import json, multiprocessing.forkserver, os, sys
 from joblib.externals.loky.backend.context import get_start_method
 from conftest import compose_config
 from omegaconf import open_dict
-from dnnexp import warm
+from dnnexp import server, warm
 
 warm.WarmWorkers.fork_from_server = True
-warm.EarlyServer.start(["-m", "hydra/launcher=joblib", "trainer.backend=tensorflow,jax"])
-channel = warm.EarlyServer.channel
+server.EarlyServer.start(["-m", "hydra/launcher=joblib", "trainer.backend=tensorflow,jax"])
+channel = server.EarlyServer.channel
 server = multiprocessing.forkserver._forkserver._forkserver_pid
 cfg = compose_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", return_hydra_config=True)
 with open_dict(cfg):
@@ -272,3 +272,11 @@ def test_a_refused_joblib_sweep_leaves_no_server_behind(tmp_path):
         time.sleep(0.1)
     assert _processes_with(marker) == []
     assert list(scratch.iterdir()) == [] and not (tmp_path / "sweep").exists()
+
+
+def test_the_command_can_start_the_server_before_it_imports_hydra_or_joblib():
+    """dnnexp.server is all the `dnnexp` command imports before it starts a joblib sweep's server."""
+    probe = "import sys, dnnexp.server; print(sorted(m for m in ('hydra', 'joblib', 'omegaconf', 'numpy') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]

@@ -8,15 +8,15 @@ Neither TensorFlow nor JAX is imported here.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 
 from dnnexp.config import TrainerConfig
+from dnnexp.server import variables_set  # noqa: F401  (beside the variables it sets: environment())
 
 # Set by a dnnexp process for the child it trains a job in (isolated.py): the cores the parent's
 # launcher gives the job, which the child's own Hydra-free run cannot see.
@@ -102,18 +102,3 @@ def environment(trainer: TrainerConfig, job_cores: int) -> dict[str, str]:
         ours = f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} intra_op_parallelism_threads={threads}"
         variables["XLA_FLAGS"] = f"{ours} {os.environ.get('XLA_FLAGS', '')}".strip()
     return variables
-
-
-@contextlib.contextmanager
-def variables_set(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set ``variables`` in this process's environment for the block, then restore each as it was (or unset)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -31,7 +31,7 @@ from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
-from dnnexp.warm import EarlyServer, WarmWorkers
+from dnnexp.warm import WarmWorkers
 
 
 def config_dir() -> str:
@@ -174,7 +174,6 @@ def main() -> None:
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
     WarmWorkers.fork_from_server = True  # this process ends with its sweep (dnnexp.warm)
-    EarlyServer.start(sys.argv[1:])  # a joblib sweep's workers' server, beside Hydra's composing
     try:
         failed = execute(sys.argv[1:], prog=sys.argv[0])
     except DnnexpError as err:

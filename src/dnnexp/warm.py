@@ -19,9 +19,9 @@ Keras and its backend once (dnnexp.preload): the import runs once instead of onc
 worker, beside the main process's checks, and a worker starts ready. The server holds
 the jobs' variables (the backend, its threads, joblib's thread limits), which a forked
 worker inherits, since loky passes its own variables only to the processes it spawns
-itself. A command line that asks for a joblib sweep starts the server before Hydra
-composes the config (:class:`EarlyServer`): it imports what needs no variables until
-the sweep starts and sends them.
+itself. The ``dnnexp`` command starts the server from a command line that asks for a
+joblib sweep, before Hydra composes the config (dnnexp.server): it imports what needs
+no variables until the sweep starts and sends them.
 
 A worker is warmed for the sweep's base config (its backend and thread count, its dataset).
 A job that needs another backend still runs correctly, in a child process (cli._run_mode),
@@ -30,20 +30,13 @@ so no worker is warmed when ``trainer.backend`` itself is swept.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import inspect
-import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 import threading
-import time
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from hydra.experimental.callback import Callback
@@ -51,19 +44,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from dnnexp import backends
 from dnnexp.config import Config
+from dnnexp.server import EarlyServer, start_fork_server
 
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 # Swept keys that can change a job's backend or its dataset from the base config's.
 UNWARMABLE = {"trainer.backend", "trainer", "experiment"}
-# A fork server started before the sweep's config exists (EarlyServer) waits for the file named
-# here, which will hold the jobs' variables, as long as the process named by SERVER_PARENT lives.
-SERVER_VARIABLES = "DNNEXP_SERVER_VARIABLES"
-SERVER_PARENT = "DNNEXP_SERVER_PARENT"
-# What that server imports while it waits: what a job imports whatever its backend and threads
-# (Keras imports them all), heaviest first. numpy's OpenBLAS and scikit-learn's OpenMP size their
-# thread pools as they load, so receive_variables sizes them again once the variables come.
-WAITING_IMPORTS = ("numpy", "scipy.linalg", "pandas", "sklearn.model_selection", "matplotlib", "h5py",
-                   "rich.progress", "dnnexp.cli", "dnnexp.data")
 
 
 def warm_up(variables: dict[str, str], config: Config) -> int:
@@ -106,6 +91,7 @@ class WarmWorkers(Callback):
             if WarmWorkers.fork_from_server and "forkserver" in multiprocessing.get_all_start_methods():
                 # The workers start when the launcher's Parallel call first needs them, ready.
                 variables = {**variables, **worker_limits(n_workers)}
+                forks_for_joblib()
                 if not EarlyServer.send(variables):
                     start_fork_server(variables)
             else:
@@ -151,97 +137,11 @@ class WarmWorkers(Callback):
             cls.pending = None
 
 
-def start_fork_server(variables: dict[str, str]) -> None:
-    """Make joblib's workers forks of a server started now with ``variables``, which imports dnnexp.preload.
-
-    The server imports in the background: the main process goes on with its checks, and
-    the launcher's first Parallel call waits for the server only if it is not ready yet.
-    """
-    from multiprocessing import forkserver
-
+def forks_for_joblib() -> None:
+    """Make the executors joblib creates from now on fork their workers from the fork server (dnnexp.server)."""
     from joblib.externals.loky.backend.context import set_start_method
 
     set_start_method("forkserver", force=True)  # loky's default for the executors it creates
-    multiprocessing.set_forkserver_preload(["dnnexp.preload"])
-    with backends.variables_set(variables):  # the server inherits this process's environment when it starts
-        forkserver.ensure_running()
-
-
-class EarlyServer:
-    """The fork server of dnnexp's command, started from its command line before Hydra composes the config.
-
-    Composing the primary config takes the command's first second on the README's 2-core
-    machine, and the server's imports (Keras, its backend, scikit-learn, pandas) 3 s more, which the
-    first jobs wait for. The jobs' variables are known only from the composed config, but
-    most of the import needs none: so a command line that asks for a joblib sweep starts the
-    server at once, on :data:`WAITING_IMPORTS`, and :class:`WarmWorkers` sends it the
-    variables (:meth:`send`) when the sweep starts; it then imports the rest with them
-    (:func:`receive_variables`). multiprocessing starts a server only with the variables of
-    the process that starts it, which is why this is written here.
-    """
-
-    channel: ClassVar[Path | None] = None  # the file the waiting server reads its variables from
-
-    @classmethod
-    def start(cls, args: Sequence[str]) -> None:
-        """Start the server if ``args`` (a dnnexp command line) ask for a joblib sweep."""
-        multirun = "-m" in args or "--multirun" in args
-        if not multirun or not any(arg.lstrip("+") == "hydra/launcher=joblib" for arg in args):
-            return  # a preset that picks joblib gets its server when the sweep starts
-        if "forkserver" not in multiprocessing.get_all_start_methods():
-            return
-        cls.channel = Path(tempfile.mkdtemp(prefix="dnnexp-server-")) / "variables.json"
-        start_fork_server({SERVER_VARIABLES: str(cls.channel), SERVER_PARENT: str(os.getpid())})
-
-    @classmethod
-    def send(cls, variables: dict[str, str] | None) -> bool:
-        """Hand the waiting server the jobs' ``variables`` (None: it exits unused); False if no server waits."""
-        channel, cls.channel = cls.channel, None
-        if channel is None:
-            return False
-        staged = channel.with_suffix(".staged")
-        staged.write_text(json.dumps(variables))
-        os.replace(staged, channel)  # the server reads all of it or waits
-        if variables is None:
-            from joblib.externals.loky.backend.context import set_start_method
-
-            set_start_method(None, force=True)  # joblib's own way of starting workers again
-        return True
-
-
-def receive_variables() -> None:
-    """In a fork server that :class:`EarlyServer` started: import :data:`WAITING_IMPORTS` until the
-    jobs' variables come, then set them; exit if none come or the command that started it ends.
-
-    A server started with its variables (``start_fork_server`` when the sweep starts) returns at once.
-    """
-    channel = os.environ.pop(SERVER_VARIABLES, None)
-    if channel is None:
-        return
-    parent, channel = int(os.environ.pop(SERVER_PARENT)), Path(channel)
-    for module in WAITING_IMPORTS:
-        if channel.exists():
-            break  # the rest come with Keras
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    while not channel.exists():
-        if os.getppid() != parent:
-            raise SystemExit(0)  # the command ended before its sweep started
-        time.sleep(0.005)
-    variables = json.loads(channel.read_text())
-    shutil.rmtree(channel.parent, ignore_errors=True)
-    if variables is None:
-        raise SystemExit(0)
-    os.environ.update(variables)
-    from threadpoolctl import threadpool_limits
-
-    # The thread pools already loaded take joblib's limits, as those loaded from now on read them.
-    threadpool_limits({"blas": _int_or_none(variables.get("OPENBLAS_NUM_THREADS")),
-                       "openmp": _int_or_none(variables.get("OMP_NUM_THREADS"))})
-
-
-def _int_or_none(value: str | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def worker_limits(n_workers: int) -> dict[str, str]:
