@@ -20,19 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import proc_stat  # also puts this checkout's dnnexp first on the path
+from common import CLOCK_TICKS, proc_stat  # also puts this checkout's dnnexp first on the path
 
 
 def thread_cpu() -> dict[str, tuple[str, float]]:
     """{thread id: (name, CPU seconds so far)} of this process's threads."""
-    ticks = os.sysconf("SC_CLK_TCK")
     threads = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             name, fields = (task / "comm").read_text().strip(), proc_stat(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        threads[task.name] = (name, (int(fields[11]) + int(fields[12])) / ticks)  # utime + stime
+        threads[task.name] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)  # utime + stime
     return threads
 
 

@@ -194,7 +194,7 @@ def _in_process() -> Iterator[None]:
     del logging._handlerList[:]
     from hydra.errors import CompactHydraException
 
-    from dnnexp.backends import variables_set
+    from dnnexp.server import variables_set
 
     try:
         with variables_set({"HYDRA_FULL_ERROR": "1"}):

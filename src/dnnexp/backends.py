@@ -16,7 +16,6 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 
 from dnnexp.config import TrainerConfig
-from dnnexp.server import variables_set  # noqa: F401  (beside the variables it sets: environment())
 
 # Set by a dnnexp process for the child it trains a job in (isolated.py): the cores the parent's
 # launcher gives the job, which the child's own Hydra-free run cannot see.
