@@ -179,8 +179,12 @@ def probe():
     blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return os.getppid(), "keras" in sys.modules, {name: os.environ.get(name) for name in ("KERAS_BACKEND", "DNNEXP_JOB_CORES", "OMP_NUM_THREADS")}, blas
 
-if sys.argv[1:] == ["early"]:  # as cli.main does, before Hydra composes anything
+if sys.argv[1] in ("early", "early, then killed"):  # as cli.main does, before Hydra composes anything
     server.EarlyServer.start(["-m", "trainer.seed=1,2", "hydra/launcher=joblib"])
+channel = server.EarlyServer.channel
+if sys.argv[1] == "early, then killed":  # say, by the kernel's OOM killer; multiprocessing reaps it
+    import multiprocessing.forkserver, signal
+    os.kill(multiprocessing.forkserver._forkserver._forkserver_pid, signal.SIGKILL)
 with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
     overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.backend=jax"]
     cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -189,18 +193,20 @@ with open_dict(cfg):
 WarmWorkers.fork_from_server = True  # as in dnnexp's command (cli.main)
 WarmWorkers().on_multirun_start(cfg)
 jobs = Parallel(**warm_plan(cfg)[0])(delayed(probe)() for _ in range(4))
-print(json.dumps({"main": os.getpid(), "main_backend": os.environ.get("KERAS_BACKEND"), "jobs": jobs}))
+WarmWorkers().on_multirun_end(cfg)
+print(json.dumps({"main": os.getpid(), "main_backend": os.environ.get("KERAS_BACKEND"), "jobs": jobs,
+                  "channel_left": channel is not None and channel.parent.exists()}))
 """
 
 
 THREAD_VARIABLES = ("KERAS_BACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-@pytest.mark.parametrize("when", ["sweep start", "early"])
+@pytest.mark.parametrize("when", ["sweep start", "early", "early, then killed"])
 def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path, when):
     """In dnnexp's command the workers start with Keras on the sweep's backend already imported, the jobs' variables,
     and NumPy's threads as joblib limits them: also from a server started before the config existed, which
-    imported NumPy before it knew the limits (server.EarlyServer)."""
+    imported NumPy before it knew the limits (server.EarlyServer), and from the one that replaces it if it died."""
     env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
     done = subprocess.run([sys.executable, "-c", FORKED_WORKERS, when], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -212,6 +218,7 @@ def test_the_commands_workers_are_forks_of_a_server_that_loaded_keras(tmp_path, 
         assert keras_loaded  # before the job imported anything
         assert variables == {"KERAS_BACKEND": "jax", "DNNEXP_JOB_CORES": str(job_cores), "OMP_NUM_THREADS": str(job_cores)}
         assert blas_threads and set(blas_threads) == {job_cores}
+    assert not result["channel_left"]
 
 
 UNSERVED_SWEEP = """

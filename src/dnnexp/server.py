@@ -68,6 +68,7 @@ class EarlyServer:
     """
 
     channel: ClassVar[Path | None] = None  # the file the waiting server reads its variables from
+    sent: ClassVar[Path | None] = None  # its folder, once sent: the server removes it, or :meth:`clean_up` if it died
 
     @classmethod
     def start(cls, args: Sequence[str]) -> None:
@@ -89,7 +90,15 @@ class EarlyServer:
         staged = channel.with_suffix(".staged")
         staged.write_text(json.dumps(variables))
         os.replace(staged, channel)  # the server reads all of it or waits
+        cls.sent = channel.parent
         return True
+
+    @classmethod
+    def clean_up(cls) -> None:
+        """Remove the folder of the variables sent, if a server that died before it read them left it (the sweep has ended)."""
+        if cls.sent is not None:
+            shutil.rmtree(cls.sent, ignore_errors=True)
+            cls.sent = None
 
 
 def receive_variables() -> None:

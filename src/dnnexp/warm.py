@@ -92,8 +92,10 @@ class WarmWorkers(Callback):
                 # The workers start when the launcher's Parallel call first needs them, ready.
                 variables = {**variables, **worker_limits(n_workers)}
                 forks_for_joblib()
-                if not EarlyServer.send(variables):
-                    start_fork_server(variables)
+                EarlyServer.send(variables)
+                # Nothing if the early server runs; if it died (killed, say), multiprocessing would start
+                # another one when the launcher first asks it for a worker, without the jobs' variables.
+                start_fork_server(variables)
             else:
                 from joblib import Parallel, delayed
 
@@ -115,6 +117,7 @@ class WarmWorkers(Callback):
             WarmWorkers.pids = list(WarmWorkers.pending)  # long finished: this only collects them
             WarmWorkers.pending = None
         WarmWorkers.release_checks()
+        EarlyServer.clean_up()
         if WarmWorkers.report_loader is not None:
             WarmWorkers.report_loader.join()
             WarmWorkers.report_loader = None
@@ -128,7 +131,7 @@ class WarmWorkers(Callback):
     @classmethod
     def stop(cls) -> None:
         """A sweep that ended early (refused, or a fault): stop the warm-up, and the workers with it."""
-        EarlyServer.send(None)  # a server that still waits for its variables exits
+        EarlyServer.send(None)  # a server that still waits for its variables exits, and removes their folder
         cls.release_checks()
         if cls.pending is not None:
             with warnings.catch_warnings():  # joblib's note that the warm-up's results went unused
