@@ -43,13 +43,13 @@ def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree
 
     The peak is os.wait4's ru_maxrss (KiB on Linux), which covers the process and the children
     it waited for. A process it did not wait for, such as a worker forked by a multiprocessing
-    fork server, is not in it; ``tree=True`` also samples the process tree (see TreeMemory).
+    fork server, is not in it; ``tree=True`` also samples the process tree (see TreeUsage).
     """
     out, err = cwd / ".stdout", cwd / ".stderr"
     with open(out, "w") as fo, open(err, "w") as fe:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env={**ENV, **(env or {})}, stdout=fo, stderr=fe)
-        sampler = TreeMemory(proc.pid) if tree else None
+        sampler = TreeUsage(proc.pid) if tree else None
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     peak_rss, peak_pss, cpu = usage.ru_maxrss / 1024, float("nan"), {}
@@ -60,8 +60,8 @@ def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree
     return Timed(seconds, peak_rss, returncode, out.read_text(), err.read_text(), peak_pss, proc.pid, cpu)
 
 
-class TreeMemory:
-    """Samples, every ``interval`` seconds, the memory of a process and all its descendants, from /proc.
+class TreeUsage:
+    """Samples, every ``interval`` seconds, the memory and CPU time of a process and all its descendants, from /proc.
 
     Written by hand: psutil is not one of dnnexp's dependencies, and what is needed is two
     files of /proc per process. ``peak_pss_mb`` is the largest sum of the processes'
