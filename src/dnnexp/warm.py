@@ -80,7 +80,6 @@ class WarmWorkers(Callback):
     # process-wide start method may be set for the sweep; a Python API process is the user's.
     fork_from_server: ClassVar[bool] = False
     pending: ClassVar[Iterator[int] | None] = None  # the warm-up's results, until the sweep ends
-    pids: ClassVar[list[int]] = []  # the workers the last sweep warmed
     report_loader: ClassVar[threading.Thread | None] = None
     checks: ClassVar[ChecksDone | None] = None  # set once the sweeper has checked the jobs' configs
 
@@ -114,7 +113,8 @@ class WarmWorkers(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if WarmWorkers.pending is not None:
-            WarmWorkers.pids = list(WarmWorkers.pending)  # long finished: this only collects them
+            for _ in WarmWorkers.pending:  # long finished: this only collects the warm-up's results
+                pass
             WarmWorkers.pending = None
         WarmWorkers.release_checks()
         EarlyServer.clean_up()
