@@ -1,9 +1,9 @@
 """The text of ``dnnexp --help``, printed without starting Hydra.
 
 Hydra's ``--help`` fills in every variable of its help template before it reads the
-template, so it lists every config group of every installed launcher and sweeper plugin
-(146 with the test extras), copying its config repository once per group: 2-5 s, whatever
-the template shows. dnnexp's help is the written list of its own choices in
+template, so it lists every config group, copying its config repository (which holds every
+installed launcher's and sweeper's configs) for each lookup: seconds, whatever the template
+shows (benchmarks/startup.py times both). dnnexp's help is the written list of its own choices in
 ``conf/hydra/help/dnnexp.yaml``, whose ``template`` prints its header and footer, so the
 command prints those two itself.
 """
