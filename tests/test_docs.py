@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +56,31 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for part in command.group(1).split(" && "):
         assert part in ci, f"CI does not run README's `{part}`"
+
+
+def test_configuration_page_names_every_key_of_every_group():
+    """docs/configuration.md promises every group and option: each key a choice's YAML sets is named there."""
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    presets = {"experiment", "reference", "hparams_search", "hydra"}  # sweeps and Hydra's settings, not keys of a run
+
+    def keys(node: dict, prefix: str):
+        for key, value in node.items():
+            if key == "defaults":
+                continue
+            if isinstance(value, dict) and value:
+                yield from keys(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    missing = set()
+    for path in sorted((ROOT / "conf").glob("*/*.yaml")):
+        group = path.parent.name
+        if group in presets:
+            continue
+        for key in keys(yaml.safe_load(path.read_text()) or {}, f"{group}."):
+            if not key.endswith(".name") and f"`{key}" not in page:  # each choice sets its own name
+                missing.add(f"{key} (conf/{group}/{path.name})")
+    for key in keys(yaml.safe_load((ROOT / "conf" / "config.yaml").read_text()), ""):
+        if f"`{key}" not in page:
+            missing.add(f"{key} (conf/config.yaml)")
+    assert not missing, f"docs/configuration.md does not name: {sorted(missing)}"
