@@ -84,3 +84,28 @@ def test_configuration_page_names_every_key_of_every_group():
         if f"`{key}" not in page:
             missing.add(f"{key} (conf/config.yaml)")
     assert not missing, f"docs/configuration.md does not name: {sorted(missing)}"
+
+
+def bad_input_rows() -> list[tuple[list[str], str]]:
+    """(arguments, the answer up to its first '...') of docs/failures.md's table of answers to bad input.
+
+    The table holds answers given before any data is read: those after it (a missing data file,
+    split sizes larger than the data) cost a TensorFlow import each, and tests/test_bad_input.py
+    checks them."""
+    page = (ROOT / "docs" / "failures.md").read_text()
+    rows = re.findall(r"^\| `dnnexp ([^`]+)` \| `([^`]+)` \|$", page, flags=re.MULTILINE)
+    return [(args.split(), answer.split("...")[0]) for args, answer in rows]
+
+
+def test_failures_page_shows_the_answers_the_command_gives(tmp_path, monkeypatch):
+    import dnnexp
+
+    rows = bad_input_rows()
+    assert len(rows) >= 8
+    monkeypatch.chdir(tmp_path)  # a refused command leaves nothing behind, here included
+    for args, answer in rows:
+        with pytest.raises(dnnexp.DnnexpError) as refused:
+            dnnexp.run(*args)
+        assert str(refused.value).startswith(answer), f"dnnexp {' '.join(args)}: {refused.value}"
+        assert refused.value.exit_code == 2
+    assert not list(tmp_path.iterdir())
