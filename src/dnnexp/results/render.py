@@ -62,27 +62,35 @@ def render_rich(report: Report, title: str | None = None) -> Table:
 
 
 VERDICT_STYLES = {"supported": "green", "contradicted": "red", "equivalent": "cyan", "not resolved": "yellow", "not checked": "dim"}
-CLAIMS_TEXT_COLUMNS = ("claim", "relation", "metric", "test", "verdict", "note")  # aligned left; the numbers right
+CLAIMS_TEXT_COLUMNS = ("relation", "metric", "test", "verdict", "note")  # aligned left; the numbers right
+
+
+CLAIMS_COLUMNS = ["relation", "metric", "test", "n", "effect [95% CI]", "P(A>B)", "verdict", "seeds", "round", "note"]
 
 
 def claims_display(report: Report) -> pd.DataFrame | None:
-    """The claims section as text cells: each claim once, then its relations, their test, effect with its 95% interval,
-    P(A > B), verdict with its margin, the seeds it rests on and the round that decided it."""
+    """The claims section as text cells: each claim on a row of its own (unless its one relation reads the same), then its
+    relations with their test, effect and 95% interval, P(A > B), verdict (with the margin when equivalent), the seeds it
+    rests on and the claims sweeper's round that decided it. Columns empty in every row are left out."""
     if report.claims is None:
         return None
     rows, previous = [], None
-    for r in report.claims.to_dict("records"):
+    claims = report.claims.to_dict("records")
+    for r in claims:
+        alone = sum(c["claim"] == r["claim"] for c in claims) == 1 and r["relation"] in r["claim"]
+        if r["claim"] != previous and not alone:
+            rows.append({**dict.fromkeys(CLAIMS_COLUMNS, ""), "relation": r["claim"]})
+        previous = r["claim"]
         tested = _present(r["ci_low"])
         effect = "" if not _present(r["effect"]) else f"{r['effect']:+.4f}" + (f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if tested else "")
         test = _text(r["test"]) + (f" (r={r['correlation']:+.2f})" if _present(r["correlation"]) else "")
         prob = f"{r['prob_improvement']:.2f} [{r['prob_low']:.2f}, {r['prob_high']:.2f}]" if _present(r["prob_improvement"]) else ""
         verdict = r["verdict"] + (f" (±{r['margin']:.3g})" if r["verdict"] == "equivalent" else "")
-        rows.append({"claim": "" if r["claim"] == previous else r["claim"], "relation": r["relation"], "metric": _text(r["metric"]),
-                     "test": test, "n": r["n"], "effect [95% CI]": effect, "P(A>B)": prob, "verdict": verdict,
-                     "seeds": _whole(r["seeds"]), "round": _whole(r["round"]), "note": _text(r["note"])})
-        previous = r["claim"]
-    shown = pd.DataFrame(rows, columns=["claim", "relation", "metric", "test", "n", "effect [95% CI]", "P(A>B)", "verdict", "seeds", "round", "note"])
-    return shown[[c for c in shown.columns if c in ("claim", "relation", "verdict") or (shown[c] != "").any()]]  # no empty column
+        rows.append({"relation": ("  " if not alone else "") + r["relation"], "metric": _text(r["metric"]), "test": test, "n": r["n"],
+                     "effect [95% CI]": effect, "P(A>B)": prob, "verdict": verdict, "seeds": _whole(r["seeds"]),
+                     "round": _whole(r["round"]), "note": _text(r["note"])})
+    shown = pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
+    return shown[[c for c in shown.columns if c in ("relation", "verdict") or (shown[c] != "").any()]]  # no empty column
 
 
 def _present(value: Any) -> bool:
@@ -112,9 +120,10 @@ def render_claims_rich(report: Report) -> Table | None:
         return None
     table = Table(title="Claims", title_justify="left", caption=CLAIMS_CAPTION, caption_justify="left")
     for column in shown.columns:
-        table.add_column(column, justify="left" if column in CLAIMS_TEXT_COLUMNS else "right", no_wrap=column != "note")
+        table.add_column(column, justify="left" if column in CLAIMS_TEXT_COLUMNS else "right", no_wrap=column not in ("relation", "note"))
     for row in shown.to_dict("records"):
         row["verdict"] = Text(row["verdict"], style=VERDICT_STYLES.get(row["verdict"].split(" (")[0], ""))
+        row["relation"] = Text(row["relation"], style="" if row["relation"].startswith("  ") or row["n"] else "bold")
         table.add_row(*row.values())
     return table
 
