@@ -267,3 +267,38 @@ def test_the_python_api_gives_the_same_verdicts(claimed_sweep):
     pd.testing.assert_frame_equal(direct, dnnexp.verdicts(table))
     with pytest.raises(dnnexp.DnnexpError, match="names activation=gelu, which no run has"):
         dnnexp.compare(claimed_sweep, claims=["activation=gelu > activation=relu"])
+
+
+def test_the_forest_plot_renders_in_chromium_with_each_relation(claimed_sweep, tmp_path):
+    """report.html carries the claims' forest plot; headless Chromium decodes it offline, and it has a row per tested relation."""
+    import re
+    import subprocess
+
+    from test_api import chromium
+
+    from dnnexp.results.figures import figures
+    from dnnexp.results.page import html_page
+    from dnnexp.results.report import report_for
+
+    report = report_for([claimed_sweep], claims=["activation=relu > activation=elu within 0.02"])
+    drawn = figures(report)
+    forest = drawn["claims_forest"]
+    labels = [t.get_text() for t in forest.axes[0].get_yticklabels()]
+    tested = report.claims[report.claims["ci_low"].notna()]
+    assert len(labels) == len(tested) == 3  # selu > elu, elu > sigmoid, relu > elu (gelu's claim is not checked)
+    assert forest.axes[0].patches or forest.axes[0].collections  # the margin bands
+    page = html_page(report, pngs=drawn.pngs())
+    assert 'alt="claims_forest"' in page
+    probe = ("<script>window.addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'sizes';"
+             " out.textContent = [...document.images].map(i => i.alt + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
+             " document.body.append(out); });</script>")
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    result = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    sizes = dict(s.split(":") for s in re.search(r'<pre id="sizes">([^<]*)</pre>', result.stdout).group(1).split())
+    width, height = map(int, sizes["claims_forest"].split("x"))
+    assert width > 500 and height > 200
+    assert "equivalent" in result.stdout or "supported" in result.stdout  # the claims table beside it
