@@ -383,3 +383,26 @@ def test_a_preset_runs_its_sweep_without_dash_m(tmp_path):
     assert "dnnexp sweep:" in result.stdout
     summary = pd.read_csv(sweep / "summary.csv")
     assert sorted(summary["trainer.seed"]) == [0, 1] and set(summary["status"]) == {"completed"}
+
+
+def test_curves_show_each_variants_mean_over_seeds_with_a_band_and_the_legend_beside(seed_sweep):
+    from dnnexp.results.figures import CURVES, curves_figure, read_histories
+
+    report = build_report(load_runs([seed_sweep]))
+    histories = read_histories(report)
+    ax = curves_figure(report, histories, *CURVES["accuracy_curves"]).axes[0]
+    assert len(ax.get_lines()) == 3  # one mean line per variant, not one per run (9)
+    assert len(ax.collections) == 3  # one band per variant
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.5, 0.6])
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > ax.bbox.x1 - 1  # beside the axes, not over the lines
+
+
+def test_one_epoch_curves_are_drawn_as_points(seed_sweep):
+    from dnnexp.results.figures import CURVES, curves_figure
+
+    report = build_report(load_runs([seed_sweep]))
+    one_epoch = [[pd.DataFrame({"epoch": [1], "val_accuracy": [v]}) for v in (0.5, 0.6)] for _ in report.table["runs"]]
+    ax = curves_figure(report, one_epoch, *CURVES["accuracy_curves"]).axes[0]
+    assert all(line.get_marker() == "o" for line in ax.get_lines() if line.get_label() and not line.get_label().startswith("_"))
+    assert ax.get_xlim()[0] <= 0.5 and ax.get_xlim()[1] >= 1.5

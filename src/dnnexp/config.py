@@ -302,6 +302,8 @@ class Config:
     task_name: str = "train"
     # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
     claims: list[str] = field(default_factory=list)
+    # The practical margin of those claims without their own "within D" (None: 0.005 for accuracies, 0.01 for losses).
+    claims_margin: float | None = None
 
 
 # What a sweep may rank by: metrics of the model the run keeps, the one in model.keras. (best_val_accuracy,
@@ -706,7 +708,7 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
 # to the schema later, changes the hash.
 UNHASHED_KEYS = frozenset({
     "trainer.verbose", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
-    "task_name", "optimized_metric", "claims", "logger",
+    "task_name", "optimized_metric", "claims", "claims_margin", "logger",
 })
 
 

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
                         help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
+    parser.add_argument("--margin", type=_margin, metavar="D",
+                        help="practical margin of the claims without their own 'within D': a smaller difference is "
+                             "'equivalent' (default: the runs' claims_margin, else 0.005 for accuracies, 0.01 for losses)")
     parser.add_argument("--format", choices=(*FORMATS, "html"),
                         help="table (default on a terminal), csv, markdown, json, html (one page with the plots)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
@@ -45,6 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also list transfer learning's task-A caches (outputs/pretrained/<hash>), left out by default")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also write the learning-curve and bar PNGs into DIR")
     return parser.parse_args(argv)
+
+
+def _margin(text: str) -> float:
+    from dnnexp.results.claims import ClaimError, check_margin
+
+    try:
+        return check_margin(text, "--margin")
+    except ClaimError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _comma_list(text: str) -> list[str]:
@@ -63,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     report = report_for(args.paths, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by,
-                        include_pretrained=args.include_pretrained, claims=args.claim)
+                        include_pretrained=args.include_pretrained, claims=args.claim,
+                        margin=args.margin)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if fmt == "html":  # matplotlib only for the page that embeds the plots
         from dnnexp.results.page import html_page, report_command
