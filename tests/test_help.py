@@ -48,14 +48,18 @@ def test_help_lists_every_group_of_conf_with_every_option():
             assert set(options) <= set(listed[group]), f"--help misses a launcher of conf/{group}/"
         else:
             assert listed[group] == options, f"--help lists {group}: {listed[group]}, conf/{group}/ holds {options}"
-    assert set(listed) <= set(conf_groups()) | {"hydra/launcher"}, "--help lists a group conf/ does not have"
+    assert set(listed) <= set(conf_groups()) | {"hydra/launcher", "hydra/sweeper"}, "--help lists a group conf/ does not have"
 
 
-def test_help_lists_only_launchers_hydra_knows():
+def test_help_lists_only_launchers_and_sweepers_hydra_knows():
+    """Hydra's own groups: the options the plugins (and dnnexp's claims sweeper) register, listed where a user picks one."""
+    listed = help_choices("Choices")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        known = GlobalHydra.instance().config_loader().get_group_options("hydra/launcher", ObjectType.CONFIG)
-    assert set(help_choices("Choices")["hydra/launcher"]) <= set(known)
+        loader = GlobalHydra.instance().config_loader()
+        for group in ("hydra/launcher", "hydra/sweeper"):
+            assert set(listed[group]) <= set(loader.get_group_options(group, ObjectType.CONFIG)), group
+    assert "claims" in listed["hydra/sweeper"]  # dnnexp's own sweeper
 
 
 def test_hydra_renders_the_same_help():
