@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp import backends
+from dnnexp import backends, usage
 from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
@@ -170,6 +170,9 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
 
 
 def main() -> None:
+    if usage.asked(sys.argv[1:]):  # Hydra's --help would list every plugin's config groups first (dnnexp.usage)
+        print(usage.text(config_dir()))
+        return
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
