@@ -66,7 +66,7 @@ def dnnexp_run(cfg: Config) -> dict:
 
 def keras_fit(cfg: Config, shuffle: bool) -> dict:
     """The reference: dnnexp's model and split, trained by Keras' own fit and scored by its evaluate."""
-    import keras
+    from dnnexp.backend import keras  # Keras itself, loaded on this process's backend
 
     from dnnexp.data import load
     from dnnexp.model import build_model
@@ -84,7 +84,7 @@ def keras_fit(cfg: Config, shuffle: bool) -> dict:
 
 def fit_orders(epochs: int = 3) -> list[list[int]]:
     """The order in which Keras' seeded fit feeds 64 samples (batch 16), epoch by epoch."""
-    import keras
+    from dnnexp.backend import keras
 
     seen: list[np.ndarray] = []
 
@@ -92,16 +92,14 @@ def fit_orders(epochs: int = 3) -> list[list[int]]:
         """Passes its input through, noting the samples (their index is their value) each training step sees."""
 
         def call(self, x, training=False):
-            if training:
-                note = lambda batch: seen.append(np.asarray(batch)[:, 0].astype(int))  # noqa: E731
-                if keras.backend.backend() == "jax":
-                    import jax
+            if training and keras.backend.backend() == "jax":
+                import jax
 
-                    jax.debug.callback(note, x)
-                else:
-                    import tensorflow as tf
+                jax.debug.callback(lambda batch: seen.append(np.asarray(batch)[:, 0].astype(int)), x)
+            elif training:
+                import tensorflow as tf
 
-                    tf.py_function(lambda batch: note(batch.numpy()), [x], [])
+                tf.py_function(lambda batch: seen.append(batch.numpy()[:, 0].astype(int)), [x], [])
             return x
 
     x = np.arange(64, dtype=np.float32).reshape(64, 1)
