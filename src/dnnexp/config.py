@@ -69,6 +69,7 @@ CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
 KEEPS = ("best", "last")
+SHUFFLES = ("epoch", "once", "none")
 PENALTIES = ("none", "l1", "l2", "l1_l2")
 DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
@@ -215,6 +216,9 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 32
     seed: int = 42
+    # The training samples' order: a new seeded order every epoch (epoch, what fit(shuffle=True) documents),
+    # one seeded order for every epoch (once), or the split's own order (none, fit(shuffle=False)).
+    shuffle: str = "epoch"
     verbose: bool = True
     backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (pip install 'dnnexp[jax]')
     # How fast, and where: see README "Performance". "auto" or an int for the two below.
@@ -500,6 +504,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("trainer.epochs", t.epochs, 1, math.inf)
     _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
     _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
+    _one_of("trainer.shuffle", t.shuffle, SHUFFLES)
     _auto_or_positive_int("trainer.steps_per_execution", t.steps_per_execution)
     _auto_or_positive_int("trainer.threads", t.threads)
     _one_of("trainer.strategy", t.strategy, STRATEGIES)

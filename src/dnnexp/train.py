@@ -175,7 +175,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
         start, first = backup.saved_phase_start, backup.epochs_done
     callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), *keep_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
-    batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
+    batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, cfg.trainer.shuffle)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
     # a performance cut); the backup goes last (it saves the others' state). The non-finite-loss stop
     # sees the loss once per call into the backend (steps_per_execution steps): on TensorFlow it stops
