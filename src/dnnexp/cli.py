@@ -116,6 +116,9 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
 
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
+    from dnnexp.data import check_files
+
+    check_files(config.dataset)  # a broken data file is answered before TensorFlow loads
     if backends.loaded() not in (None, config.trainer.backend):
         from dnnexp.isolated import run_in_child
 
