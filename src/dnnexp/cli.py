@@ -89,10 +89,11 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         if not isinstance(err, FolderTaken):
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training (train.Terminated)
         folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
-        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
-        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
+        what = getattr(err, "what", "interrupted")
+        print_error(f"{what}; to continue after the last finished epoch, run the same command with {folder}")
+        sys.exit(getattr(err, "exit_code", 130))  # 130: the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
         message = f"{type(err).__name__}: {err}"
         print_error(message)

@@ -6,10 +6,14 @@ optionally a fine-tuning phase, each compiled with its own optimizer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,39 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     If ``run_dir`` holds the backup of a run that was killed, training continues from its
     last completed epoch and ends with the metrics the uninterrupted run would have.
+    SIGTERM stops it as Ctrl-C does (Terminated).
     """
+    with sigterm_as_interrupt():
+        return _train(cfg, run_dir, console)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which SLURM sends at a time limit or on preemption and Ray on cancel, raised where the run
+    is, as Ctrl-C raises KeyboardInterrupt: the last finished epoch stays in backup.npz, the trackers
+    mark the run killed, and the command says how to resume it."""
+
+    what = "terminated (SIGTERM)"
+    exit_code = 128 + signal.SIGTERM  # what the shell reports for a process SIGTERM ended
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated (only the main thread can take a signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg: Config, run_dir: Path, console: Console | None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
     if cfg.trainer.backend != BACKEND:
