@@ -182,7 +182,7 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("status", str(metrics.get("status", "-")))
+    table.add_row("status", run_status(metrics))
     present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if metrics.get(k) is not None}
     for key, name in {**SUMMARY_ROWS, **present}.items():
         value = metrics.get(key)
@@ -190,9 +190,18 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     console.print(table)
 
 
+def run_status(metrics: dict[str, Any]) -> str:
+    """``completed``; ``diverged in epoch 3``, and ``no model kept`` when no epoch before it was finite."""
+    status, epoch = str(metrics.get("status", "-")), metrics.get("diverged_epoch")
+    if status != "diverged" or epoch is None:
+        return status
+    kept = metrics.get("best_epoch") is not None or metrics.get("val_accuracy") is not None
+    return f"diverged in epoch {epoch}" + ("" if kept else ": no finite epoch, no model kept")
+
+
 def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
     """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
     value = metrics.get(metric)
     shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
-    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
+    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {run_status(metrics)}  {seconds:.1f} s",
                   highlight=False, soft_wrap=True)
