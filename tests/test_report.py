@@ -223,6 +223,37 @@ def test_a_groups_mean_and_n_count_its_completed_runs_and_list_the_others(tmp_pa
     assert "| **relu** | **0.8100 ± 0.0141** |" in shown and "| tanh | - |" in shown
 
 
+def test_the_text_under_the_table_counts_the_values_it_used_and_does_not_compare_a_lone_variant(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu", "trainer.seed": seed}, {"best_val_accuracy": value})
+                                             for seed, value in enumerate([0.90, 0.91, None])])  # the third has none
+    report = build_report(load_runs([sweep]))
+    assert report.table["n"].tolist() == [3]  # completed runs
+    assert report.notes[0] == ("Best: all runs, best_val_accuracy 0.9050 ± 0.0071 (n=2 of 3 completed, 1 without a value of "
+                               "best_val_accuracy). No other variant has a completed run with a value of best_val_accuracy: "
+                               "nothing to compare it with.")
+
+
+def test_a_key_a_run_did_not_set_reads_as_a_dash_in_cells_and_plot_labels(tmp_path):
+    from dnnexp.results.columns import describe_row
+
+    write_run(tmp_path / "runs" / "0", {"activation": "relu"}, {"best_val_accuracy": 0.9})
+    limited = write_run(tmp_path / "runs" / "1", {"activation": "relu", "trainer.limit": 500}, {"best_val_accuracy": 0.8})
+    assert "limit: 500" in (limited / ".hydra" / "config.yaml").read_text()
+    report = build_report(load_runs([tmp_path / "runs"]))
+    assert report.keys == ["trainer.limit"]
+    assert [describe_row(row, report.keys) for _, row in report.table.iterrows()] == ["trainer.limit=-", "trainer.limit=500"]
+    shown = render(report, "markdown")
+    assert "| **-** | **0.9000** |" in shown and "nan" not in shown
+
+
+def test_the_report_title_counts_runs_not_missing_jobs(tmp_path, capsys):
+    from dnnexp.results.cli import main
+
+    sweep = write_sweep(tmp_path / "sweep", [(None, None), (None, None), ({"activation": "relu"}, {"best_val_accuracy": 0.9})])
+    main([str(sweep)])
+    assert capsys.readouterr().out.splitlines()[0].strip() == f"dnnexp: 1 run in {sweep} (2 jobs missing)"
+
+
 def test_a_run_without_metrics_is_incomplete_once_the_sweep_has_ended(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9}), ({"activation": "elu"}, None)])
     assert list(load_runs([sweep], finished=True).frame["status"]) == ["completed", "incomplete"]

@@ -89,10 +89,11 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         if not isinstance(err, FolderTaken):
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training (train.Terminated)
         folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
-        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
-        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
+        what = getattr(err, "what", "interrupted")
+        print_error(f"{what}; to continue after the last finished epoch, run the same command with {folder}")
+        sys.exit(getattr(err, "exit_code", 130))  # 130: the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
         message = f"{type(err).__name__}: {err}"
         print_error(message)
@@ -116,6 +117,9 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
 
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
+    from dnnexp.data import check_files
+
+    check_files(config.dataset)  # a broken data file is answered before TensorFlow loads
     if backends.loaded() not in (None, config.trainer.backend):
         from dnnexp.isolated import run_in_child
 

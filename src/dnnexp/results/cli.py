@@ -16,7 +16,7 @@ from rich.console import Console
 from dnnexp.files import write_atomic
 from dnnexp.results.render import FORMATS, print_report, render, wide_console
 from dnnexp.results.report import report_for
-from dnnexp.results.stats import ReportError
+from dnnexp.results.stats import Report, ReportError
 
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
@@ -85,8 +85,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     elif fmt != "table" or args.output:
         text = render(report, fmt)
     else:
-        n_runs = sum(len(runs) for runs in report.table["runs"])
-        print_report(report, wide_console(), title=f"dnnexp: {n_runs} runs in {', '.join(map(str, args.paths))}")
+        print_report(report, wide_console(), title=title(report, args.paths))
         text = None
     if text is not None and args.output:
         write_atomic(args.output, text)
@@ -96,6 +95,14 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         from dnnexp.results.figures import write_figures  # matplotlib only when asked to draw
 
         write_figures(report, args.plots)
+
+
+def title(report: Report, paths: list[Path]) -> str:
+    """``dnnexp: 3 runs in DIR``, or ``dnnexp: 1 run in DIR (2 jobs missing)``: a sweep's missing jobs are rows, not runs."""
+    missing = int((report.runs["status"] == "missing").sum())
+    found = len(report.runs) - missing
+    text = f"dnnexp: {found} run{'s' if found != 1 else ''} in {', '.join(map(str, paths))}"
+    return text + (f" ({missing} job{'s' if missing != 1 else ''} missing)" if missing else "")
 
 
 if __name__ == "__main__":

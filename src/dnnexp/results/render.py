@@ -210,17 +210,31 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("status", str(metrics.get("status", "-")))
-    present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if metrics.get(k) is not None}
+    table.add_row("status", run_status(metrics))
+    present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if not _absent(metrics.get(k))}
     for key, name in {**SUMMARY_ROWS, **present}.items():
         value = metrics.get(key)
-        table.add_row(name, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
+        table.add_row(name, "-" if _absent(value) else METRIC_COLUMNS[key][1].format(value))
     console.print(table)
+
+
+def run_status(metrics: dict[str, Any]) -> str:
+    """``completed``; ``diverged in epoch 3``, and ``: no model kept`` when no epoch before it was finite."""
+    status, epoch = str(metrics.get("status", "-")), metrics.get("diverged_epoch")
+    if status != "diverged" or epoch is None:
+        return status
+    kept = not (_absent(metrics.get("best_epoch")) and _absent(metrics.get("val_accuracy")))
+    return f"diverged in epoch {epoch}" + ("" if kept else ": no model kept")
+
+
+def _absent(value: Any) -> bool:
+    """No number: None in metrics.json, NaN in the metrics a run returns."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
     """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
     value = metrics.get(metric)
-    shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
-    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
+    shown = "-" if _absent(value) else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
+    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {run_status(metrics)}  {seconds:.1f} s",
                   highlight=False, soft_wrap=True)

@@ -224,16 +224,24 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
         else:
             cells.append(f"worse (adj. p={p:.3f})" if p >= 0.001 else "worse (adj. p<0.001)")
             behind += 1
-    head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} (n={len(values[best])})."
+    head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} ({_n_of(values[best], table.iloc[best], metric)})."
     test = f"Welch's t-test against the best, p Holm-adjusted for {len(tested)} comparison{'s' if len(tested) > 1 else ''}"
     if within:
         tail = f" Within the noise of the best ({test}: adj. p >= {NOISE_LEVEL:.0%}), so no clear winner over: {'; '.join(within)}."
     elif behind:
         tail = f" Every other variant with 2+ runs is behind by more than the noise ({test}: adj. p < {NOISE_LEVEL:.0%})."
+    elif sum(len(v) > 0 for v in values) == 1:
+        tail = f" No other variant has a completed run with a value of {metric}: nothing to compare it with."
     else:
         tail = " No two variants have 2+ completed runs each, so the noise is unknown: add seeds (trainer.seed=0,1,2)."
     columns = {"vs_best": cells, "p_value": [raw.get(i) for i in range(len(values))], "p_adjusted": [adjusted.get(i) for i in range(len(values))]}
     return columns, head + tail
+
+
+def _n_of(values: pd.Series, row: pd.Series, metric: str) -> str:
+    """``n=3``; ``n=2 of 3 completed, 1 without a value`` when a completed run has no value of ``metric``."""
+    lacking = row["n"] - len(values)
+    return f"n={len(values)}" + (f" of {row['n']} completed, {lacking} without a value of {metric}" if lacking else "")
 
 
 def holm_adjust(p_values: list[float]) -> list[float]:
