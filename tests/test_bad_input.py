@@ -74,6 +74,11 @@ CONFIG_CASES = [
     ("units negative", ["model.units=-3"], "model.units must be a positive integer or a list of them, got -3", 2),
     ("units zero in list", ["model.units=[10,0]"], "model.units must be a positive integer or a list of them, got [10, 0]", 2),
     ("hidden layers negative", ["model.hidden_layers=-1"], "model.hidden_layers must be in [0, 1000], got -1", 2),
+    ("claims margin negative", ["claims_margin=-1"], "claims_margin must be in [0, inf), got -1.0", 2),
+    ("claims margin text", ["claims_margin=abc"], "claims_margin must be a number, got 'abc'", 2),
+    # read by the claims sweeper before any job checks its config: refused at the door of the whole sweep
+    ("claims margin negative in a claims sweep", ["-m", "hydra/sweeper=claims", "optimizer.lr=0.1,0.01", "claims_margin=-1"],
+     "claims_margin must be in [0, inf), got -1.0", 2),
     # unknown keys and choices: one line naming it, the closest valid name and the valid names
     ("unknown key added", ["+trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
     ("unknown key", ["trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
@@ -332,6 +337,7 @@ RANGES = {
     "normalization.momentum": (0, 1, False, False),
     "scheduler.factor": (0, 1, True, True),
     "clipping.threshold": (0, math.inf, True, True),
+    "claims_margin": (0, math.inf, False, True),
 }
 
 

@@ -15,19 +15,19 @@ from dnnexp.results.claims import (
     welch_power,
 )
 from dnnexp.results.runs import load_runs
-from dnnexp.results.stats import build_report, holm_adjust, welch_p_value, welch_t
+from dnnexp.results.inference import welch_t
+from dnnexp.results.stats import build_report, holm_adjust, welch_p_value
 
 
 def runs(groups: dict[str, list[float]], key: str = "activation", metric: str = "val_accuracy", status: str = "completed") -> pd.DataFrame:
     return pd.DataFrame([{key: name, metric: v, "status": status} for name, values in groups.items() for v in values])
 
 
-def test_welch_t_matches_scipy():
+def test_the_noise_verdicts_welch_p_is_the_claims_welch_t_and_matches_scipy():
     a, b = pd.Series([0.91, 0.90, 0.93, 0.92]), pd.Series([0.88, 0.85, 0.90])
-    t, _ = welch_t(a, b)
-    expected = stats.ttest_ind(a, b, equal_var=False)
-    assert t == pytest.approx(expected.statistic)
-    assert welch_p_value(a, b) == pytest.approx(expected.pvalue)
+    test, expected = welch_t(a, b), stats.ttest_ind(a, b, equal_var=False)
+    assert test.effect / test.se == pytest.approx(expected.statistic)
+    assert welch_p_value(a, b) == test.p == pytest.approx(expected.pvalue)
 
 
 def test_power_matches_the_textbook_sample_sizes():

@@ -73,3 +73,23 @@ def test_a_killed_claims_sweep_started_again_trains_nothing_twice(tmp_path):
     assert {path: path.stat().st_mtime_ns for path in before} == before  # no finished run trained again
     check_verdicts(sweep, result.stdout)
     assert len(list(sweep.glob("*/metrics.json"))) == 9  # 6 jobs in round 1, 3 in round 2, each once
+
+
+def test_a_sweep_of_property_claims_is_judged_after_its_first_round(tmp_path):
+    """A property ("every run of the variant has status X") is no relation between two variants: more seeds
+    can turn "all runs have it" into "some have it" but never settle "some" either way, so it asks for
+    no further round. A sweep whose claims are all properties (the clipping preset's) stops after round 1."""
+    sweep = tmp_path / "sweep"
+    claims = '["optimizer.lr=0.1: status = completed","optimizer.lr=0.00001: status = diverged"]'
+    result = run_in_process("-m", "hydra/sweeper=claims", "optimizer.lr=0.1,0.00001", f"claims={claims}",
+                            *(o for o in TINY if not o.startswith("trainer.epochs")), "trainer.epochs=1",
+                            "hydra.sweeper.max_seeds=6", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert seeds_per_variant(sweep) == {0.00001: [0, 1, 2], 0.1: [0, 1, 2]}
+    rounds = json.loads((sweep / "claims_rounds.json").read_text())
+    assert [(r["round"], r["variants"], r["open"]) for r in rounds] == [(1, 2, 0)]
+    import dnnexp
+
+    verdicts = dnnexp.verdicts(sweep).set_index("relation")
+    assert verdicts.loc["optimizer.lr=0.1: status = completed", ["verdict", "n"]].tolist() == ["supported", "3 of 3"]
+    assert verdicts.loc["optimizer.lr=0.00001: status = diverged", ["verdict", "n"]].tolist() == ["contradicted", "0 of 3"]

@@ -328,6 +328,18 @@ def validate(cfg: DictConfig) -> Config:
     return config
 
 
+# The keys a whole sweep shares that its sweeper reads before any job has checked its own config.
+SWEEP_KEYS = ("claims_margin",)
+
+
+def validate_sweep(cfg: DictConfig) -> None:
+    """Raise ConfigError, worded as validate words it, naming the first bad key of SWEEP_KEYS in a multirun's config.
+
+    Each job of a sweep validates its own config; the claims sweeper reads claims_margin before
+    any job starts, so a bad margin is refused at the door of the whole command."""
+    validate(OmegaConf.create({key: cfg[key] for key in SWEEP_KEYS if key in cfg}))
+
+
 # The groups whose YAMLs name a Keras object and may pass it any argument.
 KERAS_GROUPS = {"activation": ActivationConfig, "initializer": InitializerConfig, "optimizer": OptimizerConfig}
 
@@ -513,6 +525,7 @@ def _check_ranges(c: Config) -> None:
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+    _optional(_in_range, "claims_margin", c.claims_margin, 0, math.inf, high_open=True)
     _check_transfer(c)
     _check_tools(c)
     _check_loggers(c.logger)

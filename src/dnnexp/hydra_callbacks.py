@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
-from dnnexp.config import Config, ConfigError, config_hash, first_difference, hashed_config, validate
+from dnnexp.config import Config, ConfigError, config_hash, first_difference, hashed_config, validate, validate_sweep
 from dnnexp.errors import refuse
 from dnnexp.files import (BACKUP, FolderSnapshot, FolderTaken, RunFolderError, another_config, lock_held,
                           lock_run_folder, read_backup_meta, read_metrics)
@@ -154,6 +154,10 @@ class ClaimOutputFolder(Callback):
         self._claim(folder, _hydra_files(config), lambda: check_folder(folder, run_config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            validate_sweep(config)  # what the sweeper reads before any job checks its own config
+        except ConfigError as err:
+            _refuse(str(err))
         self._claim(Path(config.hydra.sweep.dir), ["multirun.yaml"], lambda: _check_grid(config))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:

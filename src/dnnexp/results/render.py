@@ -123,7 +123,8 @@ def render_claims_rich(report: Report) -> Table | None:
         table.add_column(column, justify="left" if column in CLAIMS_TEXT_COLUMNS else "right", no_wrap=column not in ("relation", "note"))
     for row in shown.to_dict("records"):
         row["verdict"] = Text(row["verdict"], style=VERDICT_STYLES.get(row["verdict"].split(" (")[0], ""))
-        row["relation"] = Text(row["relation"], style="" if row["relation"].startswith("  ") or row["n"] else "bold")
+        # a claim's own row is bold; "n" is left out when no row has one (every claim not checked)
+        row["relation"] = Text(row["relation"], style="" if row["relation"].startswith("  ") or row.get("n") else "bold")
         table.add_row(*row.values())
     return table
 
