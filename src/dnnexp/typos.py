@@ -29,7 +29,7 @@ def unknown_key(err: OmegaConfBaseException) -> str | None:
     keys = sorted(str(k) for k in parent.keys())
     prefix = full_key[: -len(key)]  # "dataset." for dataset.standardise, "" at the top
     where = f"a key of {prefix.rstrip('.')}" if prefix else "a top-level key or group"
-    return f"{full_key} is not {where}{_did_you_mean(key, keys, prefix)} (keys: {', '.join(keys)})"
+    return f"{full_key} is not {where}{did_you_mean(key, keys, prefix)} (keys: {', '.join(keys)})"
 
 
 def unknown_choice(err: MissingConfigException) -> str | None:
@@ -41,7 +41,7 @@ def unknown_choice(err: MissingConfigException) -> str | None:
         return None
     group, name = err.missing_cfg_file.rsplit("/", 1)
     choices = sorted(err.options)
-    return f"{group}={name} is not a choice{_did_you_mean(name, choices)} (choices: {', '.join(choices)})"
+    return f"{group}={name} is not a choice{did_you_mean(name, choices)} (choices: {', '.join(choices)})"
 
 
 def composition_error(err: ConfigCompositionException) -> str | None:
@@ -52,6 +52,6 @@ def composition_error(err: ConfigCompositionException) -> str | None:
     return unknown_key(cause) if isinstance(cause, OmegaConfBaseException) else None
 
 
-def _did_you_mean(name: str, valid: list[str], prefix: str = "") -> str:
+def did_you_mean(name: str, valid: list[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     return f"; did you mean {prefix}{close[0]}?" if close else ""
