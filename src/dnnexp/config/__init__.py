@@ -1,12 +1,10 @@
 """The config: its schema (schema.py, each field's constraints next to it), the choices (choices.py),
-validation (validation.py), the Keras groups' arguments (keras_args.py), hashing (hashing.py) and the
-one flattener (flat.py). Importing it registers the schema's group bases with Hydra's ConfigStore.
+validation (validation.py), the Keras groups' arguments (keras_args.py) and hashing (hashing.py). Importing it registers the schema's group bases with Hydra's ConfigStore.
 No TensorFlow here.
 """
 
 from dnnexp.config.choices import *  # noqa: F403 (every list of choices, as before the split)
 from dnnexp.config.constraints import ConfigError
-from dnnexp.config.flat import flatten, shown
 from dnnexp.config.hashing import UNHASHED_KEYS, config_hash, first_difference, hashed_config
 from dnnexp.config.keras_args import keras_arguments
 from dnnexp.config.schema import (

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from dnnexp.config.flat import flatten, shown
+from dnnexp.flat_config import flatten, shown
 from dnnexp.config.schema import Config
 
 # Keys that change how a run goes or what it shows, never what it computes: how fast it runs

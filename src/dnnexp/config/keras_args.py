@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.constraints import ConfigError
-from dnnexp.typos import did_you_mean
+from dnnexp.typos import TYPE_NAMES, did_you_mean
 
 _SEEDED = {"seed": int, "input_axes": object, "output_axes": object}
 _NORMAL = {"mean": float, "stddev": float, "seed": int}
@@ -88,7 +88,6 @@ SET_ELSEWHERE = {"learning_rate": "optimizer.lr", "clipvalue": "clipping=value",
                  "global_clipnorm": "clipping=global_norm"}
 
 ARGUMENTS = {"activation": ACTIVATION_ARGUMENTS, "initializer": INITIALIZER_ARGUMENTS, "optimizer": OPTIMIZER_ARGUMENTS}
-TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def keras_arguments(group: Any) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from omegaconf.errors import (
 )
 
 from dnnexp.config.constraints import ConfigError, check_fields
-from dnnexp.config.keras_args import TYPE_NAMES, check_arguments, collect_arguments
+from dnnexp.config.keras_args import check_arguments, collect_arguments
 from dnnexp.config.schema import ActivationConfig, Config, InitializerConfig, OptimizerConfig
-from dnnexp.typos import unknown_key
+from dnnexp.typos import type_name, unknown_key, wrong_type
 
 # The groups whose YAMLs name a Keras object and may pass it any argument.
 KERAS_GROUPS = {"activation": ActivationConfig, "initializer": InitializerConfig, "optimizer": OptimizerConfig}
@@ -45,61 +45,48 @@ def validate(cfg: DictConfig) -> Config:
 
 
 def _interpolations(node: Any, prefix: str = "") -> dict[str, str]:
-    """{dotted key: its ${...} text} for every interpolated value in the config, as the user wrote it."""
+    """{dotted key: its ${...} text} for every interpolated value in the config (list entries as ``key.0``)."""
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=False)
-    if isinstance(node, dict):
-        items = [(f"{prefix}{key}", value) for key, value in node.items()]
-    elif isinstance(node, list):
-        items = [(f"{prefix.rstrip('.')}[{i}]", value) for i, value in enumerate(node)]
-    else:
-        return {}
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
     found: dict[str, str] = {}
     for key, value in items:
         if isinstance(value, str) and "${" in value:
-            found[key] = value
+            found[f"{prefix}{key}"] = value
         else:
-            found.update(_interpolations(value, f"{key}."))
+            found.update(_interpolations(value, f"{prefix}{key}."))
     return found
 
 
 def _resolved(user: DictConfig, interpolated: dict[str, str]) -> DictConfig:
-    """A copy with every ${...} replaced by its value, or ConfigError naming the one that cannot be resolved."""
+    """A copy with every ${...} replaced by its value, or ConfigError naming the first that cannot be resolved."""
     if not interpolated:
         return user
+    for key, text in interpolated.items():
+        try:
+            OmegaConf.select(user, key, throw_on_resolution_failure=True)
+        except InterpolationResolutionError as err:
+            reason = str(err).splitlines()[0].split(": ", 1)[-1].strip('"')
+            raise ConfigError(f"{key}={text} cannot be resolved ({reason}); {key} must be {_expected_type(key)}") from None
     user = copy.deepcopy(user)
-    try:
-        OmegaConf.resolve(user)
-    except InterpolationResolutionError as err:
-        key = getattr(err, "full_key", None) or "config"
-        reason = str(err).splitlines()[0]
-        cause = err.__cause__
-        if isinstance(cause, KeyError) and cause.args:
-            reason = str(cause.args[0])
-        raise ConfigError(f"{key}={interpolated.get(key, '${...}')} cannot be resolved ({reason}); "
-                          f"{key} must be {_expected_type(key)}") from None
+    OmegaConf.resolve(user)
     return user
 
 
 def _describe_type_error(err: OmegaConfBaseException, interpolated: dict[str, str]) -> str:
     key = getattr(err, "full_key", None) or "config"
-    msg = str(err).splitlines()[0]
     if isinstance(err, (ConfigAttributeError, ConfigKeyError)):
-        return unknown_key(err) or f"{key} is not a known key ({msg})"
+        return unknown_key(err) or f"{key} is not a known key ({str(err).splitlines()[0]})"
     if isinstance(err, ValidationError):
-        value = getattr(err, "value", None)
-        shown = repr(value) if isinstance(value, str) else str(value)
-        source = f" (from {interpolated[key]})" if key in interpolated else ""
-        return f"{key} must be {_expected_type(key)}, got {shown}{source}"
-    return f"{key}: {msg}"
+        return wrong_type(err) + (f" (from {interpolated[key]})" if key in interpolated else "")
+    return f"{key}: {str(err).splitlines()[0]}"
 
 
 def _expected_type(full_key: str) -> str:
+    """What the schema's field at ``full_key`` takes, in words."""
+    *groups, key = full_key.split(".")
     node: Any = Config
-    for part in full_key.split("."):
-        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
-        if part not in hints:
-            return "a value of the right type"
-        node = hints[part]
-    allowed = [t for t in typing.get_args(node) if t is not type(None)] or [node]
-    return TYPE_NAMES.get(allowed[0], getattr(allowed[0], "__name__", str(allowed[0])))
+    for part in groups:
+        node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+        node = next((t for t in typing.get_args(node) if dataclasses.is_dataclass(t)), node)  # X | None -> X
+    return type_name(node, key)

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from dnnexp.files import BACKUP, HISTORY, METRICS, SOURCE_CONFIG, lock_held
+from dnnexp.flat_config import flatten
 from dnnexp.results.columns import DEFAULT_METRICS
 
 CLAIMS_KEY = "claims"  # a config's claims (results/claims.py): read apart, not a column
@@ -106,7 +107,7 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     overrides = _parse_overrides(_read_yaml(hydra_dir / "overrides.yaml"))
     config = config if isinstance(config, dict) else {}
     claims = config.pop(CLAIMS_KEY, None)
-    row = flatten(config)
+    row = {key: str(value) if isinstance(value, list) else value for key, value in flatten(config).items()}  # lists compare as text
     if isinstance(claims, list):
         row[CLAIMS_KEY] = [str(c) for c in claims]
     for key, value in overrides.items():  # a group choice (activation=elu) or a key no config shows (+experiment)
@@ -202,18 +203,6 @@ def _parse_overrides(overrides: Any) -> dict[str, str]:
         if key and not key.startswith("hydra"):
             parsed[key] = value
     return parsed
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"optimizer.lr": 0.01, ...}; lists become their text so they can be compared."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value) if isinstance(value, list) else value
-    return flat
 
 
 def sweep_command(overrides: dict[str, list[str]]) -> str:

@@ -1,4 +1,6 @@
-"""The one config flattener: hashing, the experiment trackers' params and the results' rows all read a config through it."""
+"""The one config flattener: hashing (config/hashing.py), the experiment trackers' params (loggers.py) and the
+results' rows (results/runs.py) all read a config through it. Outside the config package, so the report,
+which never loads Hydra, imports only this."""
 
 from __future__ import annotations
 
