@@ -219,6 +219,45 @@ def test_the_name_tables_are_what_keras_resolves():
     )
 
 
+def test_the_argument_tables_are_the_signatures_of_keras_objects():
+    """keras_args' tables, which check a YAML's extra keys without loading Keras, say what Keras' objects take."""
+    import inspect
+
+    from dnnexp.config import keras_args
+
+    def arguments(function, skip=()) -> dict:
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in {"self", "name", *skip}}
+
+    def same(table: dict, taken: dict, what: str) -> None:
+        assert set(table) == set(taken), what
+        for arg, default in taken.items():
+            if default is not None and default is not inspect.Parameter.empty:
+                assert keras_args.accepts(default, table[arg]), (what, arg, default)
+
+    for name in schema.KERAS_OPTIMIZERS:
+        taken = arguments(type(keras.optimizers.get(name)).__init__, keras_args.SET_ELSEWHERE)
+        same(keras_args.OPTIMIZER_ARGUMENTS[name], taken, name)
+    layers = {"leaky_relu": {"alpha": arguments(keras.layers.LeakyReLU.__init__)["negative_slope"]},
+              "prelu": arguments(keras.layers.PReLU.__init__)}
+    for name in schema.KERAS_ACTIVATIONS + ("prelu",):
+        taken = layers.get(name) or arguments(keras.activations.get(name), {"x"})
+        same(keras_args.ACTIVATION_ARGUMENTS[name], taken, name)
+    constant = {"constant": keras.initializers.Constant, "Constant": keras.initializers.Constant}  # get() needs a value
+    for name in schema.KERAS_INITIALIZERS:
+        initializer = constant.get(name) or type(keras.initializers.get(name))
+        same(keras_args.INITIALIZER_ARGUMENTS[name], arguments(initializer.__init__), name)
+    assert set(keras_args.ACTIVATION_ARGUMENTS) == set(schema.KERAS_ACTIVATIONS + ("prelu",))
+    assert set(keras_args.INITIALIZER_ARGUMENTS) == set(schema.KERAS_INITIALIZERS + ("auto",))
+    assert set(keras_args.OPTIMIZER_ARGUMENTS) == set(schema.KERAS_OPTIMIZERS)
+
+
+def test_an_extra_keras_argument_reaches_the_optimizer():
+    cfg = tiny_config("optimizer=adam", "+optimizer.epsilon=0.25", "+optimizer.amsgrad=true")
+    opt = build_optimizer(cfg)
+    assert (opt.epsilon, opt.amsgrad) == (0.25, True)
+
+
 PER_EPOCH = 7  # steps per epoch in the schedule tests below
 
 

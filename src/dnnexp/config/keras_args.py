@@ -125,12 +125,12 @@ def check_arguments(group_name: str, group: Any) -> None:
             raise ConfigError(f"{key} is not an argument of {group_name} {group.name}{did_you_mean(arg, names, f'{group_name}.')} "
                               f"(arguments: {', '.join(names) or 'none'})")
         expected = table[arg]
-        if not _is_a(value, expected):
+        if not accepts(value, expected):
             shown = repr(value) if isinstance(value, str) else str(value)
             raise ConfigError(f"{key} must be {TYPE_NAMES[expected]}, got {shown}")
 
 
-def _is_a(value: Any, expected: type) -> bool:
+def accepts(value: Any, expected: type) -> bool:
     if expected is object or value is None:
         return True
     if expected is bool or isinstance(value, bool):
