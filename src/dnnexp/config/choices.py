@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+T = TypeVar("T")
+
+
+def registry(names: tuple[str, ...], table: dict[str, T]) -> dict[str, T]:
+    """A builder's table of one kind of choice, refused (when its module is imported) unless it has exactly ``names``."""
+    if set(table) != set(names):
+        raise RuntimeError(f"a table of choices has {sorted(table)}, but the choices are {sorted(names)}")
+    return table
+
+
 DATASETS = ("mnist_5k", "fashion_mnist", "cifar10")
-DATASET_CLASSES = {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10}  # so dataset.classes is checked before any data loads
+# Classes per dataset, so dataset.classes is checked before any data loads.
+DATASET_CLASSES = registry(DATASETS, {"mnist_5k": 10, "fashion_mnist": 10, "cifar10": 10})
 SPLITS = ("stratified", "ordered")
 MODELS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "mish")
@@ -64,12 +75,3 @@ KERAS_OPTIMIZERS = (
     "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "muon", "nadam",
     "rmsprop", "schedulefreeadamw", "sgd",
 )
-
-T = TypeVar("T")
-
-
-def registry(names: tuple[str, ...], table: dict[str, T]) -> dict[str, T]:
-    """A builder's table of one kind of choice, refused (when its module is imported) unless it has exactly ``names``."""
-    if set(table) != set(names):
-        raise RuntimeError(f"a table of choices has {sorted(table)}, but the choices are {sorted(names)}")
-    return table
