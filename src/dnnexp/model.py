@@ -16,8 +16,7 @@ import numpy as np
 
 from dnnexp.backend import keras
 
-from dnnexp.config import choices
-from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units, keras_arguments, registry
+from dnnexp.config import ActivationConfig, Config, RegularizationConfig, choices, hidden_units, keras_arguments, registry
 
 # Activations that are layers of their own: LeakyReLU takes activation.alpha as its slope, PReLU
 # learns one slope per unit (HML ch. 11). Every other name is a function keras.activations.get resolves.
