@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +29,15 @@ class Interval:
     high: float = math.inf
     closed: str = "both"
 
+    def __str__(self) -> str:
+        return f"{'[' if self.closed in ('both', 'left') else '('}{self.low}, {self.high}{']' if self.closed in ('both', 'right') else ')'}"
+
     def check(self, key: str, value: float) -> None:
         low_in, high_in = self.closed in ("both", "left"), self.closed in ("both", "right")
         bad_low = value < self.low if low_in else value <= self.low
         bad_high = value > self.high if high_in else value >= self.high
         if bad_low or bad_high or (isinstance(value, float) and math.isnan(value)):
-            raise ConfigError(f"{key} must be in {'[' if low_in else '('}{self.low}, {self.high}{']' if high_in else ')'}, got {value}")
+            raise ConfigError(f"{key} must be in {self}, got {value}")
 
 
 POSITIVE = Interval(0, math.inf, "neither")
@@ -47,9 +51,12 @@ class OneOf:
 
     names: tuple[str, ...]
 
+    def __str__(self) -> str:
+        return f"one of {', '.join(self.names)}"
+
     def check(self, key: str, value: Any) -> None:
         if value not in self.names:
-            raise ConfigError(f"{key} must be one of {', '.join(self.names)}; got {value!r}")
+            raise ConfigError(f"{key} must be {self}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,13 @@ class KerasName:
     keras: tuple[str, ...]
     resolver: str
 
+    def __str__(self) -> str:
+        others = [n for n in self.keras if n not in self.ours][:3]
+        return f"one of {', '.join(self.ours)}, or any other identifier {self.resolver} resolves (e.g. {', '.join(others)})"
+
     def check(self, key: str, value: str) -> None:
         if value not in self.ours and value not in self.keras:
-            others = [n for n in self.keras if n not in self.ours][:3]
-            raise ConfigError(
-                f"{key} must be one of {', '.join(self.ours)}, or any other identifier {self.resolver} resolves "
-                f"(e.g. {', '.join(others)}); got {value!r}"
-            )
+            raise ConfigError(f"{key} must be {self}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class Satisfies:
 
     what: str
     test: Callable[[Any], bool]
+
+    def __str__(self) -> str:
+        return self.what
 
     def check(self, key: str, value: Any) -> None:
         if not self.test(value):
@@ -86,6 +96,9 @@ class Each:
     """Every entry of a list satisfies ``constraint``."""
 
     constraint: Any
+
+    def __str__(self) -> str:
+        return f"each {self.constraint}"
 
     def check(self, key: str, value: list) -> None:
         for entry in value:
@@ -111,6 +124,32 @@ def setting(default: Any, meaning: str, *allowed: Any) -> Any:
 def group(schema: type, meaning: str) -> Any:
     """A schema field holding a config group (a dataclass of its own), created with its defaults."""
     return dataclasses.field(default_factory=schema, metadata={"meaning": meaning, "allowed": ()})
+
+
+def described(node: type, prefix: str = "") -> list[tuple[str, str, str, str, str]]:
+    """(key, type, default, allowed, meaning) of every field of dataclass ``node`` and the groups in it: the schema's reference."""
+    rows = []
+    hints = typing.get_type_hints(node)
+    for f in dataclasses.fields(node):
+        kind = hints[f.name]
+        inner = [t for t in (kind, *typing.get_args(kind)) if dataclasses.is_dataclass(t)]
+        if inner:
+            rows += described(inner[0], f"{prefix}{f.name}.")
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        allowed = "; ".join(str(c) for c in f.metadata.get("allowed", ()))
+        rows.append((f"{prefix}{f.name}", _type_text(kind), _yaml_text(default), allowed, f.metadata.get("meaning", "")))
+    return rows
+
+
+def _type_text(kind: Any) -> str:
+    if kind is Any:
+        return "any"
+    return str(kind).replace("typing.", "") if typing.get_args(kind) else kind.__name__
+
+
+def _yaml_text(value: Any) -> str:
+    return {None: "null", True: "true", False: "false"}.get(value, str(value)) if isinstance(value, (bool, type(None))) else str(value)
 
 
 def check_fields(node: Any, prefix: str = "") -> None:

@@ -205,7 +205,7 @@ class DiagnosticsConfig:
 @dataclass
 class LrFindConfig:
     min_lr: float = setting(1e-5, "the finder's first rate", POSITIVE)
-    max_lr: float = setting(10.0, "the finder's last rate")
+    max_lr: float = setting(10.0, "the finder's last rate; more than lr_find.min_lr")
     stop_factor: float = setting(4.0, "stop once the smoothed loss exceeds this many times its minimum", Interval(1, math.inf, "right"))
 
     def check(self) -> None:
