@@ -136,12 +136,14 @@ def test_every_key_is_in_the_schemas_reference_with_its_meaning():
     assert "| trainer.monitor | str \\| None | null | one of val_loss, val_accuracy | " in reference()
 
 
-def test_units_list_sets_hidden_layers_so_the_config_says_what_is_built():
-    cfg = validate(compose_config("model.units=[]"))
+def test_an_empty_units_list_is_refused_and_a_units_list_sets_hidden_layers():
+    """model.units=[] built no hidden layer while the saved config said hidden_layers: 2; hidden_layers=0 says it."""
+    assert refusal("model.units=[]") == ("model.units must list the units of at least one layer, got []; "
+                                         "for no hidden layer set model.hidden_layers=0")
+    cfg = validate(compose_config("model.hidden_layers=0"))
     assert (hidden_units(cfg.model), cfg.model.hidden_layers) == ([], 0)
-    assert hashed_config(cfg)["model.hidden_layers"] == 0
     cfg = validate(compose_config("model.units=[30,20,10]"))
-    assert cfg.model.hidden_layers == 3
+    assert (cfg.model.hidden_layers, hashed_config(cfg)["model.hidden_layers"]) == (3, 3)
 
 
 def test_regularization_yamls_set_only_what_differs_from_the_schema():

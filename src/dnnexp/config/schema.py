@@ -395,6 +395,7 @@ class Config:
         self.check_keep()
         self.check_transfer()
         self.check_tools()
+        self.check_depth()
 
     def check_keep(self) -> None:
         """trainer.keep=best and early stopping's restore_best_weights must not pick two different epochs."""
@@ -432,6 +433,13 @@ class Config:
         if self.diagnostics.enabled and self.transfer.name == "none" and m.name == "mlp" and not hidden_units(m):
             key = "model.units=[]" if isinstance(m.units, list) else f"model.hidden_layers={m.hidden_layers}"
             raise ConfigError(f"diagnostics=on measures the hidden layers, and {key} builds none; add hidden layers or set diagnostics=off")
+
+    def check_depth(self) -> None:
+        """model.units=[] built no hidden layer while the saved config said hidden_layers: 2; hidden_layers=0 says it.
+        After check_tools, so that diagnostics=on with no hidden layer is named as such."""
+        if self.model.units == []:
+            raise ConfigError("model.units must list the units of at least one layer, got []; "
+                              "for no hidden layer set model.hidden_layers=0")
 
 
 def keep_monitor(c: Config) -> str:
