@@ -121,11 +121,6 @@ def setting(default: Any, meaning: str, *allowed: Any) -> Any:
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def group(schema: type, meaning: str) -> Any:
-    """A schema field holding a config group (a dataclass of its own), created with its defaults."""
-    return dataclasses.field(default_factory=schema, metadata={"meaning": meaning, "allowed": ()})
-
-
 def described(node: type, prefix: str = "") -> list[tuple[str, str, str, str, str]]:
     """(key, type, default, allowed, meaning) of every field of dataclass ``node`` and the groups in it: the schema's reference."""
     rows = []
@@ -149,7 +144,9 @@ def _type_text(kind: Any) -> str:
 
 
 def _yaml_text(value: Any) -> str:
-    return {None: "null", True: "true", False: "false"}.get(value, str(value)) if isinstance(value, (bool, type(None))) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
 
 
 def check_fields(node: Any, prefix: str = "") -> None:

@@ -12,13 +12,13 @@ import importlib.util
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dnnexp.config import choices
 from dnnexp.config.constraints import (
-    FRACTION, POSITIVE, SEED, ConfigError, Each, Interval, KerasName, OneOf, Satisfies, group, is_count, setting,
+    FRACTION, POSITIVE, SEED, ConfigError, Each, Interval, KerasName, OneOf, Satisfies, is_count, setting,
 )
 from dnnexp.files import MODEL
 
@@ -369,21 +369,21 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
 
 @dataclass
 class Config:
-    dataset: DatasetConfig = group(DatasetConfig, "the data and its splits")
-    model: ModelConfig = group(ModelConfig, "the architecture")
-    activation: ActivationConfig = group(ActivationConfig, "the hidden layers' activation")
-    initializer: InitializerConfig = group(InitializerConfig, "the kernels' initialization")
-    normalization: NormalizationConfig = group(NormalizationConfig, "batch normalization")
-    optimizer: OptimizerConfig = group(OptimizerConfig, "the optimizer")
-    scheduler: SchedulerConfig = group(SchedulerConfig, "the learning-rate schedule")
-    clipping: ClippingConfig = group(ClippingConfig, "gradient clipping")
-    regularization: RegularizationConfig = group(RegularizationConfig, "dropout, early stopping, penalties, max-norm")
-    trainer: TrainerConfig = group(TrainerConfig, "epochs, batch size, seed, backend, the kept epoch")
-    transfer: TransferConfig = group(TransferConfig, "reuse of a pretrained network")
-    evaluation: EvaluationConfig = group(EvaluationConfig, "test-time evaluation")
-    diagnostics: DiagnosticsConfig = group(DiagnosticsConfig, "gradient-flow measurements")
-    lr_find: LrFindConfig = group(LrFindConfig, "the learning-rate finder's range (mode=lr_find)")
-    logger: LoggerConfig = group(LoggerConfig, "experiment trackers")
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    initializer: InitializerConfig = field(default_factory=InitializerConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    clipping: ClippingConfig = field(default_factory=ClippingConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = setting("train", "train, lr_find (loss against a growing rate) or plot_schedule (no training)", OneOf(choices.MODES))
     optimized_metric: str = setting("val_accuracy", "the metric a run returns to sweepers and a sweep's table ranks by",
                                     OneOf(choices.OPTIMIZED_METRICS))
