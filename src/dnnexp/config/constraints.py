@@ -30,7 +30,8 @@ class Interval:
     closed: str = "both"
 
     def __str__(self) -> str:
-        return f"{'[' if self.closed in ('both', 'left') else '('}{self.low}, {self.high}{']' if self.closed in ('both', 'right') else ')'}"
+        low, high = ("[" if self.closed in ("both", "left") else "("), ("]" if self.closed in ("both", "right") else ")")
+        return f"{low}{self.low}, {self.high}{high}"
 
     def check(self, key: str, value: float) -> None:
         low_in, high_in = self.closed in ("both", "left"), self.closed in ("both", "right")

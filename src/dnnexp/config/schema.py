@@ -206,7 +206,8 @@ class DiagnosticsConfig:
 class LrFindConfig:
     min_lr: float = setting(1e-5, "the finder's first rate", POSITIVE)
     max_lr: float = setting(10.0, "the finder's last rate; more than lr_find.min_lr")
-    stop_factor: float = setting(4.0, "stop once the smoothed loss exceeds this many times its minimum", Interval(1, math.inf, "right"))
+    stop_factor: float = setting(4.0, "stop once the smoothed loss exceeds this many times its minimum",
+                                 Interval(1, math.inf, "right"))
 
     def check(self) -> None:
         Interval(self.min_lr, math.inf, "neither").check("lr_find.max_lr", self.max_lr)
@@ -229,7 +230,8 @@ class TrainerConfig:
     mixed_precision: bool = setting(False, "float16 compute, float32 variables and output (GPUs)")
     keep: str = setting("best", "the weights a run keeps (model.keras, val_*, test_*): its best epoch by monitor, or its last",
                         OneOf(choices.KEEPS))
-    monitor: str | None = setting(None, "the metric keep=best picks the epoch by; null: regularization.monitor", OneOf(choices.MONITORS))
+    monitor: str | None = setting(None, "the metric keep=best picks the epoch by; null: regularization.monitor",
+                                  OneOf(choices.MONITORS))
 
     def check(self) -> None:
         """The backend is installed, and the trainer's other settings have a meaning on it."""
@@ -327,7 +329,8 @@ class TransferConfig:
             if not Path(self.weights).is_file():
                 raise ConfigError(f"transfer.weights must be imagenet, null or a weights file, got {self.weights!r} (no such file)")
             return
-        for key, value, allowed in (("input_size", self.input_size, choices.IMAGENET_SIZES), ("alpha", self.alpha, choices.IMAGENET_ALPHAS)):
+        imagenet = (("input_size", self.input_size, choices.IMAGENET_SIZES), ("alpha", self.alpha, choices.IMAGENET_ALPHAS))
+        for key, value, allowed in imagenet:
             if value not in allowed:
                 shown = ", ".join(str(a) for a in allowed)
                 raise ConfigError(f"transfer.{key} must be one of {shown} with transfer.weights=imagenet, got {value}")

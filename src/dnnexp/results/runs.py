@@ -107,7 +107,7 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     overrides = _parse_overrides(_read_yaml(hydra_dir / "overrides.yaml"))
     config = config if isinstance(config, dict) else {}
     claims = config.pop(CLAIMS_KEY, None)
-    row = {key: str(value) if isinstance(value, list) else value for key, value in flatten(config).items()}  # lists compare as text
+    row = {key: str(value) if isinstance(value, list) else value for key, value in flatten(config).items()}  # lists as text
     if isinstance(claims, list):
         row[CLAIMS_KEY] = [str(c) for c in claims]
     for key, value in overrides.items():  # a group choice (activation=elu) or a key no config shows (+experiment)
