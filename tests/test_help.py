@@ -26,10 +26,17 @@ def help_choices(section: str) -> dict[str, list[str]]:
 
 
 def conf_groups() -> dict[str, list[str]]:
-    """Every folder of conf/ with YAML files in it, as {group: sorted options}."""
+    """Every folder of conf/ with YAML files in it, as {group: sorted options}, with the options dnnexp.config
+    registers in Hydra's ConfigStore (regularization=none, the schema's defaults)."""
+    import dnnexp.config  # noqa: F401  (registers them)
+    from hydra.core.config_store import ConfigStore
+
     groups = {}
     for folder in sorted(p for p in CONF.rglob("*") if p.is_dir()):
-        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        group = folder.relative_to(CONF).as_posix()
+        stored = ConfigStore.instance().repo.get(group, {}) if "/" not in group else {}
+        stored = [name.removesuffix(".yaml") for name in stored if name.endswith(".yaml")]
+        options = sorted({*(f.stem for f in folder.glob("*.yaml")), *stored})
         if options:
             groups[folder.relative_to(CONF).as_posix()] = options
     return groups

@@ -197,8 +197,8 @@ def test_adamax_follows_its_max_norm_formula():
 
 @pytest.mark.parametrize("name", schema.KERAS_OPTIMIZERS)
 def test_every_keras_optimizer_name_trains_with_schedule_and_clipping(name):
-    cfg = tiny_config(f"optimizer.name={name}", "scheduler=exponential", "clipping=value")
-    cfg.optimizer.momentum = cfg.optimizer.nesterov = None  # sgd.yaml's keys, which only SGD takes
+    # sgd.yaml's momentum and nesterov, which only SGD takes, are removed (validate refuses them for another optimizer)
+    cfg = tiny_config(f"optimizer.name={name}", "~optimizer.momentum", "~optimizer.nesterov", "scheduler=exponential", "clipping=value")
     opt = build_optimizer(cfg, total_steps=10)
     assert type(opt).__name__.lower() == name
     variable = keras.Variable(np.ones(3, dtype="float32"))
@@ -217,6 +217,45 @@ def test_the_name_tables_are_what_keras_resolves():
     assert set(schema.ACTIVATIONS + schema.INITIALIZERS + schema.OPTIMIZERS) - builtin <= set(
         schema.KERAS_ACTIVATIONS + schema.KERAS_INITIALIZERS + schema.KERAS_OPTIMIZERS
     )
+
+
+def test_the_argument_tables_are_the_signatures_of_keras_objects():
+    """keras_args' tables, which check a YAML's extra keys without loading Keras, say what Keras' objects take."""
+    import inspect
+
+    from dnnexp.config import keras_args
+
+    def arguments(function, skip=()) -> dict:
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in {"self", "name", *skip}}
+
+    def same(table: dict, taken: dict, what: str) -> None:
+        assert set(table) == set(taken), what
+        for arg, default in taken.items():
+            if default is not None and default is not inspect.Parameter.empty:
+                assert keras_args.accepts(default, table[arg]), (what, arg, default)
+
+    for name in schema.KERAS_OPTIMIZERS:
+        taken = arguments(type(keras.optimizers.get(name)).__init__, keras_args.SET_ELSEWHERE)
+        same(keras_args.OPTIMIZER_ARGUMENTS[name], taken, name)
+    layers = {"leaky_relu": {"alpha": arguments(keras.layers.LeakyReLU.__init__)["negative_slope"]},
+              "prelu": arguments(keras.layers.PReLU.__init__)}
+    for name in schema.KERAS_ACTIVATIONS + ("prelu",):
+        taken = layers.get(name) or arguments(keras.activations.get(name), {"x"})
+        same(keras_args.ACTIVATION_ARGUMENTS[name], taken, name)
+    constant = {"constant": keras.initializers.Constant, "Constant": keras.initializers.Constant}  # get() needs a value
+    for name in schema.KERAS_INITIALIZERS:
+        initializer = constant.get(name) or type(keras.initializers.get(name))
+        same(keras_args.INITIALIZER_ARGUMENTS[name], arguments(initializer.__init__), name)
+    assert set(keras_args.ACTIVATION_ARGUMENTS) == set(schema.KERAS_ACTIVATIONS + ("prelu",))
+    assert set(keras_args.INITIALIZER_ARGUMENTS) == set(schema.KERAS_INITIALIZERS + ("auto",))
+    assert set(keras_args.OPTIMIZER_ARGUMENTS) == set(schema.KERAS_OPTIMIZERS)
+
+
+def test_an_extra_keras_argument_reaches_the_optimizer():
+    cfg = tiny_config("optimizer=adam", "+optimizer.epsilon=0.25", "+optimizer.amsgrad=true")
+    opt = build_optimizer(cfg)
+    assert (opt.epsilon, opt.amsgrad) == (0.25, True)
 
 
 PER_EPOCH = 7  # steps per epoch in the schedule tests below

@@ -20,7 +20,7 @@ from typing import Any
 import hydra
 from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
@@ -223,7 +223,7 @@ def _typos_answered() -> Iterator[None]:
 def _refusing_typos(func: Callable[[], Any]) -> Any:
     try:
         return func()
-    except ConfigCompositionException as err:
+    except (ConfigCompositionException, OverrideParseException) as err:
         message = composition_error(err)
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message

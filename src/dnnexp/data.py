@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dnnexp.config import ConfigError, DatasetConfig
+from dnnexp.config import DATASETS, ConfigError, DatasetConfig, registry
+from dnnexp.config.constraints import OneOf
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -179,13 +180,8 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, n_out: int, seed: int):
 @functools.lru_cache(maxsize=4)
 def load_raw(name: str, data_dir: str | None) -> RawData:
     """Read a dataset once per process (jobs of a sweep in one process share it)."""
-    if name == "mnist_5k":
-        return _load_mnist_5k()
-    if name == "fashion_mnist":
-        return _read_fashion_mnist(Path(data_dir)) if data_dir else _keras_download(name)
-    if name == "cifar10":
-        return _read_cifar10(Path(data_dir)) if data_dir else _keras_download(name)
-    raise ConfigError(f"dataset.name must be one of mnist_5k, fashion_mnist, cifar10; got {name!r}")
+    OneOf(DATASETS).check("dataset.name", name)
+    return LOADERS[name](data_dir)
 
 
 def _load_mnist_5k() -> RawData:
@@ -388,3 +384,11 @@ def _keras_download(name: str) -> RawData:
         ) from None
     classes = FASHION_MNIST_CLASSES if name == "fashion_mnist" else CIFAR10_CLASSES
     return RawData(x, y.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), classes)
+
+
+# Each dataset's reader, by dataset.name: from dataset.data_dir if set, else Keras' download (mnist_5k is embedded).
+LOADERS = registry(DATASETS, {
+    "mnist_5k": lambda data_dir: _load_mnist_5k(),
+    "fashion_mnist": lambda data_dir: _read_fashion_mnist(Path(data_dir)) if data_dir else _keras_download("fashion_mnist"),
+    "cifar10": lambda data_dir: _read_cifar10(Path(data_dir)) if data_dir else _keras_download("cifar10"),
+})

@@ -36,6 +36,7 @@ from rich.console import Console
 from dnnexp.backend import keras
 from dnnexp.config import Config
 from dnnexp.files import HISTORY, METRICS, MODEL, TENSORBOARD, read_metrics, read_rows, write_atomic
+from dnnexp.flat_config import flatten, shown
 
 IDS = "loggers.json"  # each tracker's run id, so a resumed run continues its tracked run
 CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
@@ -226,18 +227,9 @@ class WandbTracker:
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
-    """The config as dotted keys (``optimizer.lr``), values as on the command line (``null``, ``[300,100]``)."""
-    nested = dataclasses.asdict(cfg)
-    nested.pop("logger")  # where the results go, not what was trained
-
-    def walk(node: dict[str, Any], prefix: str) -> Iterator[tuple[str, str]]:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from walk(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value)
-
-    return dict(walk(nested, ""))
+    """The config as dotted keys (``optimizer.lr``), values as on the command line (``null``, ``[300,100]``);
+    not the logger group: where the results go, not what was trained."""
+    return {key: shown(value) for key, value in flatten(dataclasses.asdict(cfg), skip={"logger"}).items()}
 
 
 def sweep_folder() -> Path | None:

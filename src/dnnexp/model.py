@@ -16,7 +16,7 @@ import numpy as np
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ActivationConfig, Config, RegularizationConfig, hidden_units, keras_arguments
+from dnnexp.config import ActivationConfig, Config, RegularizationConfig, choices, hidden_units, keras_arguments, registry
 
 # Activations that are layers of their own: LeakyReLU takes activation.alpha as its slope, PReLU
 # learns one slope per unit (HML ch. 11). Every other name is a function keras.activations.get resolves.
@@ -87,7 +87,7 @@ RAW_PIXELS = "raw_pixels"
 STANDARDIZE = "standardize"
 
 # Where the batch normalization goes relative to the activation.
-NORMALIZATION_PLACEMENT = {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"}
+NORMALIZATION_PLACEMENT = registry(choices.NORMALIZATIONS, {"none": None, "batchnorm_before": "before", "batchnorm_after": "after"})
 
 
 def dropout_flags(cfg: Config, n_hidden: int) -> tuple[bool, list[bool]]:
@@ -119,12 +119,12 @@ def loss_for(n_classes: int) -> str:
 
 
 # Kernel penalties added to the loss, by regularization.penalty (Keras' own regularizers).
-PENALTIES: dict[str, Callable[[RegularizationConfig], keras.regularizers.Regularizer | None]] = {
+PENALTIES: dict[str, Callable[[RegularizationConfig], keras.regularizers.Regularizer | None]] = registry(choices.PENALTIES, {
     "none": lambda r: None,
     "l1": lambda r: keras.regularizers.L1(r.l1),
     "l2": lambda r: keras.regularizers.L2(r.l2),
     "l1_l2": lambda r: keras.regularizers.L1L2(l1=r.l1, l2=r.l2),
-}
+})
 
 
 def output_penalty(cfg: Config) -> keras.regularizers.Regularizer | None:
@@ -133,7 +133,7 @@ def output_penalty(cfg: Config) -> keras.regularizers.Regularizer | None:
     return PENALTIES[reg.penalty](reg) if reg.penalize_output else None
 
 # Dropout layers by regularization.dropout_kind: alpha dropout keeps SELU's self-normalization.
-DROPOUTS = {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout}
+DROPOUTS = registry(choices.DROPOUT_KINDS, {"dropout": keras.layers.Dropout, "alpha_dropout": keras.layers.AlphaDropout})
 
 
 def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int,

@@ -12,7 +12,7 @@ import math
 
 from dnnexp.backend import keras
 
-from dnnexp.config import ClippingConfig, Config, ConfigError, SchedulerConfig, keras_arguments
+from dnnexp.config import CLIPPINGS, SCHEDULERS, ClippingConfig, Config, ConfigError, SchedulerConfig, keras_arguments, registry
 
 
 @keras.saving.register_keras_serializable(package="dnnexp")
@@ -126,7 +126,7 @@ def _steps(cfg: SchedulerConfig, total_steps: int | None) -> int:
     return steps
 
 
-SCHEDULES = {
+SCHEDULES = registry(SCHEDULERS, {
     "constant": lambda lr0, cfg, total: lr0,
     "power": lambda lr0, cfg, total: PowerDecay(lr0, cfg.s, cfg.c),
     "exponential": _exponential,
@@ -134,10 +134,10 @@ SCHEDULES = {
     "piecewise": _piecewise,
     "one_cycle": _one_cycle,
     "cosine": _cosine,
-}
+})
 
 # Keras' own clipping arguments: per component, per gradient tensor, or over all tensors jointly.
-CLIPPING = {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"}
+CLIPPING = registry(CLIPPINGS, {"none": None, "value": "clipvalue", "norm": "clipnorm", "global_norm": "global_clipnorm"})
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:

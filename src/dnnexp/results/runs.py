@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from dnnexp.files import BACKUP, HISTORY, METRICS, SOURCE_CONFIG, lock_held
+from dnnexp.flat_config import flatten
 from dnnexp.results.columns import DEFAULT_METRICS
 
 CLAIMS_KEY = "claims"  # a config's claims (results/claims.py): read apart, not a column
@@ -126,7 +127,7 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     config = config if isinstance(config, dict) else {}
     claims = config.pop(CLAIMS_KEY, None)
     margin = config.pop(MARGIN_KEY, None)
-    row = flatten(config)
+    row = {key: str(value) if isinstance(value, list) else value for key, value in flatten(config).items()}  # lists as text
     if isinstance(claims, list):
         row[CLAIMS_KEY] = [str(c) for c in claims]
     if isinstance(margin, (int, float)) and not isinstance(margin, bool):
@@ -224,18 +225,6 @@ def _parse_overrides(overrides: Any) -> dict[str, str]:
         if key and not key.startswith("hydra"):
             parsed[key] = value
     return parsed
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"optimizer.lr": 0.01, ...}; lists become their text so they can be compared."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value) if isinstance(value, list) else value
-    return flat
 
 
 def sweep_command(overrides: dict[str, list[str]]) -> str:
