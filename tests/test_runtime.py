@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, compose_config, run_cli, tiny_config
 
 from dnnexp import config as schema
-from dnnexp import backends, runtime, server
+from dnnexp import backends, runtime
 from dnnexp.engines import tensorflow as tf_engine
 from dnnexp.backend import keras
 from dnnexp.config import ConfigError, TrainerConfig, validate
@@ -64,16 +64,6 @@ def test_job_cores_are_what_the_launcher_gives_each_job(overrides, expected, mon
         assert backends.job_cores() == expected
     finally:
         HydraConfig.instance().cfg = None
-
-
-def test_variables_are_set_for_the_block_then_restored_or_unset_even_after_an_error(monkeypatch):
-    monkeypatch.setenv("DNNEXP_TEST_SET", "before")
-    monkeypatch.delenv("DNNEXP_TEST_UNSET", raising=False)
-    with pytest.raises(KeyError), server.variables_set({"DNNEXP_TEST_SET": "inside", "DNNEXP_TEST_UNSET": "inside"}):
-        assert os.environ["DNNEXP_TEST_SET"] == os.environ["DNNEXP_TEST_UNSET"] == "inside"
-        raise KeyError("the block fails")
-    assert os.environ["DNNEXP_TEST_SET"] == "before"
-    assert "DNNEXP_TEST_UNSET" not in os.environ
 
 
 def test_registry_of_strategies_matches_the_config_names():

@@ -192,12 +192,12 @@ def _in_process() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     existing = logging._handlerList[:]  # weak references to every handler made so far
     del logging._handlerList[:]
+    from unittest import mock
+
     from hydra.errors import CompactHydraException
 
-    from dnnexp.server import variables_set
-
     try:
-        with variables_set({"HYDRA_FULL_ERROR": "1"}):
+        with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):  # put back as it was, or unset, afterwards
             yield
     except CompactHydraException as err:  # what Hydra would print in place of a traceback
         raise DnnexpError(_hydra_message(err), exit_code=1) from None  # the command exits 1 after it

@@ -31,7 +31,6 @@ from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
 from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
-from dnnexp.warm import WarmWorkers
 
 
 def config_dir() -> str:
@@ -165,7 +164,6 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
         raise DnnexpError(refusal.message, refusal.code) from None
     finally:
         sys.argv = saved_argv
-        WarmWorkers.stop()  # a sweep that ended early leaves no worker warming
     return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
 
 
@@ -173,14 +171,11 @@ def main() -> None:
     # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
-    WarmWorkers.fork_from_server = True  # this process ends with its sweep (dnnexp.warm)
     try:
         failed = execute(sys.argv[1:], prog=sys.argv[0])
     except DnnexpError as err:
         print_error(str(err))
         sys.exit(err.exit_code)
-    finally:
-        WarmWorkers.fork_from_server = False  # main() called in a Python process: the rest of it is the user's
     if failed:
         sys.exit(1)
 
