@@ -20,6 +20,10 @@ from dnnexp.config import TrainerConfig
 # Set by a dnnexp process for the child it trains a job in (isolated.py): the cores the parent's
 # launcher gives the job, which the child's own Hydra-free run cannot see.
 JOB_CORES_VARIABLE = "DNNEXP_JOB_CORES"
+# TensorFlow aligns its buffers to 64 bytes and takes over a NumPy array without a copy
+# only if it is aligned the same way (engines.tensorflow.as_tensor); NumPy aligns to 16,
+# so data.py allocates its arrays on this boundary.
+ALIGNMENT = 64
 
 
 def cores() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import importlib
 import sys
 import time
 import traceback
@@ -29,6 +28,7 @@ from dnnexp import backends
 from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
+from dnnexp.modes import run_here
 from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
 
@@ -40,15 +40,6 @@ def config_dir() -> str:
         if (candidate / "config.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"dnnexp's conf/ folder is missing (looked in {here / 'conf'} and {here.parents[1] / 'conf'})")
-
-
-# What each `mode` runs, as "module:function(config, run_dir)"; imported only when chosen,
-# since each loads TensorFlow.
-RUNNERS = {
-    "train": "dnnexp.train:train",
-    "lr_find": "dnnexp.lr_tools:lr_find",
-    "plot_schedule": "dnnexp.lr_tools:plot_schedule",
-}
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -119,13 +110,7 @@ def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
         from dnnexp.isolated import run_in_child
 
         return run_in_child(config, run_dir)
-    backends.choose(config.trainer)
-    module, function = RUNNERS[config.mode].split(":")
-    run = getattr(importlib.import_module(module), function)  # Keras and its backend load here
-    from dnnexp import loggers
-
-    with loggers.tracking(config, run_dir):
-        return run(config, run_dir)
+    return run_here(config, run_dir)
 
 
 def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:

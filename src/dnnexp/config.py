@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from dnnexp.files import MODEL
+from dnnexp.layout import MODEL
 from dnnexp.typos import unknown_key
 
 # The vocabulary of every named choice; each name is also a YAML file in its conf/ group.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dnnexp.backends import ALIGNMENT
 from dnnexp.config import ConfigError, DatasetConfig
 
 FASHION_MNIST_CLASSES = [
@@ -117,11 +118,6 @@ def keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.n
     relabel = np.full(int(max(y.max(), *classes)) + 1, -1, dtype=np.int64)
     relabel[list(classes)] = np.arange(len(classes))
     return x[keep], relabel[y[keep]]
-
-
-# TensorFlow aligns its buffers to 64 bytes and takes over a NumPy array without a copy
-# only if it is aligned the same way (train.as_tensor); NumPy aligns to 16.
-ALIGNMENT = 64
 
 
 def scale(*arrays: np.ndarray) -> list[np.ndarray]:

@@ -15,19 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-MODEL = "model.keras"
-BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
-LOCK = ".dnnexp.lock"
-DIAGNOSTICS = "diagnostics.csv"
-MC_DROPOUT = "mc_dropout.csv"  # evaluation.mc_samples: each class's spread over the passes
-TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (logger=tensorboard)
-SOURCE_CONFIG = "config.yaml"  # a pretrained task-A folder's config; Hydra's runs keep theirs in .hydra/
-# `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
-DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
-MC_DROPOUT_COLUMNS = ["class", "val_std", "test_std"]
+from dnnexp.layout import (  # noqa: F401  (the names, for the modules that write and read the files)
+    BACKUP, DIAGNOSTICS, DIAGNOSTICS_COLUMNS, HISTORY, HISTORY_COLUMNS, LOCK, MC_DROPOUT, MC_DROPOUT_COLUMNS, METRICS,
+    MODEL, SOURCE_CONFIG, TENSORBOARD,
+)
 
 
 class RunFolderError(RuntimeError):

@@ -12,7 +12,6 @@ config it is given into the job's folder and exits; the parent reads its metrics
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import subprocess
@@ -22,9 +21,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dnnexp.backends import JOB_CORES_VARIABLE, choose, job_cores
+from dnnexp.backends import JOB_CORES_VARIABLE, job_cores
 from dnnexp.config import Config, validate
 from dnnexp.files import read_metrics
+from dnnexp.modes import runner
 
 
 def run_in_child(config: Config, run_dir: Path) -> dict[str, Any]:
@@ -39,13 +39,9 @@ def run_in_child(config: Config, run_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from dnnexp.cli import RUNNERS
-
     text, run_dir = sys.argv[1:]
     config = validate(OmegaConf.create(json.loads(text)))
-    choose(config.trainer)
-    module, function = RUNNERS[config.mode].split(":")
-    getattr(importlib.import_module(module), function)(config, Path(run_dir))
+    runner(config)(config, Path(run_dir))
 
 
 if __name__ == "__main__":

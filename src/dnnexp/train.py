@@ -20,14 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dnnexp import data as datasets
 from dnnexp import loggers, runtime, transfer
 from dnnexp.backend import BACKEND, keras
-from dnnexp.config import Config, ConfigError, config_hash, keep_monitor, keras_arguments
+from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.engines import engine
 from dnnexp.files import (
     BACKUP, DIAGNOSTICS, HISTORY, MC_DROPOUT, MC_DROPOUT_COLUMNS, MODEL, read_rows, write_csv, write_history,
     write_metrics,
 )
-from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
+from dnnexp.keras_checks import check_keras_arguments
+from dnnexp.model import DROPOUTS, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks, steps_per_epoch
 from dnnexp.resume import TrainingBackup
 
@@ -137,24 +138,6 @@ def evaluations(cfg: Config, data: datasets.Data, final: bool) -> list[tuple[int
     and after the final phase the run's."""
     sets = final_evaluations(cfg, data)
     return [(len(x), batch_size) for x, _, batch_size in (sets if final else sets[:1])]
-
-
-def check_keras_arguments(cfg: Config) -> None:
-    """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
-    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
-    checks = {
-        "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
-        "initializer": lambda: keras.Variable(build_initializer(cfg), shape=(4, 4)),
-        "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
-    }
-    with engine.quick_initializers():  # the initializer's 4x4 draw, as the model's weights are drawn
-        for group, build in checks.items():
-            try:
-                build()
-            except (TypeError, ValueError) as err:
-                given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
-                first = (str(err).splitlines() or [""])[0]
-                raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds,
