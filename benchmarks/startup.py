@@ -6,7 +6,7 @@ Times, as fresh processes, ``dnnexp --help``, ``dnnexp --cfg job``, a config err
 (``dnnexp trainer.epochs=abc``) and ``dnnexp-report`` on a folder of 100 run folders
 (written by ``report_speed.py``: 5 activations x 4 learning rates x 5 seeds), and says whether
 TensorFlow was imported. Then, for what a run pays before it trains, the import of Keras on
-each backend as a run imports it (``dnnexp.backend``), with NumPy's and ml_dtypes' share of it. The commands run as ``python -m dnnexp.cli`` and
+each backend as a run imports it (``dnnexp.keras_import``), with NumPy's and ml_dtypes' share of it. The commands run as ``python -m dnnexp.cli`` and
 ``python -m dnnexp.results.cli`` from this checkout, which is what the ``dnnexp`` and
 ``dnnexp-report`` scripts call.
 """
@@ -77,7 +77,7 @@ def main() -> None:
 
 KERAS_IMPORT = (
     "import time\nstart = time.perf_counter()\nimport numpy, ml_dtypes\nmid = time.perf_counter()\n"
-    "import dnnexp.backend\nprint(time.perf_counter() - start, mid - start, ml_dtypes.__version__)"
+    "import dnnexp.keras_import\nprint(time.perf_counter() - start, mid - start, ml_dtypes.__version__)"
 )
 
 

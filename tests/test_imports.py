@@ -23,14 +23,14 @@ LAYERS = [
     ["dnnexp.files"],  # reading and writing a run folder's files, atomically
     ["dnnexp.run_folder"],  # who owns a run or sweep folder, and what it may hold
     ["dnnexp.results"],  # tables, statistics and figures of finished runs: never Keras
-    ["dnnexp.backends"],  # the backend and threads of a job, settled before Keras loads
-    ["dnnexp.backend"],  # Keras, imported once on the chosen backend
+    ["dnnexp.backend_setup"],  # the backend and threads of a job, settled before Keras loads
+    ["dnnexp.keras_import"],  # Keras, imported once on the chosen backend
     ["dnnexp.engines"],  # what differs between TensorFlow and JAX
-    ["dnnexp.data", "dnnexp.model", "dnnexp.optim", "dnnexp.runtime", "dnnexp.keras_checks"],
+    ["dnnexp.data", "dnnexp.model", "dnnexp.optim", "dnnexp.speed", "dnnexp.keras_checks"],
     ["dnnexp.resume", "dnnexp.diagnostics", "dnnexp.loggers", "dnnexp.transfer"],
     ["dnnexp.train", "dnnexp.lr_tools"],  # the modes a run can run
     ["dnnexp.modes"],  # which mode runs which function
-    ["dnnexp.isolated"],  # a job on another backend, in a process of its own
+    ["dnnexp.child_process"],  # a job on another backend, in a process of its own
     ["dnnexp.hydra_callbacks"],
     ["dnnexp.cli", "dnnexp.__main__"],  # the command
     ["dnnexp.api", "dnnexp"],  # the Python API, re-exported by the package
@@ -174,7 +174,7 @@ def test_no_module_imports_a_layer_above_its_own(module):
 
 def test_results_and_the_config_never_reach_keras():
     """``dnnexp-report`` and every config error answer without TensorFlow: nothing they import, at any depth, loads Keras."""
-    keras_layer = layer("dnnexp.backend")
+    keras_layer = layer("dnnexp.keras_import")
     for module in [m for m in MODULES if layer(m) in (layer("dnnexp.config"), layer("dnnexp.results"))]:
         reached, todo = set(), [module]
         while todo:

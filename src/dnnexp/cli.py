@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp import backends
+from dnnexp import backend_setup
 from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, Refusal, refuse
 from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
@@ -106,8 +106,8 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
 
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
-    if backends.loaded() not in (None, config.trainer.backend):
-        from dnnexp.isolated import run_in_child
+    if backend_setup.loaded() not in (None, config.trainer.backend):
+        from dnnexp.child_process import run_in_child
 
         return run_in_child(config, run_dir)
     return run_here(config, run_dir)
@@ -153,7 +153,7 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
 
 
 def main() -> None:
-    # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
+    # As in a process that trains (keras_import.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnnexp.backends import ALIGNMENT
+from dnnexp.backend_setup import ALIGNMENT
 from dnnexp.config import ConfigError, DatasetConfig
 
 FASHION_MNIST_CLASSES = [
@@ -335,7 +335,7 @@ def _require_files(folder: Path, names: list[str], title: str) -> None:
 
 
 def _keras_download(name: str) -> RawData:
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     loader = {"fashion_mnist": keras.datasets.fashion_mnist, "cifar10": keras.datasets.cifar10}[name]
     try:

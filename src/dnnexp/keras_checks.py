@@ -7,7 +7,7 @@ object (``+optimizer.epsilon=...``) only Keras can judge. Both modes that train
 
 from __future__ import annotations
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, ConfigError, keras_arguments
 from dnnexp.engines import engine
 from dnnexp.model import activation_layer, build_initializer

@@ -19,7 +19,7 @@ import numpy as np
 from rich.console import Console
 
 from dnnexp import data as datasets
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, SchedulerConfig
 from dnnexp.engines import engine
 from dnnexp.files import save_figure, write_csv, write_metrics

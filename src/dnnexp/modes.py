@@ -1,7 +1,7 @@
 """What each ``mode`` runs, in this process: the backend settled first, then the mode's function with its tracking.
 
 Each mode's module loads Keras and its backend, so it is imported only once chosen. The
-command (cli.py) and the child process of a job on another backend (isolated.py) both run
+command (cli.py) and the child process of a job on another backend (child_process.py) both run
 a mode through here.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dnnexp import backends
+from dnnexp import backend_setup
 from dnnexp.config import Config
 
 # What each `mode` runs, as "module:function(config, run_dir)".
@@ -25,7 +25,7 @@ RUNNERS = {
 
 def runner(config: Config) -> Callable[[Config, Path], dict[str, Any]]:
     """The function of the config's mode, once Keras is pointed at its backend (unless loaded already)."""
-    backends.choose(config.trainer)
+    backend_setup.choose(config.trainer)
     module, function = RUNNERS[config.mode].split(":")
     return getattr(importlib.import_module(module), function)  # Keras and its backend load here
 

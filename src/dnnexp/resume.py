@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, config_hash, first_difference, hashed_config
 from dnnexp.files import RunFolderError, another_config, write_atomic
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import loggers, runtime, transfer
-from dnnexp.backend import BACKEND, keras
+from dnnexp import loggers, speed, transfer
+from dnnexp.keras_import import BACKEND, keras
 from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.engines import engine
@@ -43,14 +43,14 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     console = console or Console(quiet=not cfg.trainer.verbose)
     if cfg.trainer.backend != BACKEND:
         raise RuntimeError(f"trainer.backend={cfg.trainer.backend} in a process whose Keras runs on {BACKEND} "
-                           "(the backend is chosen before Keras loads: dnnexp.backends.choose)")
+                           "(the backend is chosen before Keras loads: dnnexp.backend_setup.choose)")
     threads = engine.configure(cfg.trainer)  # before the backend's runtime starts
     strategy = engine.build_strategy(cfg.trainer.strategy)
     check_keras_arguments(cfg)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
-    runtime.set_precision(cfg.trainer.mixed_precision)
+    speed.set_precision(cfg.trainer.mixed_precision)
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
@@ -172,7 +172,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
 def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data,
                   evaluations: list[tuple[int, int]] = ()) -> None:
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
-    running several training steps per call into the backend (runtime.steps_per_execution).
+    running several training steps per call into the backend (speed.steps_per_execution).
 
     ``evaluations``: (samples, batch size) of each evaluation the fit and the run make, which
     the JAX engine compiles ahead while the first epoch trains."""
@@ -181,7 +181,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
         optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
-            steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
+            steps_per_execution=speed.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
     engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)

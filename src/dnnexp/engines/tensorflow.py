@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from dnnexp.backend import keras, tf
-from dnnexp.backends import ALIGNMENT, cores, job_cores, thread_count
+from dnnexp.backend_setup import ALIGNMENT, cores, job_cores, thread_count
+from dnnexp.keras_import import keras, tf
 from dnnexp.config import TrainerConfig
 
 log = logging.getLogger(__name__)
