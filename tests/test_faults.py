@@ -17,9 +17,9 @@ import pytest
 from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
-from dnnexp import hydra_callbacks, lr_tools
+from dnnexp import lr_tools, run_folder
 from dnnexp.results import sweep as sweep_files
-from dnnexp.files import lock_run_folder
+from dnnexp.run_folder import lock as lock_run_folder
 from dnnexp.results.runs import load_runs
 
 
@@ -168,7 +168,7 @@ def boom(*args, **kwargs):
 
 
 @pytest.mark.parametrize("module, name, what", [(sweep_files, "write_sweep_report", "the sweep report"),
-                                                (hydra_callbacks, "_failed", "the failed-jobs check")])
+                                                (run_folder, "job_failed", "the failed-jobs check")])
 def test_a_failing_end_of_sweep_callback_fails_the_command(tmp_path, monkeypatch, module, name, what):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(module, name, boom)
@@ -227,7 +227,7 @@ def test_a_new_sweep_composes_none_of_its_jobs_before_they_start(tmp_path, monke
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     from dnnexp.cli import config_dir
-    from dnnexp.hydra_callbacks import _check_grid
+    from dnnexp.run_folder import check_grid
 
     composed = []
     load_sweep_config = ConfigLoaderImpl.load_sweep_config
@@ -238,9 +238,9 @@ def test_a_new_sweep_composes_none_of_its_jobs_before_they_start(tmp_path, monke
     (sweep_dir / "multirun.yaml").write_text("")
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         config = compose("config", overrides=[f"hydra.sweep.dir={sweep_dir}", "+experiment=activations"], return_hydra_config=True)
-        _check_grid(config)
+        check_grid(config)
         assert composed == []
         (sweep_dir / "0").mkdir()  # the folder of a job an earlier start of the sweep ran
-        _check_grid(config)
+        check_grid(config)
     grid = [str(values).split(",") for values in config.hydra.sweeper.params.values()]
     assert len(composed) == math.prod(len(values) for values in grid)  # 6 activations x 3 seeds

@@ -24,12 +24,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp import backend_setup
+from dnnexp import backend_setup, run_folder
 from dnnexp.config import Config
-from dnnexp.errors import DnnexpError, Refusal, refuse
-from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
+from dnnexp.errors import DnnexpError, FolderTaken, Refusal, RunFolderError, print_error, refuse
+from dnnexp.files import write_metrics
+from dnnexp.hydra_callbacks import CommandResult, current, recording, roll_back
 from dnnexp.modes import run_here
-from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
 from dnnexp.typos import composition_error
 
 
@@ -47,10 +47,10 @@ def _app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        Outcome.run_dir = run_dir
+        current().run_dir = run_dir
         return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
     try:  # each job's folder, held by the process that runs the job (a joblib worker too)
-        lock = lock_run_folder(run_dir)
+        lock = run_folder.lock(run_dir)
     except FolderTaken as err:
         print_error(str(err))
         return float("nan")
@@ -59,20 +59,20 @@ def _app(cfg: DictConfig) -> float | None:
 
 
 def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
-    from dnnexp.config import ConfigError, config_hash, validate
+    from dnnexp.config import ConfigError, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
     start = time.perf_counter()
     try:
         config = validate(cfg)
         if multirun:  # a run's folder was checked before Hydra wrote into it; Optuna's trials are known only now
-            check_folder(run_dir, config)
-        metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
+            run_folder.check(run_dir, config)
+        metrics = run_folder.finished_run(run_dir, config) if config.mode == "train" else None
         if metrics is None:
             metrics = _run_mode(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         if not multirun:
-            ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
+            roll_back()  # refused after Hydra wrote into the folder: leave it as it was
             refuse(str(err))
         print_error(str(err))
         # In a sweep, one bad job is recorded and the others go on; another run's folder is left alone.
@@ -113,43 +113,23 @@ def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     return run_here(config, run_dir)
 
 
-def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
-    """The metrics of the run with this config that ``run_dir`` already holds, finished; else None.
-
-    So a sweep started again in its folder to resume its killed job does not train the
-    jobs that had finished.
-    """
-    try:
-        metrics = read_metrics(run_dir)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict) or metrics.get("status") not in ("completed", "diverged") or metrics.get("config_hash") != config_hash:
-        return None
-    Console(stderr=True).print(f"{run_dir} already holds this run, finished: not training it again", highlight=False, soft_wrap=True)
-    return metrics
-
-
-def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
-    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what failed (jobs' folders, callbacks).
+def execute(args: Sequence[str], prog: str = "dnnexp") -> CommandResult:
+    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what it made and what failed.
 
     The command (main) and the Python API (dnnexp.run, dnnexp.sweep) both come through
     here, so both get Hydra's own parsing, composition, callbacks, launchers and sweepers,
-    and the same checks. Raises DnnexpError for what the user must fix. What the command
-    made is left in Outcome (the run's folder, the sweep's report).
+    and the same checks. Raises DnnexpError for what the user must fix.
     """
-    FailedJobs.failed = []
-    FAILURES.clear()
-    Outcome.reset()
     saved_argv = sys.argv
     sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
     try:
-        with _typos_answered():
+        with recording() as result, _typos_answered():
             _app()
     except Refusal as refusal:
         raise DnnexpError(refusal.message, refusal.code) from None
     finally:
         sys.argv = saved_argv
-    return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
+    return result
 
 
 def main() -> None:
@@ -157,11 +137,11 @@ def main() -> None:
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
     try:
-        failed = execute(sys.argv[1:], prog=sys.argv[0])
+        result = execute(sys.argv[1:], prog=sys.argv[0])
     except DnnexpError as err:
         print_error(str(err))
         sys.exit(err.exit_code)
-    if failed:
+    if result.failed:
         sys.exit(1)
 
 
@@ -200,7 +180,7 @@ def _refusing_typos(func: Callable[[], Any]) -> Any:
         message = composition_error(err)
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
-        ClaimOutputFolder.roll_back()  # a sweep's typo is found once its folder exists
+        roll_back()  # a sweep's typo is found once its folder exists
         refuse(message)
 
 
