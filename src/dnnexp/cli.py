@@ -29,6 +29,7 @@ from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, FolderTaken, Refusal, RunFolderError, print_error, refuse
 from dnnexp.files import write_metrics
 from dnnexp.hydra_callbacks import CommandResult, current, recording, roll_back
+from dnnexp.layout import BACKUP
 from dnnexp.modes import run_here
 from dnnexp.typos import composition_error
 
@@ -80,16 +81,18 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
     except KeyboardInterrupt:
-        folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
-        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {folder}")
+        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {_folder_key(run_dir, multirun)}")
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
-    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
-        message = f"{type(err).__name__}: {err}"
-        print_error(message)
-        write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    except OSError as err:
+        if err.errno not in run_folder.NO_SPACE:
+            return _crashed(err, run_dir, multirun)
+        message = _no_space(err, run_dir, multirun)  # no record written: the disk is full, and the backup says enough
         if not multirun:
-            raise  # Hydra prints the traceback
+            refuse(message, exit_code=1)
+        print_error(message)
         return float("nan")
+    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
+        return _crashed(err, run_dir, multirun)
     if config.mode != "train":
         return None  # the tools print their own one-line result
     from dnnexp.results.render import print_job_line, print_run_summary
@@ -102,6 +105,30 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     else:
         print_run_summary(metrics, run_dir, console)
     return metrics.get(config.optimized_metric)
+
+
+def _crashed(err: Exception, run_dir: Path, multirun: bool) -> float:
+    """Record a fault no check foresaw in the run's metrics.json; a single run re-raises it, so Hydra prints the traceback."""
+    message = f"{type(err).__name__}: {err}"
+    print_error(message)
+    write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    if not multirun:
+        raise err
+    return float("nan")
+
+
+def _no_space(err: OSError, run_dir: Path, multirun: bool) -> str:
+    """What a run cut off by a full disk says: the file, the reason, and how to go on once there is room."""
+    backup = run_dir / BACKUP
+    kept = f"; {backup} keeps the finished epochs: " if backup.is_file() else ": "
+    again = "continue" if backup.is_file() else "run it again"
+    return (f"cannot write {err.filename or run_dir}: {err.strerror}{kept}free some space, then run the same command "
+            f"with {_folder_key(run_dir, multirun)} to {again}")
+
+
+def _folder_key(run_dir: Path, multirun: bool) -> str:
+    """The override that points the same command at this run's folder again."""
+    return f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
 
 
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:

@@ -97,12 +97,20 @@ class ClaimOutputFolder(Callback):
         folder = Path(config.hydra.run.dir)
         try:
             run_config = validate(config)
-        except ConfigError as err:
+            run_folder.check_task_name(config.task_name)
+        except (ConfigError, RunFolderError) as err:
             refuse(str(err))
         _claim(folder, _hydra_files(config), lambda: run_folder.check(folder, run_config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _claim(Path(config.hydra.sweep.dir), ["multirun.yaml"], lambda: run_folder.check_grid(config))
+        try:
+            run_folder.check_task_name(config.task_name)
+        except RunFolderError as err:
+            refuse(str(err))
+        _claim(Path(config.hydra.sweep.dir), [run_folder.SWEEP_RECORD], lambda: run_folder.check_grid(config))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        run_folder.drop_empty_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         _release()
@@ -185,6 +193,7 @@ def check_typed_claims(config: DictConfig) -> None:
     try:
         check_grid(config.get("claims") or [], grid)
     except ClaimError as err:
+        roll_back()  # the sweep's folder, claimed just before
         refuse(str(err))  # a SystemExit, since Hydra turns a callback's exceptions into warnings
 
 

@@ -10,7 +10,9 @@ lock too (:func:`lock_held`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -20,14 +22,18 @@ from typing import IO, Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
+from yaml import YAMLError
 
 from dnnexp.config import Config, ConfigError, config_hash, first_difference, hashed_config, validate
 from dnnexp.errors import FolderTaken, RunFolderError
 from dnnexp.files import read_backup_meta, read_metrics, write_atomic
-from dnnexp.layout import BACKUP, LOCK
+from dnnexp.layout import BACKUP, LOCK, METRICS
 
 FINISHED = ("completed", "diverged")  # a run's metrics.json statuses that hold a result
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+SWEEP_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into a sweep's folder as it starts
+NAME_MAX = 255  # the longest file name, in bytes, that Linux and macOS file systems take
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a full quota on it
 
 
 def another_config(folder: Path, difference: str) -> FolderTaken:
@@ -35,22 +41,78 @@ def another_config(folder: Path, difference: str) -> FolderTaken:
     return FolderTaken(f"{folder} holds a run of another config ({difference}); give this run its own folder, or delete {folder} to start over")
 
 
-def lock(folder: Path) -> IO:
-    """Claim ``folder`` for this process; raise FolderTaken if another process holds it.
+def check_task_name(name: Any) -> None:
+    """Raise RunFolderError unless ``task_name`` is one folder name: outputs/<task_name>/ must stay inside outputs/."""
+    text = str(name)
+    if "/" in text or text in ("", ".", ".."):
+        raise RunFolderError(f"task_name must be one folder name (no '/', not '.' or '..'), got {text!r}")
+    if len(os.fsencode(text)) > NAME_MAX:
+        raise RunFolderError(f"task_name must be one folder name of at most {NAME_MAX} bytes, got {len(os.fsencode(text))} bytes")
+
+
+def unwritable(folder: Path, err: OSError) -> RunFolderError:
+    """The refusal of a folder the file system will not let a run write into, naming the path and the reason."""
+    blocking = Path(folder)  # os.path's probes answer False where Path's raise (a name too long)
+    while not os.path.lexists(blocking) and blocking != blocking.parent:
+        blocking = blocking.parent
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and not os.path.isdir(blocking):
+        return RunFolderError(f"cannot use {folder} as a run folder: {blocking} is a file")
+    return RunFolderError(f"cannot write into {err.filename or folder}: {err.strerror or err}")
+
+
+class FolderLock:
+    """This process's hold on a folder: an flock on its .dnnexp.lock.
 
     An flock, not a marker file: the kernel releases it when the process dies, even by
-    SIGKILL, so a killed run can be resumed in its folder at once. Keep the returned file
-    open for as long as the run writes.
+    SIGKILL, so a killed run can be resumed in its folder at once; the file it leaves tells
+    the report the run was cut off. A run that ends holding a record of its own (metrics.json,
+    or a sweep's multirun.yaml) removes the file as it lets go (:meth:`release`).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK, "a")
+
+    def __init__(self, folder: Path):
+        """Lock ``folder`` (created if new); raise FolderTaken if another process holds it."""
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = open(self.path, "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise FolderTaken(f"{self.folder} is in use by another dnnexp run; give this one its own folder") from None
+            if _same_file(handle, self.path):
+                break
+            handle.close()  # its holder removed the file as it let go: lock the one there now
+        self.handle = handle
+
+    def close(self) -> None:
+        """Let go and leave the file, as a process that dies does."""
+        self.handle.close()
+
+    def release(self) -> None:
+        """Let go: the file is removed if the folder holds a record of what ran there, else left for the report."""
+        if not self.handle.closed and any((self.folder / name).is_file() for name in (METRICS, SWEEP_RECORD)):
+            self.path.unlink(missing_ok=True)  # while still held, so no other process locks the old file meanwhile
+        self.handle.close()
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _same_file(handle: IO, path: Path) -> bool:
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise FolderTaken(f"{folder} is in use by another dnnexp run; give this one its own folder") from None
-    return handle
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def lock(folder: Path) -> FolderLock:
+    """Claim ``folder`` for this process (see FolderLock); keep it for as long as the run writes."""
+    return FolderLock(folder)
 
 
 def lock_held(folder: Path) -> bool | None:
@@ -103,19 +165,24 @@ class Claim:
     """A command's hold on its run or sweep folder: the lock, and the folder as it was before the command."""
 
     def __init__(self, folder: Path, rewritten: list[str], check: Callable[[], None] = lambda: None):
-        """Lock ``folder``, then ``check`` it; a refusal (RunFolderError) leaves it as it was."""
-        self.snapshot = Snapshot(folder, rewritten)
-        self.handle: IO | None = None
+        """Lock ``folder``, then ``check`` it; a refusal (RunFolderError, or a folder the file system refuses) leaves it as it was."""
+        self.handle: FolderLock | None = None
+        try:
+            self.snapshot = Snapshot(folder, rewritten)
+        except OSError as err:
+            raise unwritable(folder, err) from None
         try:
             self.handle = lock(folder)
             check()
-        except RunFolderError:
+        except (RunFolderError, OSError) as err:
             self.roll_back()
-            raise
+            if isinstance(err, RunFolderError):
+                raise
+            raise unwritable(folder, err) from None
 
     def release(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            self.handle.release()
             self.handle = None
 
     def roll_back(self) -> None:
@@ -142,11 +209,17 @@ def check(folder: Path, config: Config) -> None:
         return
     try:
         metrics = read_metrics(folder)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return
-    if not isinstance(metrics, dict) or metrics.get("status") not in FINISHED or metrics.get("config_hash") == wanted:
+    except (OSError, ValueError):
+        metrics = None  # damaged: the run's config is known from its .hydra/config.yaml alone
+    if isinstance(metrics, dict) and (metrics.get("status") not in FINISHED or metrics.get("config_hash") == wanted):
         return
     recorded, here = _recorded_config(folder), hashed_config(config)
+    if recorded is None and not isinstance(metrics, dict):
+        held = ", ".join(sorted(p.name for p in folder.iterdir() if p.name != LOCK))
+        raise FolderTaken(f"{folder} holds {held} but no readable record of its config ({METRICS} and .hydra/config.yaml "
+                          f"cannot be read); give this run its own folder, or delete {folder} to start over")
     if recorded is None:
         raise another_config(folder, f"config hash {metrics.get('config_hash')} here, {wanted} in this command")
     if recorded != here:  # equal: the same config, its hash written by another dnnexp version
@@ -157,7 +230,7 @@ def _recorded_config(folder: Path) -> dict[str, Any] | None:
     """The hashed config of the run that wrote ``folder`` (its .hydra/config.yaml), None if unreadable."""
     try:
         return hashed_config(validate(OmegaConf.load(folder / ".hydra" / "config.yaml")))
-    except (OSError, ValueError, ConfigError, OmegaConfBaseException):
+    except (OSError, ValueError, ConfigError, OmegaConfBaseException, YAMLError):
         return None
 
 
@@ -220,6 +293,15 @@ def check_grid(config: DictConfig) -> None:
         except ConfigError:
             continue  # the job records why, in its folder
         check(job_dir, run_config)
+
+
+def drop_empty_log(path: Path) -> None:
+    """Remove a job's log file if nothing was logged into it (Hydra creates one for every job)."""
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def job_failed(job_dir: Path) -> bool:
