@@ -174,10 +174,11 @@ class Claim:
         try:
             self.handle = lock(folder)
             check()
-        except (RunFolderError, OSError) as err:
+        except RunFolderError:
             self.roll_back()
-            if isinstance(err, RunFolderError):
-                raise
+            raise
+        except OSError as err:
+            self.roll_back()
             raise unwritable(folder, err) from None
 
     def release(self) -> None:
