@@ -31,7 +31,7 @@ TINY = [
 # --dist loadfile (pyproject.toml) a file runs on one worker, and xdist would hand out files with
 # the most tests first, leaving these few-test, long files for the end; started first, they
 # cannot leave one worker running alone at the end while the other has finished.
-LONGEST_FIRST = ["test_resume.py", "test_presets.py", "test_transfer.py", "test_config.py", "test_jax.py",
+LONGEST_FIRST = ["test_resume.py", "test_presets.py", "test_transfer.py", "test_config.py", "test_jax.py", "test_parity.py",
                  "test_bad_input.py", "test_launchers.py", "test_faults.py", "test_cli.py", "test_train.py",
                  "test_notebook.py", "test_runtime.py", "test_loggers.py"]
 

@@ -74,6 +74,11 @@ CONFIG_CASES = [
     ("units negative", ["model.units=-3"], "model.units must be a positive integer or a list of them, got -3", 2),
     ("units zero in list", ["model.units=[10,0]"], "model.units must be a positive integer or a list of them, got [10, 0]", 2),
     ("hidden layers negative", ["model.hidden_layers=-1"], "model.hidden_layers must be in [0, 1000], got -1", 2),
+    ("claims margin negative", ["claims_margin=-1"], "claims_margin must be in [0, inf), got -1.0", 2),
+    ("claims margin text", ["claims_margin=abc"], "claims_margin must be a number, got 'abc'", 2),
+    # read by the claims sweeper before any job checks its config: refused at the door of the whole sweep
+    ("claims margin negative in a claims sweep", ["-m", "hydra/sweeper=claims", "optimizer.lr=0.1,0.01", "claims_margin=-1"],
+     "claims_margin must be in [0, inf), got -1.0", 2),
     # unknown keys and choices: one line naming it, the closest valid name and the valid names
     ("unknown key added", ["+trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
     ("unknown key", ["trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs? (keys: ", 2),
@@ -140,9 +145,9 @@ CONFIG_CASES = [
     ("claim a sweep cannot read", ["-m", "activation=relu,elu", 'claims=["garbage"]'], "claim 'garbage' is neither an ordering", 2),
 ]
 
-# Cases that load data, so TensorFlow (imported just before): missing, unreadable or
-# malformed dataset files, and split sizes larger than the data.
-DATA_CASES = [
+# Cases that read data files: missing, unreadable or malformed dataset files, and split sizes
+# larger than the data. They are answered before TensorFlow loads (data.check_files).
+DATA_FILE_CASES = [
     ("splits larger than data", ["dataset.val_size=9000"], "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
     ("val size larger than files", ["dataset=fashion_mnist", "dataset.data_dir={d}/fashion_ok", "dataset.val_size=500"],
      "dataset.val_size=500 must be less than the 200 samples of fashion_mnist", 2),
@@ -168,18 +173,27 @@ DATA_CASES = [
     ("cifar pickle that runs code", ["dataset=cifar10", "dataset.data_dir={d}/cifar_code"],
      "{d}/cifar_code/cifar-10-batches-py/data_batch_1 is refused: its pickle would call posix.system", 2),
     ("cifar label count", ["dataset=cifar10", "dataset.data_dir={d}/cifar_labels"], "data_batch_2: 10 images but 9 labels", 2),
+    ("idx labels out of range", ["dataset=fashion_mnist", "dataset.data_dir={d}/fashion_labels"],
+     "{d}/fashion_labels/train-labels-idx1-ubyte.gz holds label 10, but Fashion-MNIST's 10 classes are labelled 0 to 9 (", 2),
+    ("cifar labels out of range", ["dataset=cifar10", "dataset.data_dir={d}/cifar_label_99"],
+     "{d}/cifar_label_99/cifar-10-batches-py/data_batch_1 holds label 99, but CIFAR-10's 10 classes are labelled 0 to 9 (", 2),
+    ("cifar object data", ["dataset=cifar10", "dataset.data_dir={d}/cifar_objects"],
+     "{d}/cifar_objects/cifar-10-batches-py/data_batch_5: data is an array of object, expected pixels as integers from 0 to 255", 2),
     ("sweep of broken data", ["-m", "dataset=fashion_mnist,cifar10", "dataset.data_dir={d}/nowhere"], "2 of 2 jobs failed", 1),
-    # corrupted .keras transfer sources
+    # refused after Hydra wrote into a folder that held something already: it is left as it was
+    ("late refusal in a folder in use before", ["dataset.val_size=9000", "hydra.run.dir={d}/earlier_folder"],
+     "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
+]
+# Cases that load TensorFlow to read a model: corrupted .keras transfer sources.
+SOURCE_CASES = [
     ("truncated .keras", [*TRANSFER, "transfer.source={d}/truncated.keras"], "transfer.source: cannot read {d}/truncated.keras as a Keras model", 2),
     ("random bytes .keras", [*TRANSFER, "transfer.source={d}/random.keras"], "transfer.source: cannot read {d}/random.keras as a Keras model", 2),
     ("broken .keras config", [*TRANSFER, "transfer.source={d}/broken_config.keras"],
      "transfer.source: cannot read {d}/broken_config.keras as a Keras model (JSONDecodeError", 2),
     ("source of another shape", ["transfer=frozen", "transfer.source={d}/mnist.keras", "dataset=cifar10", "dataset.data_dir={d}/cifar_ok"],
      "the source model takes inputs of shape (28, 28) but cifar10 has shape (32, 32, 3); set transfer.resize=true", 2),
-    # refused after Hydra wrote into a folder that held something already: it is left as it was
-    ("late refusal in a folder in use before", ["dataset.val_size=9000", "hydra.run.dir={d}/earlier_folder"],
-     "dataset.test_size=200 + dataset.val_size=9000 must be less than the 5000 samples", 2),
 ]
+DATA_CASES = DATA_FILE_CASES + SOURCE_CASES  # in this order: the driver runs them in one process
 CASES = CONFIG_CASES + DATA_CASES
 
 
@@ -227,8 +241,15 @@ def broken_datasets(d: Path) -> None:
     (fashion["not_gzip"] / TRAIN_IMAGES).write_bytes(blob)
     write_idx(fashion["ndim"] / TRAIN_IMAGES, np.zeros(200, np.uint8))
     write_idx(fashion["counts"] / FASHION_MNIST_FILES["train_labels"], np.zeros(199, np.uint8))
+    labels = write_fashion_mnist(d / "fashion_labels", n_train=200, n_test=50)
+    write_idx(labels / FASHION_MNIST_FILES["train_labels"], np.arange(200))  # labels 0 to 199
 
-    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10) for name in ("shape", "garbage", "keys", "labels", "code")}
+    cifar = {name: write_cifar10(d / f"cifar_{name}", n_per_batch=10)
+             for name in ("shape", "garbage", "keys", "labels", "code", "label_99", "objects")}
+    with open(cifar["label_99"] / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": np.zeros((10, 3072), np.uint8), b"labels": [99] * 10}, f)
+    with open(cifar["objects"] / "data_batch_5", "wb") as f:
+        pickle.dump({b"data": np.array([[None] * 3072] * 10, dtype=object), b"labels": [0] * 10}, f)
     plant_code_pickle(cifar["code"] / "data_batch_1", f"touch {d / 'cifar_code_ran'}")
     with open(cifar["shape"] / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((10, 784), np.uint8), b"labels": [0] * 10}, f)
@@ -284,6 +305,13 @@ def test_a_task_name_never_writes_outside_its_outputs_folder(outcomes):
     assert not list(data.parent.rglob("escaped"))
 
 
+@pytest.mark.parametrize("name", [name for name, *_ in DATA_FILE_CASES])
+def test_a_broken_data_file_is_answered_before_tensorflow_loads(outcomes, name):
+    """TensorFlow takes about 10 s to load: files that cannot train are refused before it. (The cases
+    run in one process, in order, so this holds for each only if it held for those before.)"""
+    assert outcomes[1][name]["tensorflow_imported"] is False
+
+
 def test_a_crafted_cifar_pickle_never_ran_its_command(outcomes):
     data, results = outcomes
     assert results["cifar pickle that runs code"]["code"] == 2
@@ -305,7 +333,7 @@ def test_bad_input_ends_in_a_clear_message_and_nonzero_exit(outcomes, name, args
     assert all(status == "failed" for status in result["statuses"])
 
 
-ONE_LINERS = [(name, args) for name, args, _, code in CONFIG_CASES if code == 2]
+ONE_LINERS = [(name, args) for name, args, _, code in CONFIG_CASES + DATA_FILE_CASES if code == 2]
 
 
 @pytest.mark.parametrize("name, args", ONE_LINERS, ids=[c[0] for c in ONE_LINERS])
@@ -324,6 +352,7 @@ RANGES = {
     "normalization.momentum": (0, 1, False, False),
     "scheduler.factor": (0, 1, True, True),
     "clipping.threshold": (0, math.inf, True, True),
+    "claims_margin": (0, math.inf, False, True),
 }
 
 

@@ -11,22 +11,23 @@ import yaml
 from scipy import stats
 
 from dnnexp.results.claims import (
-    CONTRADICTED, NOT_RESOLVED, SUPPORTED, ClaimError, check_claims, check_grid, check_variants, parse_claim, seeds_needed, welch_power,
+    CONTRADICTED, EQUIVALENT, NOT_RESOLVED, SUPPORTED, ClaimError, check_claims, check_grid, check_variants, parse_claim, seeds_needed,
+    welch_power,
 )
 from dnnexp.results.runs import load_runs
-from dnnexp.results.stats import build_report, holm_adjust, welch_p_value, welch_t
+from dnnexp.results.inference import welch_t
+from dnnexp.results.stats import build_report, holm_adjust, welch_p_value
 
 
 def runs(groups: dict[str, list[float]], key: str = "activation", metric: str = "val_accuracy", status: str = "completed") -> pd.DataFrame:
     return pd.DataFrame([{key: name, metric: v, "status": status} for name, values in groups.items() for v in values])
 
 
-def test_welch_t_matches_scipy():
+def test_the_noise_verdicts_welch_p_is_the_claims_welch_t_and_matches_scipy():
     a, b = pd.Series([0.91, 0.90, 0.93, 0.92]), pd.Series([0.88, 0.85, 0.90])
-    t, _ = welch_t(a, b)
-    expected = stats.ttest_ind(a, b, equal_var=False)
-    assert t == pytest.approx(expected.statistic)
-    assert welch_p_value(a, b) == pytest.approx(expected.pvalue)
+    test, expected = welch_t(a, b), stats.ttest_ind(a, b, equal_var=False)
+    assert test.effect / test.se == pytest.approx(expected.statistic)
+    assert welch_p_value(a, b) == test.p == pytest.approx(expected.pvalue)
 
 
 def test_power_matches_the_textbook_sample_sizes():
@@ -47,7 +48,7 @@ def test_a_clear_gap_in_the_claimed_direction_is_supported():
     [relation] = check_claims([parse_claim("activation=selu > activation=relu")], frame, "val_accuracy")
     assert relation.verdict == SUPPORTED
     assert relation.effect == pytest.approx(0.153)
-    assert relation.p < 0.05
+    assert relation.result.test.test == "Welch t" and relation.result.test.p < 0.05  # no seeds: unpaired
 
 
 def test_a_clear_gap_the_other_way_is_contradicted():
@@ -74,16 +75,56 @@ def test_noise_is_not_resolved_and_says_how_many_seeds_would_resolve_it():
     assert "64 seeds per variant" in relation.note  # one relation: the family's level is 5%, d = 0.5 needs 64
 
 
-def test_holm_controls_the_family_a_lone_test_would_pass():
-    # Each pair alone has p just under 5%; three in one family must clear 5%/3 for the smallest.
+def test_the_family_level_is_split_among_the_relations():
+    # Each pair alone is significant at 5%; three in one family are each tested at 5%/3.
     frame = runs({"a": [1.0, 1.2, 1.4, 1.1], "b": [0.8, 1.0, 0.9, 0.7], "c": [0.55, 0.75, 0.65, 0.45], "d": [0.3, 0.5, 0.4, 0.2]})
     lone = [check_claims([parse_claim(f"activation={x} > activation={y}")], frame, "val_accuracy")[0] for x, y in "ab bc cd".split()]
     family = check_claims([parse_claim("activation=a > activation=b > activation=c > activation=d")], frame, "val_accuracy")
-    raw = [r.p for r in lone]
-    assert all(r.verdict == SUPPORTED for r in lone) and max(raw) < 0.05
-    assert [r.p for r in family[:3]] == pytest.approx(holm_adjust(raw))
+    assert all(r.verdict == SUPPORTED for r in lone)
+    assert [r.result.level for r in family[:3]] == pytest.approx([0.05 / 3] * 3)
+    for r in family[:3]:
+        expected = stats.ttest_ind(*(frame.loc[frame["activation"] == v, "val_accuracy"] for v in r.relation.replace("activation=", "").split(" > ")),
+                                   equal_var=False).confidence_interval(1 - 0.05 / 3)
+        assert (r.result.low, r.result.high) == pytest.approx(tuple(expected))
     assert any(r.verdict == NOT_RESOLVED for r in family[:3])
     assert family[3].relation == "the whole claim" and family[3].verdict == NOT_RESOLVED
+
+
+def test_runs_at_the_same_seeds_are_compared_pairwise():
+    a, b = [0.912, 0.905, 0.921, 0.899], [0.903, 0.901, 0.910, 0.897]
+    frame = pd.DataFrame([{"activation": act, "trainer.seed": s, "val_accuracy": v, "status": "completed"}
+                          for act, values in (("elu", a), ("relu", b)) for s, v in enumerate(values)])
+    [relation] = check_claims([parse_claim("activation=elu > activation=relu")], frame, "val_accuracy")
+    assert relation.result.test.test == "paired t"
+    assert relation.result.test.p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert relation.ci95 == pytest.approx(tuple(stats.ttest_rel(a, b).confidence_interval(0.95)))
+    assert relation.result.correlation == pytest.approx(stats.pearsonr(a, b).statistic)
+    assert relation.result.prob == 1.0 and relation.seeds == 4
+    # the same numbers at seeds no run of the other side has: Welch
+    frame.loc[frame["activation"] == "relu", "trainer.seed"] += 10
+    [relation] = check_claims([parse_claim("activation=elu > activation=relu")], frame, "val_accuracy")
+    assert relation.result.test.test == "Welch t"
+    assert relation.result.test.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_a_margin_three_ways_and_the_equivalent_verdict():
+    """A tiny, consistent gain: significant, yet inside the margin, so equivalent (never a win)."""
+    a, b = [0.9012, 0.9031, 0.8992, 0.9020], [0.9002, 0.9020, 0.8983, 0.9011]  # +0.001 at every seed
+    frame = pd.DataFrame([{"activation": act, "trainer.seed": s, "val_accuracy": v, "status": "completed"}
+                          for act, values in (("elu", a), ("relu", b)) for s, v in enumerate(values)])
+    claim = "activation=elu > activation=relu"
+    [default] = check_claims([parse_claim(claim)], frame, "val_accuracy")
+    assert default.verdict == EQUIVALENT and default.margin == 0.005 and default.result.low > 0
+    [within] = check_claims([parse_claim(claim + " within 0")], frame, "val_accuracy")
+    assert within.verdict == SUPPORTED and within.margin == 0
+    [swept] = check_claims([parse_claim(claim)], frame, "val_accuracy", margin=0.0)  # claims_margin / --margin
+    assert swept.verdict == SUPPORTED
+    [own] = check_claims([parse_claim(claim + " within 0.005")], frame, "val_accuracy", margin=0.0)  # the claim's own wins
+    assert own.verdict == EQUIVALENT
+    assert parse_claim("activation=elu > activation=relu on val_loss within 0.02").margin == 0.02
+    assert parse_claim("activation=elu > activation=relu within 0.02 on val_loss").metric == "val_loss"
+    with pytest.raises(ClaimError, match="within must be a number >= 0"):
+        parse_claim(claim + " within much")
 
 
 def test_an_ordering_is_supported_only_when_every_adjacent_pair_is():
@@ -154,16 +195,19 @@ def claimed_sweep(tmp_path):
 def test_the_report_checks_the_presets_claims_and_the_users(claimed_sweep, capsys):
     from dnnexp.results.cli import main
 
-    main([str(claimed_sweep), "--claim", "activation=relu > activation=elu", "--format", "markdown"])
+    main([str(claimed_sweep), "--claim", "activation=relu > activation=elu", "--claim", "activation=selu > activation=relu",
+          "--format", "markdown", "--margin", "0"])
     out = capsys.readouterr().out
     claims = out[out.index("## Claims"):]
-    lines = {line.split(" | ")[1]: line for line in claims.splitlines() if line.startswith("| ") and " > " in line}
+    lines = {line.split(" | ")[0].lstrip("| ").strip(): line for line in claims.splitlines() if line.startswith("| ") and " > " in line}
     assert "supported" in lines["activation=selu > activation=elu"]
     assert "supported" in lines["activation=elu > activation=sigmoid"]
-    # relu - elu = -0.01 with sd 0.01 each: not resolved; 3 pairs in the family, so seeds for the 5%/3 level
-    assert "not resolved" in lines["activation=relu > activation=elu"]
-    assert "-0.0100 (sd 0.0100)" in lines["activation=relu > activation=elu"]
-    assert f"| {seeds_needed(0.01, 0.01, 0.01, 0.05 / 3)} seeds per variant" in lines["activation=relu > activation=elu"]
+    # relu - elu = -0.01 at every seed: the pairs see through the seeds' spread of 0.01
+    assert "paired t" in lines["activation=relu > activation=elu"] and "contradicted" in lines["activation=relu > activation=elu"]
+    # selu - relu: +0.065 +0.06 +0.075; 4 relations in the family
+    selu, relu = CLAIMED["selu"], CLAIMED["relu"]
+    low, high = stats.ttest_rel(selu, relu).confidence_interval(0.95)
+    assert f"+{sum(selu) / 3 - sum(relu) / 3:.4f} [{low:+.4f}, {high:+.4f}]" in lines["activation=selu > activation=relu"]
     assert "not checked" in claims and "this sweep has no runs of activation=gelu" in claims
 
 
@@ -216,7 +260,45 @@ def test_the_python_api_gives_the_same_verdicts(claimed_sweep):
     assert rows.loc["activation=selu > activation=elu", "verdict"] == SUPPORTED
     assert rows.loc["activation=sigmoid > activation=relu", "verdict"] == CONTRADICTED
     assert rows.loc["activation=sigmoid > activation=relu", "effect"] == pytest.approx(0.10333 - 0.89, abs=1e-4)
+    assert rows.loc["activation=sigmoid > activation=relu", "test"] == "paired t"
+    for column in ("ci_low", "ci_high", "prob_improvement", "prob_low", "prob_high", "correlation", "seeds", "margin"):
+        assert column in rows.columns
     direct = dnnexp.verdicts(claimed_sweep, claims=["activation=sigmoid > activation=relu"])
     pd.testing.assert_frame_equal(direct, dnnexp.verdicts(table))
     with pytest.raises(dnnexp.DnnexpError, match="names activation=gelu, which no run has"):
         dnnexp.compare(claimed_sweep, claims=["activation=gelu > activation=relu"])
+
+
+def test_the_forest_plot_renders_in_chromium_with_each_relation(claimed_sweep, tmp_path):
+    """report.html carries the claims' forest plot; headless Chromium decodes it offline, and it has a row per tested relation."""
+    import re
+    import subprocess
+
+    from test_api import chromium
+
+    from dnnexp.results.figures import figures
+    from dnnexp.results.page import html_page
+    from dnnexp.results.report import report_for
+
+    report = report_for([claimed_sweep], claims=["activation=relu > activation=elu within 0.02"])
+    drawn = figures(report)
+    forest = drawn["claims_forest"]
+    labels = [t.get_text() for t in forest.axes[0].get_yticklabels()]
+    tested = report.claims[report.claims["ci_low"].notna()]
+    assert len(labels) == len(tested) == 3  # selu > elu, elu > sigmoid, relu > elu (gelu's claim is not checked)
+    assert forest.axes[0].patches or forest.axes[0].collections  # the margin bands
+    page = html_page(report, pngs=drawn.pngs())
+    assert 'alt="claims_forest"' in page
+    probe = ("<script>window.addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'sizes';"
+             " out.textContent = [...document.images].map(i => i.alt + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
+             " document.body.append(out); });</script>")
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    result = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    sizes = dict(s.split(":") for s in re.search(r'<pre id="sizes">([^<]*)</pre>', result.stdout).group(1).split())
+    width, height = map(int, sizes["claims_forest"].split("x"))
+    assert width > 500 and height > 200
+    assert "equivalent" in result.stdout or "supported" in result.stdout  # the claims table beside it

@@ -207,3 +207,54 @@ def test_a_batch_written_again_by_python_3_is_read_with_any_protocol(tmp_path, p
             pickle.dump({b"data": images, b"labels": labels_as, b"filenames": [b"a.png"] * 10}, f, protocol=protocol)
         load_raw.cache_clear()
         np.testing.assert_array_equal(load_raw("cifar10", str(folder)).y[:10], labels)
+
+
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_fashion_mnist_labels_out_of_range_are_refused_naming_the_file_and_value(tmp_path, part):
+    folder = write_fashion_mnist(tmp_path, n_train=30, n_test=10)
+    labels_file = folder / FASHION_MNIST_FILES[f"{part}_labels"]
+    n = 30 if part == "train" else 10
+    write_idx(labels_file, np.arange(n) * 7 % 200)  # 0, 7, 14 (out of range), ..., up to 199
+    load_raw.cache_clear()
+    with pytest.raises(DataError) as err:
+        load_raw("fashion_mnist", str(folder))
+    outside = int(np.sum(np.arange(n) * 7 % 200 >= 10))
+    assert str(err.value) == (f"{labels_file} holds label 14, but Fashion-MNIST's 10 classes are labelled 0 to 9 "
+                              f"({outside} of its {n} labels are outside)")
+
+
+@pytest.mark.parametrize("label", [99, 10, -1])
+def test_cifar_labels_out_of_range_are_refused_naming_the_file_and_value(tmp_path, label):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    with open(folder / "data_batch_4", "wb") as f:
+        pickle.dump({b"data": np.zeros((10, 3072), np.uint8), b"labels": [0] * 9 + [label]}, f)
+    load_raw.cache_clear()
+    with pytest.raises(DataError) as err:
+        load_raw("cifar10", str(folder))
+    assert str(err.value) == (f"{folder / 'data_batch_4'} holds label {label}, but CIFAR-10's 10 classes are labelled "
+                              "0 to 9 (1 of its 10 labels are outside)")
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.array([[None] * 3072] * 10, dtype=object), "data is an array of object, expected pixels as integers from 0 to 255"),
+    (np.array([[b"x"] * 3072] * 10, dtype=object), "data is an array of object, expected pixels as integers from 0 to 255"),
+    (np.full((10, 3072), 0.5), "data is an array of float64, expected pixels as integers from 0 to 255"),
+    (np.full((10, 3072), 300, np.int64), "data holds pixel value 300, expected integers from 0 to 255"),
+])
+def test_cifar_data_that_is_not_pixels_is_refused(tmp_path, data, message):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": [0] * 10}, f)
+    load_raw.cache_clear()
+    with pytest.raises(DataError) as err:
+        load_raw("cifar10", str(folder))
+    assert str(err.value) == f"{folder / 'test_batch'}: {message}"
+
+
+def test_cifar_labels_that_are_not_integers_are_refused(tmp_path):
+    folder = write_cifar10(tmp_path, n_per_batch=10)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((10, 3072), np.uint8), b"labels": [b"cat"] * 10}, f)
+    load_raw.cache_clear()
+    with pytest.raises(DataError, match=r"test_batch: labels hold \|S3 values of shape \(10,\), expected a list of integers"):
+        load_raw("cifar10", str(folder))

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
 from dnnexp import lr_tools, run_folder
 from dnnexp.results import sweep as sweep_files
+from dnnexp.files import write_history, write_metrics
 from dnnexp.run_folder import lock as lock_run_folder
 from dnnexp.results.runs import load_runs
 
@@ -80,6 +82,30 @@ def test_kill_during_writes_never_leaves_half_a_file(tmp_path):
             assert len(saved["padding"]) == 200_000
             seen.add(saved["writes"])
     assert len(seen) > 1  # the kills really landed during a stream of writes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002], ids=["umask 022", "umask 002"])
+def test_results_are_written_with_the_umasks_mode_as_other_files(tmp_path, umask):
+    """On a cluster's shared file system a colleague reads the table: the result files get 0666 less the
+    umask, as a file open() creates does (and as Keras' model.keras and Hydra's .hydra/ get)."""
+    from test_report import write_sweep
+
+    saved = os.umask(umask)
+    try:
+        sweep = write_sweep(tmp_path / "sweep", [({"activation": act}, {"best_val_accuracy": 0.9}) for act in ("relu", "elu")])
+        assert sweep_files.write_sweep_report(sweep, Console(quiet=True)) is not None
+        run_dir = tmp_path / "run"
+        write_metrics(run_dir, {"status": "completed"})
+        write_history(run_dir, [{"epoch": 1, "loss": 0.5}])
+        (tmp_path / "plain.txt").write_text("made by open()")
+    finally:
+        os.umask(saved)
+    written = [run_dir / "metrics.json", run_dir / "history.csv", *(sweep / name for name in ("summary.csv", "report.md", "report.html"))]
+    written += sorted(sweep.glob("*.png"))
+    assert len(written) > 5
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+    assert modes == {p.name: oct(0o666 & ~umask) for p in written}
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_two_sweeps_started_together_write_into_different_folders(tmp_path):

@@ -18,7 +18,7 @@ PACKAGE = SRC / "dnnexp"
 # The layers, lowest first: a module may import its own layer's modules and those of the layers
 # below, never one above. A name is a module, or a package standing for all its modules.
 LAYERS = [
-    ["dnnexp.errors", "dnnexp.typos", "dnnexp.layout"],  # plain Python: what every layer may use
+    ["dnnexp.errors", "dnnexp.typos", "dnnexp.layout", "dnnexp.usage"],  # plain Python: what every layer may use
     ["dnnexp.config"],  # the schema and its checks: no TensorFlow, no files
     ["dnnexp.files"],  # reading and writing a run folder's files, atomically
     ["dnnexp.run_folder"],  # who owns a run or sweep folder, and what it may hold

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY, run_in_process, tiny_config
+from rich.console import Console
 
 from dnnexp.data import load
 from dnnexp.lr_tools import find_lr, lr_find, schedule_rows, suggest
@@ -46,13 +48,21 @@ def test_lr_find_trains_the_standardizing_model_a_run_trains(tmp_path):
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
+    """(folder, result, what it printed on a 40-column console that is no terminal, as in a pipe)."""
     run_dir = tmp_path_factory.mktemp("lr_find")
     cfg = tiny_config("mode=lr_find", "lr_find.min_lr=1e-4", "lr_find.max_lr=1e4", "trainer.batch_size=8")
-    return run_dir, lr_find(cfg, run_dir)
+    console = Console(file=io.StringIO(), width=40)
+    return run_dir, lr_find(cfg, run_dir, console), console.file.getvalue()
+
+
+def test_lr_find_prints_its_result_on_one_line_with_whole_paths(found):
+    run_dir, result, printed = found
+    assert printed.endswith(f"({result['lr_find_steps']} steps) -> {run_dir / 'lr_find.csv'}, {run_dir / 'lr_find.png'}\n")
+    assert len(printed.splitlines()) == 1
 
 
 def test_lr_find_grows_the_rate_exponentially_per_step(found):
-    run_dir, _ = found
+    run_dir, _, _ = found
     table = pd.read_csv(run_dir / "lr_find.csv")
     assert list(table.columns) == ["step", "learning_rate", "loss", "smoothed_loss"]
     steps = 300 // 8 + 1  # one epoch of 300 samples in batches of 8
@@ -62,7 +72,7 @@ def test_lr_find_grows_the_rate_exponentially_per_step(found):
 
 
 def test_lr_find_stops_once_the_loss_blows_up(found):
-    run_dir, _ = found
+    run_dir, _, _ = found
     table = pd.read_csv(run_dir / "lr_find.csv")
     # SGD at rates up to 1e4 diverges: the finder stops before the end of the epoch, at a loss
     # above 4 times the lowest smoothed loss (or a non-finite one).
@@ -72,7 +82,7 @@ def test_lr_find_stops_once_the_loss_blows_up(found):
 
 
 def test_lr_find_suggests_a_tenth_of_the_rate_at_the_lowest_loss(found):
-    run_dir, result = found
+    run_dir, result, _ = found
     table = pd.read_csv(run_dir / "lr_find.csv")
     lowest = table.loc[table["smoothed_loss"].idxmin(), "learning_rate"]
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -111,4 +121,7 @@ def test_cli_plot_schedule_writes_csv_and_png_without_training(tmp_path):
     table = pd.read_csv(run_dir / "schedule.csv")
     assert len(table) == 20 and table["learning_rate"].max() == pytest.approx(0.2, rel=1e-3)
     assert (run_dir / "schedule.png").exists() and not (run_dir / "model.keras").exists()
-    assert "one_cycle schedule over 20 steps" in result.stdout
+    # One line, whatever the width of the pipe: no path cut mid-word.
+    assert result.stdout.startswith("one_cycle schedule over 20 steps")
+    assert result.stdout.endswith(f" -> {run_dir / 'schedule.csv'}, {run_dir / 'schedule.png'}\n")
+    assert len(result.stdout.splitlines()) == 1

@@ -104,15 +104,15 @@ def test_preset_runs_end_to_end_on_real_format_files(preset_runs, preset, jobs):
 
 
 def reproduction_commands() -> list[str]:
-    """Every `dnnexp ...` command of README's "Reproducing the lecture and the book" table."""
+    """Every `dnnexp ...` command of the "Reproducing the lecture and the book" table (docs/experiments.md)."""
     import re
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Reproducing the lecture and the book")[1].split("\n## ")[0]
+    page = (Path(__file__).parents[1] / "docs" / "experiments.md").read_text()
+    section = page.split("## Reproducing the lecture and the book")[1].split("\n## ")[0]
     return re.findall(r"`(dnnexp [^`]+)`", section)
 
 
-def test_readme_reproduces_every_experiment_with_a_valid_command():
+def test_docs_reproduce_every_experiment_with_a_valid_command():
     import shlex
 
     commands = reproduction_commands()

@@ -223,6 +223,37 @@ def test_a_groups_mean_and_n_count_its_completed_runs_and_list_the_others(tmp_pa
     assert "| **relu** | **0.8100 ± 0.0141** |" in shown and "| tanh | - |" in shown
 
 
+def test_the_text_under_the_table_counts_the_values_it_used_and_does_not_compare_a_lone_variant(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu", "trainer.seed": seed}, {"best_val_accuracy": value})
+                                             for seed, value in enumerate([0.90, 0.91, None])])  # the third has none
+    report = build_report(load_runs([sweep]))
+    assert report.table["n"].tolist() == [3]  # completed runs
+    assert report.notes[0] == ("Best: all runs, best_val_accuracy 0.9050 ± 0.0071 (n=2 of 3 completed, 1 without a value of "
+                               "best_val_accuracy). No other variant has a completed run with a value of best_val_accuracy: "
+                               "nothing to compare it with.")
+
+
+def test_a_key_a_run_did_not_set_reads_as_a_dash_in_cells_and_plot_labels(tmp_path):
+    from dnnexp.results.columns import describe_row
+
+    write_run(tmp_path / "runs" / "0", {"activation": "relu"}, {"best_val_accuracy": 0.9})
+    limited = write_run(tmp_path / "runs" / "1", {"activation": "relu", "trainer.limit": 500}, {"best_val_accuracy": 0.8})
+    assert "limit: 500" in (limited / ".hydra" / "config.yaml").read_text()
+    report = build_report(load_runs([tmp_path / "runs"]))
+    assert report.keys == ["trainer.limit"]
+    assert [describe_row(row, report.keys) for _, row in report.table.iterrows()] == ["trainer.limit=-", "trainer.limit=500"]
+    shown = render(report, "markdown")
+    assert "| **-** | **0.9000** |" in shown and "nan" not in shown
+
+
+def test_the_report_title_counts_runs_not_missing_jobs(tmp_path, capsys):
+    from dnnexp.results.cli import main
+
+    sweep = write_sweep(tmp_path / "sweep", [(None, None), (None, None), ({"activation": "relu"}, {"best_val_accuracy": 0.9})])
+    main([str(sweep)])
+    assert capsys.readouterr().out.splitlines()[0].strip() == f"dnnexp: 1 run in {sweep} (2 jobs missing)"
+
+
 def test_a_run_without_metrics_is_incomplete_once_the_sweep_has_ended(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", [({"activation": "relu"}, {"best_val_accuracy": 0.9}), ({"activation": "elu"}, None)])
     assert list(load_runs([sweep], finished=True).frame["status"]) == ["completed", "incomplete"]
@@ -383,3 +414,26 @@ def test_a_preset_runs_its_sweep_without_dash_m(tmp_path):
     assert "dnnexp sweep:" in result.stdout
     summary = pd.read_csv(sweep / "summary.csv")
     assert sorted(summary["trainer.seed"]) == [0, 1] and set(summary["status"]) == {"completed"}
+
+
+def test_curves_show_each_variants_mean_over_seeds_with_a_band_and_the_legend_beside(seed_sweep):
+    from dnnexp.results.figures import CURVES, curves_figure, read_histories
+
+    report = build_report(load_runs([seed_sweep]))
+    histories = read_histories(report)
+    ax = curves_figure(report, histories, *CURVES["accuracy_curves"]).axes[0]
+    assert len(ax.get_lines()) == 3  # one mean line per variant, not one per run (9)
+    assert len(ax.collections) == 3  # one band per variant
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.5, 0.6])
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > ax.bbox.x1 - 1  # beside the axes, not over the lines
+
+
+def test_one_epoch_curves_are_drawn_as_points(seed_sweep):
+    from dnnexp.results.figures import CURVES, curves_figure
+
+    report = build_report(load_runs([seed_sweep]))
+    one_epoch = [[pd.DataFrame({"epoch": [1], "val_accuracy": [v]}) for v in (0.5, 0.6)] for _ in report.table["runs"]]
+    ax = curves_figure(report, one_epoch, *CURVES["accuracy_curves"]).axes[0]
+    assert all(line.get_marker() == "o" for line in ax.get_lines() if line.get_label() and not line.get_label().startswith("_"))
+    assert ax.get_xlim()[0] <= 0.5 and ax.get_xlim()[1] >= 1.5

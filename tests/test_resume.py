@@ -67,7 +67,18 @@ def folder_bytes(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[dict, pd.DataFrame]:
+    """The RESUMABLE run trained without a break: (metrics, history)."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    metrics = train(tiny_config(*RESUMABLE), run_dir)
+    return metrics, pd.read_csv(run_dir / "history.csv")
+
+
+HISTORY_COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, straight):
     run_dir = tmp_path / "run"
     args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
     start_and_kill_mid_run(args, tmp_path, run_dir / "history.csv")
@@ -104,11 +115,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert other.returncode == 2 and f"{run_dir} holds a run of another config (trainer.epochs: 4 here, 3 in this command)" in other.stderr
     assert folder_bytes(run_dir) == finished
 
-    straight_dir = tmp_path / "straight"
-    straight = train(tiny_config(*RESUMABLE), straight_dir)
-    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
-    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
-    pd.testing.assert_frame_equal(history[columns], pd.read_csv(straight_dir / "history.csv")[columns])
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[0][k] for k in COMPARED}
+    pd.testing.assert_frame_equal(history[HISTORY_COMPARED], straight[1][HISTORY_COMPARED])
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path):
@@ -122,6 +130,39 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert f"interrupted; to continue after the last finished epoch, run the same command with hydra.run.dir={run_dir}" in stderr
     assert "Traceback" not in stderr
     assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_sigterm_stops_as_ctrl_c_and_the_run_resumes_to_the_uninterrupted_result(tmp_path, straight):
+    """SLURM sends SIGTERM at a time limit or on preemption, Ray on cancel: the run keeps its last
+    finished epoch, says how to resume, and the same command then ends where a run without a break ends."""
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(proc, run_dir / "history.csv", 2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == (f"dnnexp: error: terminated (SIGTERM); to continue after the last finished "
+                                               f"epoch, run the same command with hydra.run.dir={run_dir}")
+    assert "Traceback" not in stderr
+    assert not (run_dir / "metrics.json").exists()
+    done = saved_epoch(run_dir)
+    assert 1 <= done < 4
+
+    result = run_in_process(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] == done
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[0][k] for k in COMPARED}
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv")[HISTORY_COMPARED], straight[1][HISTORY_COMPARED])
+
+
+def test_sigterm_outside_a_run_keeps_its_own_handler(tmp_path):
+    """Training sets its SIGTERM handler only while it runs: a notebook's or a launcher's stays theirs."""
+    before = signal.getsignal(signal.SIGTERM)
+    train(tiny_config("trainer.epochs=1", "dataset.limit=100"), tmp_path)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def epoch_order(shuffle: EpochShuffle, epoch: int) -> np.ndarray:

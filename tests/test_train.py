@@ -154,6 +154,35 @@ def test_diverged_run_keeps_its_last_finite_epoch(tmp_path):
         assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.parametrize("keep", [[], ["trainer.monitor=val_accuracy"], ["trainer.keep=last"]], ids=["best", "best by val acc", "last"])
+def test_a_run_that_diverges_in_its_first_epoch_keeps_no_model_and_shows_no_score(tmp_path, keep):
+    """lr 1e3 with ELU: the loss is NaN in epoch 1. A NaN net predicts one class for every image, which
+    "scores" chance (0.1): there is no epoch to keep, so no model.keras and no score, and the panel says why."""
+    import io
+
+    from rich.console import Console
+
+    from dnnexp.results.render import print_job_line, print_run_summary
+
+    metrics = train(tiny_config("optimizer.lr=1e3", "activation=elu", "trainer.epochs=3", *keep), tmp_path)
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1]
+    assert not (tmp_path / "model.keras").exists() and not (tmp_path / "backup.npz").exists()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["status"] == "diverged" and saved["diverged_epoch"] == 1 and saved["best_epoch"] is None
+    scores = ["best_val_accuracy", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy", "train_loss"]
+    assert {k: saved[k] for k in scores} == dict.fromkeys(scores)
+    for shown in (metrics, saved):  # the panel the run ends with (NaN scores), and one drawn from metrics.json (null)
+        console = Console(file=io.StringIO(), width=100)
+        print_run_summary(shown, tmp_path, console)
+        rows = dict(tuple(cell.strip() for cell in line.split("│")[1:3]) for line in console.file.getvalue().splitlines()
+                    if line.count("│") == 3)
+        assert rows["status"] == "diverged in epoch 1: no model kept"
+        assert rows["val accuracy"] == rows["test accuracy"] == rows["best val accuracy"] == rows["kept epoch"] == "-"
+    console = Console(file=io.StringIO(), width=40)
+    print_job_line(2, ["optimizer.lr=1e3"], metrics, "val_accuracy", 1.5, console)  # a sweep job's line
+    assert console.file.getvalue() == "#2 optimizer.lr=1e3  val_accuracy -  diverged in epoch 1: no model kept  1.5 s\n"
+
+
 @pytest.fixture(scope="module")
 def mc_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("mc")

@@ -85,7 +85,7 @@ def compare(*paths: PathLike, where: Iterable[str] | Mapping[str, Any] = (), gro
 
 
 def verdicts(*paths: PathLike, claims: str | Iterable[str] = (), where: Iterable[str] | Mapping[str, Any] = ()) -> pd.DataFrame:
-    """The claims section as a table: one row per relation (and per whole ordering), its effect, std, Holm-adjusted p and verdict.
+    """The claims section as a table: one row per relation (and per whole ordering): its test, effect with 95% interval, P(A > B), margin, seeds, round and verdict.
 
     ``paths`` are folders (the claims their presets state are checked, and ``claims``), or
     a table that ``sweep`` or ``compare`` returned. Empty when no claim is stated.

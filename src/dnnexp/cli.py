@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp import backend_setup, run_folder
+from dnnexp import backend_setup, run_folder, usage
 from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, FolderTaken, Refusal, RunFolderError, print_error, refuse
 from dnnexp.files import write_metrics
@@ -80,9 +80,10 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         if not isinstance(err, FolderTaken):
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
-    except KeyboardInterrupt:
-        print_error(f"interrupted; to continue after the last finished epoch, run the same command with {_folder_key(run_dir, multirun)}")
-        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training (train.Terminated)
+        what = getattr(err, "what", "interrupted")
+        print_error(f"{what}; to continue after the last finished epoch, run the same command with {_folder_key(run_dir, multirun)}")
+        sys.exit(getattr(err, "exit_code", 130))  # 130: the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
     except OSError as err:
         if err.errno not in run_folder.NO_SPACE:
             return _crashed(err, run_dir, multirun)
@@ -133,6 +134,9 @@ def _folder_key(run_dir: Path, multirun: bool) -> str:
 
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
+    from dnnexp.data import check_files
+
+    check_files(config.dataset)  # a broken data file is answered before TensorFlow loads
     if backend_setup.loaded() not in (None, config.trainer.backend):
         from dnnexp.child_process import run_in_child
 
@@ -160,6 +164,9 @@ def execute(args: Sequence[str], prog: str = "dnnexp") -> CommandResult:
 
 
 def main() -> None:
+    if usage.asked(sys.argv[1:]):  # Hydra's --help would list every plugin's config groups first (dnnexp.usage)
+        print(usage.text(config_dir()))
+        return
     # As in a process that trains (keras_import.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)

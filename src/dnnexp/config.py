@@ -69,6 +69,7 @@ CLIPPINGS = ("none", "value", "norm", "global_norm")
 DROPOUT_LAYERS = ("all", "hidden", "input", "last")
 MONITORS = ("val_loss", "val_accuracy")
 KEEPS = ("best", "last")
+SHUFFLES = ("epoch", "once", "none")
 PENALTIES = ("none", "l1", "l2", "l1_l2")
 DROPOUT_KINDS = ("dropout", "alpha_dropout")
 MODES = ("train", "lr_find", "plot_schedule")
@@ -215,6 +216,9 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 32
     seed: int = 42
+    # The training samples' order: a new seeded order every epoch (epoch, what fit(shuffle=True) documents),
+    # one seeded order for every epoch (once), or the split's own order (none, fit(shuffle=False)).
+    shuffle: str = "epoch"
     verbose: bool = True
     backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (pip install 'dnnexp[jax]')
     # How fast, and where: see README "Performance". "auto" or an int for the two below.
@@ -302,6 +306,8 @@ class Config:
     task_name: str = "train"
     # What the sweep is expected to show, checked by the report (results/claims.py); presets state theirs.
     claims: list[str] = field(default_factory=list)
+    # The practical margin of those claims without their own "within D" (None: 0.005 for accuracies, 0.01 for losses).
+    claims_margin: float | None = None
 
 
 # What a sweep may rank by: metrics of the model the run keeps, the one in model.keras. (best_val_accuracy,
@@ -320,6 +326,18 @@ def validate(cfg: DictConfig) -> Config:
     config: Config = OmegaConf.to_object(typed)  # type: ignore[assignment]
     _check_ranges(config)
     return config
+
+
+# The keys a whole sweep shares that its sweeper reads before any job has checked its own config.
+SWEEP_KEYS = ("claims_margin",)
+
+
+def validate_sweep(cfg: DictConfig) -> None:
+    """Raise ConfigError, worded as validate words it, naming the first bad key of SWEEP_KEYS in a multirun's config.
+
+    Each job of a sweep validates its own config; the claims sweeper reads claims_margin before
+    any job starts, so a bad margin is refused at the door of the whole command."""
+    validate(OmegaConf.create({key: cfg[key] for key in SWEEP_KEYS if key in cfg}))
 
 
 # The groups whose YAMLs name a Keras object and may pass it any argument.
@@ -498,6 +516,7 @@ def _check_ranges(c: Config) -> None:
     _in_range("trainer.epochs", t.epochs, 1, math.inf)
     _in_range("trainer.batch_size", t.batch_size, 1, math.inf)
     _in_range("trainer.seed", t.seed, 0, 2**32 - 1)
+    _one_of("trainer.shuffle", t.shuffle, SHUFFLES)
     _auto_or_positive_int("trainer.steps_per_execution", t.steps_per_execution)
     _auto_or_positive_int("trainer.threads", t.threads)
     _one_of("trainer.strategy", t.strategy, STRATEGIES)
@@ -506,6 +525,7 @@ def _check_ranges(c: Config) -> None:
     if t.strategy == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG"))
     _one_of("optimized_metric", c.optimized_metric, OPTIMIZED_METRICS)
+    _optional(_in_range, "claims_margin", c.claims_margin, 0, math.inf, high_open=True)
     _check_transfer(c)
     _check_tools(c)
     _check_loggers(c.logger)
@@ -706,7 +726,7 @@ def phase_epochs(t: TransferConfig, epochs: int) -> tuple[int, int]:
 # to the schema later, changes the hash.
 UNHASHED_KEYS = frozenset({
     "trainer.verbose", "trainer.threads", "trainer.steps_per_execution", "trainer.strategy",
-    "task_name", "optimized_metric", "claims", "logger",
+    "task_name", "optimized_metric", "claims", "claims_margin", "logger",
 })
 
 

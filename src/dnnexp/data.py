@@ -83,12 +83,11 @@ class RawData:
 def load(cfg: DatasetConfig) -> Data:
     """Load, split (seeded and stratified, or in file order) and scale to [0, 1] the dataset that ``cfg`` names."""
     raw = load_raw(cfg.name, cfg.data_dir)
+    _check_split_sizes(cfg, raw)
     x, y = raw.x, raw.y
     if raw.x_test is None:
-        _check_split_sizes(cfg, len(y), ("dataset.test_size", cfg.test_size), ("dataset.val_size", cfg.val_size))
         x, x_test, y, y_test = _stratified_split(x, y, cfg.test_size, cfg.split_seed)
     else:
-        _check_split_sizes(cfg, len(y), ("dataset.val_size", cfg.val_size))
         x_test, y_test = raw.x_test, raw.y_test
     if cfg.split == "ordered":  # as tfds' train[:70%] / train[70%:] and HML's X_train_full[:-5000]
         x_train, x_val, y_train, y_val = x[: -cfg.val_size], x[-cfg.val_size :], y[: -cfg.val_size], y[-cfg.val_size :]
@@ -145,7 +144,19 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
-def _check_split_sizes(cfg: DatasetConfig, n: int, *sizes: tuple[str, int]) -> None:
+def check_files(cfg: DatasetConfig) -> None:
+    """Read the dataset's own files (dataset.data_dir, or the embedded digits) and check the split
+    sizes against them, before TensorFlow takes its 10 s to load: a broken file is answered at once.
+    The arrays stay in load_raw's cache for the run. The Keras download needs TensorFlow: it waits."""
+    if cfg.data_dir or cfg.name == "mnist_5k":
+        _check_split_sizes(cfg, load_raw(cfg.name, cfg.data_dir))
+
+
+def _check_split_sizes(cfg: DatasetConfig, raw: RawData) -> None:
+    n = len(raw.y)
+    sizes = [("dataset.val_size", cfg.val_size)]
+    if raw.x_test is None:  # the test split is held out of the same samples
+        sizes.insert(0, ("dataset.test_size", cfg.test_size))
     total = sum(size for _, size in sizes)
     if total >= n:
         keys = " + ".join(f"{key}={size}" for key, size in sizes)
@@ -224,6 +235,7 @@ def _read_fashion_mnist(folder: Path) -> RawData:
                 f"{folder}: {FASHION_MNIST_FILES[f'{part}_images']} has {len(images)} images but "
                 f"{FASHION_MNIST_FILES[f'{part}_labels']} has {len(labels)} labels"
             )
+        _check_labels(folder / FASHION_MNIST_FILES[f"{part}_labels"], labels, len(FASHION_MNIST_CLASSES), "Fashion-MNIST")
     return RawData(
         arrays["train_images"], arrays["train_labels"].astype(np.int64),
         arrays["test_images"], arrays["test_labels"].astype(np.int64),
@@ -238,26 +250,38 @@ def _read_cifar10(folder: Path) -> RawData:
     if (folder / CIFAR10_FOLDER).is_dir():
         folder = folder / CIFAR10_FOLDER
     _require_files(folder, [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH], "CIFAR-10")
-    train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_BATCHES]
-    x_test, y_test = _read_cifar_batch(folder / CIFAR10_TEST_BATCH)
+    class_names = _cifar_class_names(folder)
+    train = [_read_cifar_batch(folder / name, len(class_names)) for name in CIFAR10_TRAIN_BATCHES]
+    x_test, y_test = _read_cifar_batch(folder / CIFAR10_TEST_BATCH, len(class_names))
     x = np.concatenate([b[0] for b in train])
     y = np.concatenate([b[1] for b in train])
-    return RawData(x, y, x_test, y_test, _cifar_class_names(folder))
+    return RawData(x, y, x_test, y_test, class_names)
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch of the python version: {b'data': (N, 3072) uint8, b'labels': [N ints]}."""
     batch = _unpickle_batch(path)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path} is not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+    except ValueError as err:  # ragged lists
+        raise DataError(f"{path}: data and labels must be arrays or lists of integers ({err})") from None
+    if data.dtype.kind not in "ui":
+        raise DataError(f"{path}: data is an array of {data.dtype}, expected pixels as integers from 0 to 255")
+    outside = data[(data < 0) | (data > 255)]
+    if outside.size:
+        raise DataError(f"{path}: data holds pixel value {outside[0]}, expected integers from 0 to 255")
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: data has shape {data.shape}, expected (N, 3072) for 32x32 RGB images")
+    if labels.ndim != 1 or labels.dtype.kind not in "ui":
+        raise DataError(f"{path}: labels hold {labels.dtype} values of shape {labels.shape}, expected a list of integers")
     if len(labels) != len(data):
         raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
+    _check_labels(path, labels, n_classes, "CIFAR-10")
     # Stored channel-first, row-major: (N, 3, 32, 32) -> (N, 32, 32, 3) as Keras expects.
-    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
 def _cifar_class_names(folder: Path) -> list[str]:
@@ -321,6 +345,14 @@ def _unpickle_batch(path: Path) -> object:
         raise
     except Exception as err:  # a damaged pickle can raise almost anything
         raise DataError(f"cannot read CIFAR-10 batch {path}: {type(err).__name__}: {err}") from None
+
+
+def _check_labels(path: Path, labels: np.ndarray, n_classes: int, title: str) -> None:
+    """Labels outside 0 .. n_classes - 1 would stop the fit, in TensorFlow, with a page of traceback."""
+    outside = labels[(labels < 0) | (labels >= n_classes)]
+    if outside.size:
+        raise DataError(f"{path} holds label {outside[0]}, but {title}'s {n_classes} classes are labelled 0 to "
+                        f"{n_classes - 1} ({outside.size} of its {labels.size} labels are outside)")
 
 
 def _require_files(folder: Path, names: list[str], title: str) -> None:

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp import run_folder
-from dnnexp.config import ConfigError, validate
+from dnnexp.config import ConfigError, validate, validate_sweep
 from dnnexp.errors import RunFolderError, print_error, refuse
 
 if TYPE_CHECKING:
@@ -104,8 +104,9 @@ class ClaimOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            validate_sweep(config)  # what the sweeper reads before any job checks its own config
             run_folder.check_task_name(config.task_name)
-        except RunFolderError as err:
+        except (ConfigError, RunFolderError) as err:
             refuse(str(err))
         _claim(Path(config.hydra.sweep.dir), [run_folder.SWEEP_RECORD], lambda: run_folder.check_grid(config))
 

@@ -83,8 +83,8 @@ def lr_find(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[
     write_metrics(run_dir, result)
     console.print(
         f"lr_find: lowest loss at lr={result['min_loss_lr']:.3g}; suggested lr={result['suggested_lr']:.3g} "
-        f"({len(rows)} steps) -> {run_dir / LR_FIND}, {run_dir / LR_FIND_PLOT}"
-    )
+        f"({len(rows)} steps) -> {run_dir / LR_FIND}, {run_dir / LR_FIND_PLOT}", highlight=False, soft_wrap=True,
+    )  # soft_wrap: one line, whatever the width of a pipe or terminal, so no path is cut mid-word
     return result
 
 
@@ -128,7 +128,7 @@ def plot_schedule(cfg: Config, run_dir: Path, console: Console | None = None) ->
     write_metrics(run_dir, result)
     console.print(
         f"{cfg.scheduler.name} schedule over {len(rows)} steps: lr {rates[0]:.3g} -> max {max(rates):.3g} -> "
-        f"{rates[-1]:.3g} -> {run_dir / SCHEDULE}, {run_dir / SCHEDULE_PLOT}"
+        f"{rates[-1]:.3g} -> {run_dir / SCHEDULE}, {run_dir / SCHEDULE_PLOT}", highlight=False, soft_wrap=True,
     )
     return result
 

@@ -6,10 +6,14 @@ optionally a fine-tuning phase, each compiled with its own optimizer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,39 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     If ``run_dir`` holds the backup of a run that was killed, training continues from its
     last completed epoch and ends with the metrics the uninterrupted run would have.
+    SIGTERM stops it as Ctrl-C does (Terminated).
     """
+    with sigterm_as_interrupt():
+        return _train(cfg, run_dir, console)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which SLURM sends at a time limit or on preemption and Ray on cancel, raised where the run
+    is, as Ctrl-C raises KeyboardInterrupt: the last finished epoch stays in backup.npz, the trackers
+    mark the run killed, and the command says how to resume it."""
+
+    what = "terminated (SIGTERM)"
+    exit_code = 128 + signal.SIGTERM  # what the shell reports for a process SIGTERM ended
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated (only the main thread can take a signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg: Config, run_dir: Path, console: Console | None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     console = console or Console(quiet=not cfg.trainer.verbose)
     if cfg.trainer.backend != BACKEND:
@@ -83,18 +119,25 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
                 break
     train_seconds = time.perf_counter() - start + sum(r["seconds"] for r in recorder.rows[:done])
     best_epoch = keep_weights(model, callbacks, recorder.rows)  # every number below is of these weights
+    # A run that diverged before any epoch could be kept (its first, or any with trainer.keep=last) ends with
+    # weights that are not finite: no model to save and no score to give (a NaN net "scores" chance).
+    kept = all(np.isfinite(w).all() for w in model.get_weights())
 
     # history.csv's training accuracy is the epoch's running mean with dropout on; this is the kept model's, dropout off.
     (val_loss, val_accuracy), (test_loss, test_accuracy), (train_loss, train_accuracy) = (
-        model.evaluate(engine.pipeline(x, y, batch_size), verbose=0) for x, y, batch_size in final_evaluations(cfg, data))
-    save_model(model, run_dir / MODEL)
+        model.evaluate(engine.pipeline(x, y, batch_size), verbose=0) if kept else (math.nan, math.nan)
+        for x, y, batch_size in final_evaluations(cfg, data))
+    if kept:
+        save_model(model, run_dir / MODEL)
 
     rows = recorder.rows
     diverged_at = diverged_epoch(rows)
+    finite_epochs = [r["val_accuracy"] for r in rows if math.isfinite(r["loss"])]
     metrics = {
         "status": "completed" if diverged_at is None else "diverged",
-        "best_val_accuracy": float(np.nanmax([r["val_accuracy"] for r in rows])),  # history's, of any epoch
-        "best_epoch": best_epoch,
+        # history's, of any epoch whose loss was finite (a diverged epoch's NaN weights "score" chance)
+        "best_val_accuracy": float(np.nanmax(finite_epochs)) if np.isfinite(finite_epochs).any() else math.nan,
+        "best_epoch": best_epoch if kept else None,
         "val_accuracy": float(val_accuracy),
         "val_loss": float(val_loss),
         "test_accuracy": float(test_accuracy),
@@ -118,7 +161,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     }
     if diagnostics:
         metrics.update(diagnostics.summary())
-    if cfg.evaluation.mc_samples:
+    if cfg.evaluation.mc_samples and kept:
         metrics.update(mc_dropout_report(model, data, cfg.evaluation.mc_samples, cfg.trainer.batch_size, run_dir))
     write_metrics(run_dir, metrics)
     backup.path.unlink(missing_ok=True)  # a run that diverged in an early phase leaves one
@@ -158,7 +201,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
         start, first = backup.saved_phase_start, backup.epochs_done
     callbacks = [*schedule_callbacks(cfg), *regularization_callbacks(cfg), *keep_callbacks(cfg)]
     backup.begin_phase(phase.name, start, callbacks, final)
-    batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed)
+    batches = engine.EpochShuffle(data.x_train, data.y_train, cfg.trainer.batch_size, cfg.trainer.seed, cfg.trainer.shuffle)
     # The shuffle goes first (it sets the epoch's order), then the recorder (it logs the rate before
     # a performance cut); the backup goes last (it saves the others' state). The non-finite-loss stop
     # sees the loss once per call into the backend (steps_per_execution steps): on TensorFlow it stops
@@ -274,7 +317,7 @@ class BestEpoch(keras.callbacks.Callback):
     EarlyStopping keeps its best weights: Keras' checkpoint writes its file in place at each
     improvement, which a kill can leave half-written and which no resume restores, while these
     weights go into backup.npz with the rest of the training state (``resume_state``). An epoch
-    whose value is not finite (a diverging run) is never the best.
+    whose value or training loss is not finite (a diverging run) is never the best.
     """
 
     resume_state = ("best", "best_epoch")  # and best_weights, which the backup saves as arrays
@@ -289,6 +332,8 @@ class BestEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get(self.monitor, math.nan))
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return  # the epoch diverged: its weights are not finite, whatever their val accuracy (chance)
         if math.isfinite(value) and (self.best is None or self.sign * value < self.sign * self.best):
             self.best, self.best_epoch, self.best_weights = value, epoch, self.model.get_weights()
 

@@ -409,16 +409,20 @@ class EpochShuffle(keras.callbacks.Callback):
     """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
     As on TensorFlow, ``on_epoch_begin`` sets the epoch's order before Keras draws its first
-    batch, so a run resumed at epoch k sees epoch k's order, whatever ran before it.
+    batch, so a run resumed at epoch k sees epoch k's order, whatever ran before it; and as
+    there, ``shuffle`` (trainer.shuffle) keys it by (seed, epoch), by (seed, 0) (``once``) or
+    keeps the arrays' order (``none``).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: str = "epoch"):
         super().__init__()
-        self.seed = seed
+        self.seed, self.shuffle = seed, shuffle
         self.dataset = Batches(x, y, batch_size)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.dataset.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset.x))
+        if self.shuffle != "none":
+            key = [self.seed, epoch if self.shuffle == "epoch" else 0]
+            self.dataset.order = np.random.default_rng(key).permutation(len(self.dataset.x))
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> Batches:

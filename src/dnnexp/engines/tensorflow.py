@@ -138,11 +138,13 @@ class EpochShuffle(keras.callbacks.Callback):
     shuffle keyed by (seed, epoch), and the pass Keras starts after it reads its batches
     from that order. Each pass is one epoch, so Keras' last call of an epoch simply runs
     the steps that are left, and any ``steps_per_execution`` keeps epochs apart.
+    ``shuffle`` (trainer.shuffle): ``epoch`` keys each epoch's order by (seed, epoch), ``once``
+    every epoch's by (seed, 0), ``none`` keeps the arrays' order.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: str = "epoch"):
         super().__init__()
-        self.seed = seed
+        self.seed, self.shuffle = seed, shuffle
         self.order = tf.Variable(tf.range(len(x), dtype=tf.int64), trainable=False)
         n, images, labels = len(x), as_tensor(x), as_tensor(y)
         rows = _rows_of(images, labels)
@@ -155,8 +157,9 @@ class EpochShuffle(keras.callbacks.Callback):
         self.dataset = steps.map(batch).prefetch(PREFETCH_BATCHES).with_options(pipeline_options())
 
     def on_epoch_begin(self, epoch, logs=None):
-        seed = tf.constant([self.seed, epoch], tf.int64)
-        self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
+        if self.shuffle != "none":
+            seed = tf.constant([self.seed, epoch if self.shuffle == "epoch" else 0], tf.int64)
+            self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:

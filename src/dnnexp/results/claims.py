@@ -1,4 +1,4 @@
-"""The lecture's claims as data, checked against a sweep: supported, contradicted or not resolved.
+"""The lecture's claims as data, checked against a sweep: supported, contradicted, equivalent or not resolved.
 
 A claim is one line of text, in a preset's ``claims:`` list or after ``dnnexp-report --claim``:
 
@@ -7,17 +7,19 @@ A claim is one line of text, in a preset's ``claims:`` list or after ``dnnexp-re
 - each of several against one: ``clipping=norm | clipping=value > clipping=none``;
 - any of these on another metric than the sweep's: ``... > ... on test_accuracy``
   (``>`` means better: higher accuracy, lower loss);
+- any of these with its own practical margin: ``... > ... within 0.01`` (on the metric's scale);
 - a run-level property: ``activation=sigmoid, normalization=none: gradient_verdict = vanishing``
   (every run of that variant has that value; ``status = diverged`` works too).
 
 A variant is one or more ``key=value`` conditions joined by commas, matched as ``--where`` matches.
 Every pair a claim states (adjacent pairs of an ordering, each member of a ``|`` side against
-the other side) is one Welch t-test on the completed runs of the two variants; the p-values of
-all pairs of all claims are one family, controlled with Holm's step-down at 5%. A pair is
-supported when the difference lies in the stated direction and is significant, contradicted
-when it is significant the other way, and otherwise not resolved, with the number of seeds per
-variant that would resolve an effect of the observed size at 80% power. An ordering is
-supported only when every adjacent pair is, and contradicted when any is. No TensorFlow.
+the other side) is one relation, tested on the completed runs of its two variants by
+:func:`dnnexp.results.inference.compare` (paired t on the seeds both sides ran, else Welch).
+All relations of all claims are one family: each relation's interval is at the family's level
+split among them (Bonferroni), and in a claims sweeper's sweep also among its rounds
+(:func:`~dnnexp.results.inference.look_levels`). The verdict is read off that interval and the
+relation's margin (:func:`~dnnexp.results.inference.verdict`). An ordering is supported only
+when every adjacent pair is, contradicted when any is, equivalent when every pair is. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from typing import Iterable
 import pandas as pd
 
 from dnnexp.results.columns import higher_is_better
-from dnnexp.results.stats import NOISE_LEVEL, ReportError, holm_adjust, matches, welch_p_value, welch_t
+from dnnexp.results.inference import (ALPHA, CONTRADICTED, EQUIVALENT, NOT_RESOLVED, SUPPORTED, Comparison, compare, default_margin,
+                                      look_levels, look_seeds)
+from dnnexp.results.stats import SEED_KEY, ReportError, matches
 
 POWER = 0.8  # the power a "seeds needed" figure is computed for
 MAX_SEEDS = 1000  # beyond this, an effect counts as unresolvable by seeds
-
-SUPPORTED, CONTRADICTED, NOT_RESOLVED = "supported", "contradicted", "not resolved"
+DECIDED = (SUPPORTED, CONTRADICTED, EQUIVALENT)
 NOT_CHECKED = "not checked"  # a preset's claim about a variant this sweep did not run (its grid was changed)
 
 
@@ -53,6 +56,7 @@ class Claim:
     text: str
     sides: list[list[Variant]] = field(default_factory=list)
     metric: str | None = None  # None: the report's optimized metric
+    margin: float | None = None  # ``within D``; None: the sweep's, the report's or the metric's default
     variant: Variant = ()  # a property claim's variant
     prop: tuple[str, str] | None = None  # (key, value) every run of ``variant`` must have
 
@@ -77,12 +81,31 @@ def parse_claim(text: str) -> Claim:
                 "nor a property ('a=x: key = value')"
             )
         return Claim(text, variant=_variant(head, text), prop=(key.strip(), value.strip().lstrip("=").strip()))
-    metric = None
-    match = re.search(r"\s+on\s+([\w.]+)\s*$", body)
-    if match:
-        metric, body = match.group(1), body[: match.start()]
+    metric = margin = None
+    for _ in range(2):  # "on METRIC" and "within D", in either order
+        match = re.search(r"\s+on\s+([\w.]+)\s*$", body)
+        if match and metric is None:
+            metric, body = match.group(1), body[: match.start()]
+        match = re.search(r"\s+within\s+(\S+)\s*$", body)
+        if match and margin is None:
+            margin, body = _margin(match.group(1), f"claim {text!r}: within"), body[: match.start()]
     sides = [[_variant(v, text) for v in side.split("|")] for side in body.split(">")]
-    return Claim(text, sides=sides, metric=metric)
+    return Claim(text, sides=sides, metric=metric, margin=margin)
+
+
+def _margin(text: str, what: str) -> float:
+    try:
+        margin = float(text)
+    except ValueError:
+        margin = math.nan
+    if not math.isfinite(margin) or margin < 0:
+        raise ClaimError(f"{what} must be a number >= 0 (a difference on the metric's scale), got {text!r}")
+    return margin
+
+
+def check_margin(value: object, what: str) -> float | None:
+    """A margin given on the command line or in a config (None: none given), or ClaimError naming ``what``."""
+    return None if value is None else _margin(str(value), what)
 
 
 def _variant(text: str, claim: str) -> Variant:
@@ -135,12 +158,26 @@ def check_grid(texts: Iterable[str], grid: dict[str, list[str]]) -> None:
                 raise ClaimError(f"claim {claim.text!r} names {key}={wanted}, which this sweep does not run; it runs: {runs}")
 
 
-def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = ()) -> pd.DataFrame | None:
+@dataclass(frozen=True)
+class Design:
+    """The claims sweeper's rounds: ``seeds_per_round`` seeds 0, 1, ... per variant each round, at most ``max_seeds``."""
+
+    seeds_per_round: int
+    max_seeds: int
+
+    @property
+    def rounds(self) -> int:
+        return len(look_seeds(self.seeds_per_round, self.max_seeds))
+
+
+def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = (), margin: float | None = None,
+          design: Design | None = None) -> pd.DataFrame | None:
     """The claims section of ``report`` (a stats.Report): ``stated`` by the runs' configs, ``typed`` by the user.
 
     A typed claim naming a variant the runs lack is an error (ClaimError, listing what exists); a
     stated one is reported as not checked, since a preset's grid may have been changed on purpose.
-    Returns None when there is no claim.
+    ``margin`` applies to every relation whose claim has no ``within``; ``design``: the runs
+    are a claims sweeper's, judged round by round as it judged them. Returns None when there is no claim.
     """
     frame, params = report.runs, report.keys
     typed = [parse_claim(t) for t in typed]
@@ -150,7 +187,7 @@ def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = ()) -> pd.D
         return None
     absent = {c.text: _absent(c, frame) for c in claims}
     found: dict[str, list[Relation]] = {}  # claim text -> its relations (texts are unique here)
-    for relation in check_claims([c for c in claims if absent[c.text] is None], frame, report.metric):
+    for relation in check_claims([c for c in claims if absent[c.text] is None], frame, report.metric, margin, design):
         found.setdefault(relation.claim, []).append(relation)
     rows = []
     for claim in claims:
@@ -170,19 +207,11 @@ def _existing(frame: pd.DataFrame, variant: Variant, params: list[str]) -> str:
 # ---------------------------------------------------------------- statistics
 
 
-def welch_power(effect: float, sd_a: float, sd_b: float, n: int, alpha: float) -> float:
-    """Power of the two-sided Welch test with ``n`` runs per variant to detect a true difference ``effect``.
-
-    The statistic follows a noncentral t with noncentrality effect / sqrt(sd_a²/n + sd_b²/n)
-    on the Welch-Satterthwaite degrees of freedom; power is its mass beyond ±t_(1-alpha/2).
-    """
+def t_power(nc: float, df: float, alpha: float) -> float:
+    """Power of a two-sided t-test at ``alpha`` whose statistic follows a noncentral t with noncentrality ``nc``
+    on ``df`` degrees of freedom: its mass beyond ±t_(1-alpha/2, df)."""
     from scipy.special import nctdtr, stdtrit
 
-    va, vb = sd_a**2 / n, sd_b**2 / n
-    if va + vb == 0:
-        return 1.0 if effect else 0.0
-    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
-    nc = abs(effect) / math.sqrt(va + vb)
     critical = float(stdtrit(df, 1 - alpha / 2))
     power = float(1 - nctdtr(df, nc, critical) + nctdtr(df, nc, -critical))
     if math.isnan(power):  # scipy's nctdtr gives up at large df and nc, where the normal limit is exact enough
@@ -192,16 +221,45 @@ def welch_power(effect: float, sd_a: float, sd_b: float, n: int, alpha: float) -
     return power
 
 
-def seeds_needed(effect: float, sd_a: float, sd_b: float, alpha: float, power: float = POWER) -> int | None:
-    """The smallest runs per variant (>= 2) at which Welch's test reaches ``power``; None if over MAX_SEEDS."""
+def welch_power(effect: float, sd_a: float, sd_b: float, n: int, alpha: float) -> float:
+    """Power of the two-sided Welch test with ``n`` runs per variant to detect a true difference ``effect``.
+
+    The statistic follows a noncentral t with noncentrality effect / sqrt(sd_a²/n + sd_b²/n)
+    on the Welch-Satterthwaite degrees of freedom.
+    """
+    va, vb = sd_a**2 / n, sd_b**2 / n
+    if va + vb == 0:
+        return 1.0 if effect else 0.0
+    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    return t_power(abs(effect) / math.sqrt(va + vb), df, alpha)
+
+
+def paired_power(effect: float, sd_diff: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test on ``n`` pairs: noncentral t, nc = effect / (sd_diff / sqrt(n)), df n - 1."""
+    if sd_diff == 0:
+        return 1.0 if effect else 0.0
+    return t_power(abs(effect) / (sd_diff / math.sqrt(n)), n - 1, alpha)
+
+
+def seeds_needed(effect: float, sd_a: float, sd_b: float, alpha: float, power: float = POWER, sd_diff: float | None = None) -> int | None:
+    """The smallest runs per variant (>= 2) at which the test reaches ``power``; None if over MAX_SEEDS.
+
+    Welch's test from the two standard deviations, or the paired test when ``sd_diff`` (the
+    standard deviation of the seed-wise differences) is given.
+    """
     if not effect or not math.isfinite(effect):
         return None
-    if welch_power(effect, sd_a, sd_b, MAX_SEEDS, alpha) < power:
+
+    def reaches(n: int) -> bool:
+        found = paired_power(effect, sd_diff, n, alpha) if sd_diff is not None else welch_power(effect, sd_a, sd_b, n, alpha)
+        return found >= power
+
+    if not reaches(MAX_SEEDS):
         return None
     low, high = 2, MAX_SEEDS  # power grows with n: bisect for the first n that reaches it
     while low < high:
         mid = (low + high) // 2
-        if welch_power(effect, sd_a, sd_b, mid, alpha) >= power:
+        if reaches(mid):
             high = mid
         else:
             low = mid + 1
@@ -219,57 +277,107 @@ class Relation:
     relation: str
     metric: str | None
     n: str
-    effect: float = math.nan  # mean(better) - mean(worse), signed so that > 0 goes the claimed way
+    effect: float = math.nan  # mean(better) - mean(worse) (mean of the differences when paired), > 0: the claimed way
     std: float = math.nan  # the two variants' pooled standard deviation
-    p: float = math.nan  # Welch's two-sided p, Holm-adjusted over every pair of every claim
     verdict: str = NOT_RESOLVED
     note: str = ""
+    result: Comparison | None = None  # the test at the look that decided (or the last look)
+    ci95: tuple[float, float] = (math.nan, math.nan)  # the effect's own 95% interval
+    margin: float = math.nan
+    seeds: int | None = None  # pairs (paired) or the smaller side's runs (Welch) the verdict rests on
+    round: int | None = None  # the claims sweeper's round that decided it
     sds: tuple[float, float] | None = None  # the two variants' standard deviations, when each has 2+ runs
-    p_raw: float = math.nan
+    variants: tuple = ()  # (better, worse): the claims sweeper adds seeds to undecided relations' variants
 
 
-def check_claims(claims: list[Claim], frame: pd.DataFrame, default_metric: str) -> list[Relation]:
+def check_claims(claims: list[Claim], frame: pd.DataFrame, default_metric: str, margin: float | None = None,
+                 design: Design | None = None) -> list[Relation]:
     """Every claim's relations, each ordering followed by its overall verdict, in claim order.
 
-    The pairs of all claims are one family: their p-values are Holm-adjusted together.
+    The pairs of all claims are one family: each is tested at ALPHA divided among them (and
+    among the design's rounds, for a claims sweeper's runs).
     """
     completed = frame[frame["status"] == "completed"] if "status" in frame else frame
-    per_claim = [[_property(claim, frame)] if claim.prop else
-                 [_pair(claim, better, worse, claim.metric or default_metric, completed) for better, worse in claim.pairs()]
-                 for claim in claims]
-    tested = [r for rows in per_claim for r in rows if r.sds is not None]
-    for relation, p in zip(tested, holm_adjust([r.p_raw for r in tested])):
-        _decide(relation, p, len(tested))
+    pairs = [(claim, better, worse) for claim in claims if not claim.prop for better, worse in claim.pairs()]
+    decided = {}
+    for claim, better, worse in pairs:
+        metric = claim.metric or default_metric
+        chosen = claim.margin if claim.margin is not None else margin if margin is not None else default_margin(metric)
+        decided[id(claim), better, worse] = _pair(claim, better, worse, metric, chosen, frame, completed, len(pairs), design)
     out: list[Relation] = []
-    for rows in per_claim:
+    for claim in claims:
+        rows = [_property(claim, frame)] if claim.prop else [decided[id(claim), b, w] for b, w in claim.pairs()]
         out += rows + ([_overall(rows)] if len(rows) > 1 else [])
     return out
 
 
-def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, completed: pd.DataFrame) -> Relation:
-    a, b = (pd.to_numeric(select(completed, v).get(metric, pd.Series(dtype=float)), errors="coerce").dropna() for v in (better, worse))
-    relation = Relation(claim.text, f"{describe(better)} > {describe(worse)}", metric, f"{len(a)} vs {len(b)}")
+def _values(runs: pd.DataFrame, metric: str, sign: int) -> pd.Series:
+    """The metric of ``runs`` signed so that larger is better, indexed by seed when each seed appears once."""
+    values = sign * pd.to_numeric(runs.get(metric, pd.Series(dtype=float)), errors="coerce")
+    keep = values.notna()
+    if SEED_KEY in runs and runs[SEED_KEY].notna().all() and not runs[SEED_KEY].duplicated().any():
+        seeds = pd.Index(runs.loc[keep, SEED_KEY].astype(int).to_numpy(), name=SEED_KEY)
+        return pd.Series(values[keep].to_numpy(), index=seeds)
+    return pd.Series(values[keep].to_numpy(), dtype=float)
+
+
+def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, margin: float, frame: pd.DataFrame, completed: pd.DataFrame,
+          family: int, design: Design | None) -> Relation:
     sign = 1 if higher_is_better(metric) else -1  # effect > 0: the claimed way
+    a, b = (_values(select(completed, v), metric, sign) for v in (better, worse))
+    relation = Relation(claim.text, f"{describe(better)} > {describe(worse)}", metric, f"{len(a)} vs {len(b)}",
+                        margin=margin, variants=(better, worse))
     if len(a) and len(b):
-        relation.effect = sign * (a.mean() - b.mean())
-    if welch_t(a, b) is None:
+        relation.effect = a.mean() - b.mean()
+    if len(a) > 1 and len(b) > 1:
+        relation.std = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+        relation.sds = (a.std(ddof=1), b.std(ddof=1))
+    if design is None:
+        looks = [(None, ALPHA / family, a, b)]
+    else:
+        ran = [set(select(frame, v).get(SEED_KEY, pd.Series(dtype=float)).dropna().astype(int)) for v in (better, worse)]
+        looks = [(k + 1, level, a[a.index < n], b[b.index < n])
+                 for k, (n, level) in enumerate(zip(look_seeds(design.seeds_per_round, design.max_seeds),
+                                                    look_levels(design.seeds_per_round, design.max_seeds, family)))
+                 if all(set(range(n)) <= seeds for seeds in ran)]  # a look is reached once both sides ran its seeds
+    for look, level, x, y in looks:
+        result = _compare(x, y, level, margin)
+        if result is None:
+            continue
+        relation.result, relation.round = result, look
+        if result.verdict in DECIDED:
+            break
+    result = relation.result
+    if result is None:
         relation.note = "needs 2+ completed runs per variant (add trainer.seed=0,1,2)"
+        relation.round = None
         return relation
-    relation.std = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    relation.sds = (a.std(ddof=1), b.std(ddof=1))
-    relation.p_raw = welch_p_value(a, b)
+    relation.verdict, relation.effect, relation.seeds = result.verdict, result.test.effect, result.test.n
+    relation.ci95 = result.test.interval(ALPHA)
+    if relation.verdict not in DECIDED:
+        relation.round = None
+        relation.note = _undecided_note(relation, result, family, design, looks)
     return relation
 
 
-def _decide(relation: Relation, p: float, family: int) -> None:
-    relation.p = p
-    if p < NOISE_LEVEL:
-        relation.verdict = SUPPORTED if relation.effect > 0 else CONTRADICTED
-        return
-    # Holm's first step compares the smallest p with level / m: seeds enough for that level resolve it.
-    needed = seeds_needed(relation.effect, *relation.sds, NOISE_LEVEL / family)
-    relation.note = (f"{needed} seeds per variant would resolve an effect this size at {POWER:.0%} power" if needed
-                     else f"an effect this size needs more than {MAX_SEEDS} seeds per variant")
+def _compare(a: pd.Series, b: pd.Series, level: float, margin: float) -> Comparison | None:
+    """Paired on the seeds both sides ran when each side is indexed by seed and 2+ seeds are shared, else Welch."""
+    shared = a.index.intersection(b.index) if a.index.name == b.index.name == SEED_KEY else []
+    if len(shared) >= 2:
+        return compare(a[shared].to_numpy(), b[shared].to_numpy(), level, margin, paired=True)
+    return compare(a.to_numpy(), b.to_numpy(), level, margin, paired=False)
+
+
+def _undecided_note(relation: Relation, result: Comparison, family: int, design: Design | None, looks: list) -> str:
+    if design is not None:
+        spent = result.test.n >= design.max_seeds or len(looks) == design.rounds
+        return (f"undecided after {design.max_seeds} seeds per variant (max_seeds)" if spent
+                else f"undecided at round {len(looks)} of {design.rounds}")
+    sd_diff = result.test.se * math.sqrt(result.test.n) if result.test.test == "paired t" else None
+    sds = relation.sds or (0.0, 0.0)
+    needed = seeds_needed(relation.effect, *sds, ALPHA / family, sd_diff=sd_diff)
+    return (f"{needed} seeds per variant would resolve an effect this size at {POWER:.0%} power" if needed
+            else f"an effect this size needs more than {MAX_SEEDS} seeds per variant")
 
 
 def _property(claim: Claim, frame: pd.DataFrame) -> Relation:
@@ -288,16 +396,34 @@ def _property(claim: Claim, frame: pd.DataFrame) -> Relation:
 
 
 def _overall(rows: list[Relation]) -> Relation:
-    verdicts = {r.verdict for r in rows}
-    verdict = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if verdicts == {SUPPORTED} else NOT_RESOLVED
-    supported = sum(r.verdict == SUPPORTED for r in rows)
-    return Relation(rows[0].claim, "the whole claim", rows[0].metric, "", verdict=verdict, note=f"{supported} of {len(rows)} relations supported")
+    verdicts = [r.verdict for r in rows]
+    verdict = (CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if set(verdicts) == {SUPPORTED}
+               else EQUIVALENT if set(verdicts) == {EQUIVALENT} else NOT_RESOLVED)
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (SUPPORTED, CONTRADICTED, EQUIVALENT, NOT_RESOLVED) if v in verdicts)
+    return Relation(rows[0].claim, "the whole claim", rows[0].metric, "", verdict=verdict, note=f"of {len(rows)} relations: {counts}")
+
+
+COLUMNS = ["claim", "relation", "metric", "n", "test", "effect", "ci_low", "ci_high", "std", "p", "level", "decision_low", "decision_high",
+           "margin", "correlation", "prob_improvement", "prob_low", "prob_high", "seeds", "round", "verdict", "note"]
 
 
 def claims_frame(relations: list[Relation]) -> pd.DataFrame:
-    """The claims section as a table: one row per relation (and per whole ordering)."""
-    return pd.DataFrame(
-        [{"claim": r.claim, "relation": r.relation, "metric": r.metric, "n": r.n, "effect": r.effect, "std": r.std,
-          "p_holm": r.p, "verdict": r.verdict, "note": r.note} for r in relations],
-        columns=["claim", "relation", "metric", "n", "effect", "std", "p_holm", "verdict", "note"],
-    )
+    """The claims section as a table: one row per relation (and per whole ordering).
+
+    ``effect`` with its own 95% interval (``ci_low``, ``ci_high``); ``p`` the test's two-sided
+    p; the verdict rests on the wider interval (``decision_low``, ``decision_high``) at the
+    relation's share ``level`` of the family's 5%; ``prob_improvement`` is P(A > B) with its
+    bootstrap 95% interval; ``seeds`` the pairs (or the smaller side's runs) and ``round`` the
+    claims sweeper's round that decided it.
+    """
+    rows = []
+    for r in relations:
+        c = r.result
+        rows.append({"claim": r.claim, "relation": r.relation, "metric": r.metric, "n": r.n, "test": c.test.test if c else None,
+                     "effect": r.effect, "ci_low": r.ci95[0], "ci_high": r.ci95[1], "std": r.std, "p": c.test.p if c else math.nan,
+                     "level": c.level if c else math.nan, "decision_low": c.low if c else math.nan,
+                     "decision_high": c.high if c else math.nan, "margin": r.margin,
+                     "correlation": c.correlation if c else math.nan, "prob_improvement": c.prob if c else math.nan,
+                     "prob_low": c.prob_low if c else math.nan, "prob_high": c.prob_high if c else math.nan,
+                     "seeds": r.seeds, "round": r.round, "verdict": r.verdict, "note": r.note})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -16,7 +16,7 @@ from rich.console import Console
 from dnnexp.files import write_atomic
 from dnnexp.results.render import FORMATS, print_report, render, wide_console
 from dnnexp.results.report import report_for
-from dnnexp.results.stats import ReportError
+from dnnexp.results.stats import Report, ReportError
 
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html", ".txt": "table"}
 
@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
                         help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
+    parser.add_argument("--margin", type=_margin, metavar="D",
+                        help="practical margin of the claims without their own 'within D': a smaller difference is "
+                             "'equivalent' (default: the runs' claims_margin, else 0.005 for accuracies, 0.01 for losses)")
     parser.add_argument("--format", choices=(*FORMATS, "html"),
                         help="table (default on a terminal), csv, markdown, json, html (one page with the plots)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here (format from its suffix unless --format)")
@@ -45,6 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also list transfer learning's task-A caches (outputs/pretrained/<hash>), left out by default")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also write the learning-curve and bar PNGs into DIR")
     return parser.parse_args(argv)
+
+
+def _margin(text: str) -> float:
+    from dnnexp.results.claims import ClaimError, check_margin
+
+    try:
+        return check_margin(text, "--margin")
+    except ClaimError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _comma_list(text: str) -> list[str]:
@@ -63,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     report = report_for(args.paths, metrics=args.metrics, sort=args.sort, where=args.where, group_by=args.group_by,
-                        include_pretrained=args.include_pretrained, claims=args.claim)
+                        include_pretrained=args.include_pretrained, claims=args.claim,
+                        margin=args.margin)
     fmt = args.format or (SUFFIX_FORMATS.get(args.output.suffix.lower(), "table") if args.output else "table")
     if fmt == "html":  # matplotlib only for the page that embeds the plots
         from dnnexp.results.page import html_page, report_command
@@ -72,8 +85,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     elif fmt != "table" or args.output:
         text = render(report, fmt)
     else:
-        n_runs = sum(len(runs) for runs in report.table["runs"])
-        print_report(report, wide_console(), title=f"dnnexp: {n_runs} runs in {', '.join(map(str, args.paths))}")
+        print_report(report, wide_console(), title=title(report, args.paths))
         text = None
     if text is not None and args.output:
         write_atomic(args.output, text)
@@ -83,6 +95,14 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         from dnnexp.results.figures import write_figures  # matplotlib only when asked to draw
 
         write_figures(report, args.plots)
+
+
+def title(report: Report, paths: list[Path]) -> str:
+    """``dnnexp: 3 runs in DIR``, or ``dnnexp: 1 run in DIR (2 jobs missing)``: a sweep's missing jobs are rows, not runs."""
+    missing = int((report.runs["status"] == "missing").sum())
+    found = len(report.runs) - missing
+    text = f"dnnexp: {found} run{'s' if found != 1 else ''} in {', '.join(map(str, paths))}"
+    return text + (f" ({missing} job{'s' if missing != 1 else ''} missing)" if missing else "")
 
 
 if __name__ == "__main__":

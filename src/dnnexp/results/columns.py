@@ -60,7 +60,10 @@ def format_cell(row: pd.Series, metric: str) -> str:
 
 
 def format_value(value: Any) -> str:
-    """A parameter as a person reads it: Optuna's 0.0026994114136168193 as 0.002699."""
+    """A parameter as a person reads it: Optuna's 0.0026994114136168193 as 0.002699; ``-`` for a key
+    a run's config leaves empty or does not have (dataset.limit: null, momentum under Adam, a missing job)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

@@ -1,4 +1,4 @@
-"""The sweep's figures: learning curves of every variant, and the optimized metric as bars. No TensorFlow.
+"""The sweep's figures: learning curves of every variant, the optimized metric as bars, the claims' forest plot. No TensorFlow.
 
 Each figure is a ``matplotlib.figure.Figure`` built directly, not through pyplot: no
 backend is chosen, no global state changes, so a notebook that imports this keeps its
@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -48,6 +49,8 @@ def figures(report: Report) -> Figures:
             drawn[name] = curves_figure(report, histories, train, val, quantity)
     if report.table[report.metric].notna().any():
         drawn[f"{report.metric}_bars"] = bars_figure(report)
+    if report.claims is not None and report.claims["ci_low"].notna().any():
+        drawn["claims_forest"] = forest_figure(report.claims)
     return drawn
 
 
@@ -78,42 +81,86 @@ def _history(run: str) -> pd.DataFrame | None:
 
 
 def curves_figure(report: Report, histories: list[list[pd.DataFrame | None]], train: str, val: str, quantity: str) -> Figure:
-    """Training (dashed) and validation (solid) curves of every run, one colour per variant (its seeds share it).
+    """Per variant, the mean over its seeds of the training (dashed) and validation (solid) curves, the validation
+    curve with a band of ± one standard deviation over the seeds; one colour per variant, the legend beside the axes.
 
     Side by side, a training curve that keeps improving while the validation curve turns
-    is overfitting (HML ch. 11, regularization). Runs that share a seed follow the same
-    curve until they differ (early stopping ends one of them), so the better variant is drawn on top.
+    is overfitting (HML ch. 11, regularization). An epoch's mean and band count the seeds
+    that reached it (early stopping ends some sooner). A curve of one epoch is drawn as a point.
     """
-    fig = Figure(figsize=(8, 5))
+    fig = Figure(figsize=(10, 5), layout="constrained")
     ax = fig.subplots()
     colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, row_histories in enumerate(histories):
+        runs = [h for h in row_histories if h is not None and val in h]
+        if not runs:
+            continue
         variant = describe_row(report.table.iloc[i], report.keys)
         color, zorder = colors[i % len(colors)], len(histories) - i  # the best on top
-        for j, history in enumerate(h for h in row_histories if h is not None and val in h):
-            ax.plot(history["epoch"], history[val], color=color, alpha=0.8, label=variant if j == 0 else None, zorder=zorder)
-            if train in history:
-                ax.plot(history["epoch"], history[train], color=color, alpha=0.6, linestyle="--", zorder=zorder)
+        stacked = pd.concat([h.set_index("epoch") for h in runs], keys=range(len(runs)), names=["run", "epoch"])
+        by_epoch = stacked.groupby(level="epoch")
+        mean, std = by_epoch[val].mean(), by_epoch[val].std().fillna(0)
+        marker = "o" if len(mean) == 1 else None
+        ax.plot(mean.index, mean, color=color, marker=marker, label=f"{variant} (n={len(runs)})", zorder=zorder)
+        if len(mean) == 1:  # a band needs two epochs: one epoch gets an error bar
+            ax.errorbar(mean.index, mean, yerr=std, color=color, capsize=4, zorder=zorder)
+        else:
+            ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.15, linewidth=0, zorder=zorder)
+        if train in stacked:
+            ax.plot(mean.index, by_epoch[train].mean(), color=color, marker=marker, alpha=0.7, linestyle="--", zorder=zorder)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel=quantity, title=f"{quantity} per epoch: training (dashed) and validation (solid)")
+    low, high = ax.get_xlim()
+    ax.set_xlim(min(low, 0.5), max(high, 1.5))  # one epoch: an axis around it, not fractions of an epoch
+    ax.set(xlabel="epoch", ylabel=quantity, title=f"{quantity} per epoch, mean over seeds: training (dashed), validation (solid, ± 1 sd)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()  # the variants, then what the two line styles mean
     styles = [Line2D([], [], color="gray", linestyle="--"), Line2D([], [], color="gray")]
-    ax.legend([*handles, *styles], [*labels, "training", "validation"], fontsize="small")
+    ax.legend([*handles, *styles], [*labels, "training", "validation"], fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
 def bars_figure(report: Report) -> Figure:
-    """The optimized metric per variant, best first; error bars are the seeds' standard deviation."""
+    """The optimized metric per variant, best on top, as horizontal bars so long variant names read in full;
+    error bars are the seeds' standard deviation."""
     table = report.table
     name = label(report.metric)
     variants = [describe_row(row, report.keys) for _, row in table.iterrows()]
     errors = table[f"{report.metric}_std"].fillna(0) if f"{report.metric}_std" in table else None
-    fig = Figure(figsize=(max(6, 0.9 * len(variants) + 2), 5), layout="tight")
+    fig = Figure(figsize=(8, max(2.5, 0.45 * len(variants) + 1.2)), layout="constrained")
     ax = fig.subplots()
-    ax.bar(range(len(variants)), table[report.metric].fillna(0), yerr=errors, capsize=4, color="tab:blue")
-    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize="small")
-    ax.set(ylabel=name, title=f"{name} per variant" + (" (mean ± std over seeds)" if report.grouped else ""))
-    ax.grid(axis="y", alpha=0.3)
+    ax.barh(range(len(variants)), table[report.metric].fillna(0), xerr=errors, capsize=4, color="tab:blue")
+    ax.set_yticks(range(len(variants)), variants, fontsize="small")
+    ax.invert_yaxis()  # best first, on top
+    ax.set(xlabel=name, title=f"{name} per variant" + (" (mean ± std over seeds)" if report.grouped else ""))
+    ax.grid(axis="x", alpha=0.3)
     return fig
 
+
+VERDICT_COLORS = {"supported": "tab:green", "contradicted": "tab:red", "equivalent": "tab:blue", "not resolved": "tab:orange"}
+
+
+def forest_figure(claims: pd.DataFrame) -> Figure:
+    """Each tested relation's effect (> 0: the claimed way) with its 95% interval (thick) and the wider interval its verdict
+    rests on (thin), the zero line, the relation's margin as a grey band, coloured and labelled by verdict."""
+    rows = claims[claims["ci_low"].notna()].reset_index(drop=True)
+    fig = Figure(figsize=(10, max(2.5, 0.8 * len(rows) + 1.5)), layout="constrained")
+    ax = fig.subplots()
+    for y, r in rows.iterrows():
+        color = VERDICT_COLORS.get(r["verdict"], "gray")
+        margin = r["margin"] if pd.notna(r["margin"]) else 0.0
+        if margin > 0:
+            ax.fill_betweenx([y - 0.4, y + 0.4], -margin, margin, color="0.85", linewidth=0, zorder=0)
+        ax.plot([r["decision_low"], r["decision_high"]], [y, y], color=color, linewidth=1, zorder=2)
+        ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=4, solid_capstyle="butt", zorder=3)
+        ax.plot([r["effect"]], [y], marker="o", color="white", markeredgecolor=color, markersize=7, zorder=4)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{r['relation']} ({r['metric']})".replace(" > ", "\n> ") for _, r in rows.iterrows()], fontsize="small")
+    ax.invert_yaxis()
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(range(len(rows)), list(rows["verdict"]), fontsize="small")
+    for tick, verdict in zip(right.get_yticklabels(), rows["verdict"]):
+        tick.set_color(VERDICT_COLORS.get(verdict, "gray"))
+    ax.set(xlabel="effect: claimed better minus the other (> 0 the claimed way)",
+           title="Claims: effect, 95% interval (thick), the verdict's interval (thin), margin (grey band)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig

@@ -61,30 +61,57 @@ def render_rich(report: Report, title: str | None = None) -> Table:
     return table
 
 
-VERDICT_STYLES = {"supported": "green", "contradicted": "red", "not resolved": "yellow", "not checked": "dim"}
+VERDICT_STYLES = {"supported": "green", "contradicted": "red", "equivalent": "cyan", "not resolved": "yellow", "not checked": "dim"}
+CLAIMS_TEXT_COLUMNS = ("relation", "metric", "test", "verdict", "note")  # aligned left; the numbers right
+
+
+CLAIMS_COLUMNS = ["relation", "metric", "test", "n", "effect [95% CI]", "P(A>B)", "verdict", "seeds", "round", "note"]
 
 
 def claims_display(report: Report) -> pd.DataFrame | None:
-    """The claims section as text cells: each claim once, then its relations, their effect, p and verdict."""
+    """The claims section as text cells: each claim on a row of its own (unless its one relation reads the same), then its
+    relations with their test, effect and 95% interval, P(A > B), verdict (with the margin when equivalent), the seeds it
+    rests on and the claims sweeper's round that decided it. Columns empty in every row are left out."""
     if report.claims is None:
         return None
     rows, previous = [], None
-    for r in report.claims.itertuples(index=False):
-        effect = "" if pd.isna(r.effect) else f"{r.effect:+.4f}" + ("" if pd.isna(r.std) else f" (sd {r.std:.4f})")
-        p = "" if pd.isna(r.p_holm) else ("<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}")
-        rows.append({"claim": "" if r.claim == previous else r.claim, "relation": r.relation, "metric": _text(r.metric),
-                     "n": r.n, "effect": effect, "adj. p": p, "verdict": r.verdict, "note": _text(r.note)})
-        previous = r.claim
-    return pd.DataFrame(rows, columns=["claim", "relation", "metric", "n", "effect", "adj. p", "verdict", "note"])
+    claims = report.claims.to_dict("records")
+    for r in claims:
+        alone = sum(c["claim"] == r["claim"] for c in claims) == 1 and r["relation"] in r["claim"]
+        if r["claim"] != previous and not alone:
+            rows.append({**dict.fromkeys(CLAIMS_COLUMNS, ""), "relation": r["claim"]})
+        previous = r["claim"]
+        tested = _present(r["ci_low"])
+        effect = "" if not _present(r["effect"]) else f"{r['effect']:+.4f}" + (f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if tested else "")
+        test = _text(r["test"]) + (f" (r={r['correlation']:+.2f})" if _present(r["correlation"]) else "")
+        prob = f"{r['prob_improvement']:.2f} [{r['prob_low']:.2f}, {r['prob_high']:.2f}]" if _present(r["prob_improvement"]) else ""
+        verdict = r["verdict"] + (f" (±{r['margin']:.3g})" if r["verdict"] == "equivalent" else "")
+        rows.append({"relation": ("  " if not alone else "") + r["relation"], "metric": _text(r["metric"]), "test": test, "n": r["n"],
+                     "effect [95% CI]": effect, "P(A>B)": prob, "verdict": verdict, "seeds": _whole(r["seeds"]),
+                     "round": _whole(r["round"]), "note": _text(r["note"])})
+    shown = pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
+    return shown[[c for c in shown.columns if c in ("relation", "verdict") or (shown[c] != "").any()]]  # no empty column
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _whole(value: Any) -> str:
+    return str(int(value)) if _present(value) else ""
 
 
 def _text(value: Any) -> str:
     """A cell of the claims table as text: a property claim has no metric (None, or NaN in a mixed column)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return str(value) if _present(value) else ""
 
 
-CLAIMS_CAPTION = ("effect: mean of the claimed better side minus the other (> 0 goes the claimed way; losses count lower as better); "
-                  "adj. p: Welch's t-test on completed runs, Holm-adjusted over every relation above at 5%.")
+CLAIMS_CAPTION = ("effect: the claimed better side minus the other (mean of the seed-wise differences when paired; > 0 goes the "
+                  "claimed way; losses count lower as better), with its 95% interval. test: paired t on the seeds both sides ran "
+                  "(r: the correlation of the pairs), else Welch's t. P(A>B): the probability of improvement, with a bootstrap 95% "
+                  "interval. verdict: from the effect's interval at the family's level (5% split among the relations and, for the "
+                  "claims sweeper, its rounds): inside ± the margin is equivalent, above 0 supported, below 0 contradicted. "
+                  "seeds: pairs (or the smaller side's runs) the verdict rests on; round: the claims sweeper's round that decided it.")
 
 
 def render_claims_rich(report: Report) -> Table | None:
@@ -93,9 +120,11 @@ def render_claims_rich(report: Report) -> Table | None:
         return None
     table = Table(title="Claims", title_justify="left", caption=CLAIMS_CAPTION, caption_justify="left")
     for column in shown.columns:
-        table.add_column(column, justify="right" if column in ("effect", "adj. p") else "left")
+        table.add_column(column, justify="left" if column in CLAIMS_TEXT_COLUMNS else "right", no_wrap=column not in ("relation", "note"))
     for row in shown.to_dict("records"):
-        row["verdict"] = Text(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))
+        row["verdict"] = Text(row["verdict"], style=VERDICT_STYLES.get(row["verdict"].split(" (")[0], ""))
+        # a claim's own row is bold; "n" is left out when no row has one (every claim not checked)
+        row["relation"] = Text(row["relation"], style="" if row["relation"].startswith("  ") or row.get("n") else "bold")
         table.add_row(*row.values())
     return table
 
@@ -182,17 +211,31 @@ def print_run_summary(metrics: dict[str, Any], run_dir: Path, console: Console) 
     table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("status", str(metrics.get("status", "-")))
-    present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if metrics.get(k) is not None}
+    table.add_row("status", run_status(metrics))
+    present = {k: name for k, name in OPTIONAL_SUMMARY_ROWS.items() if not _absent(metrics.get(k))}
     for key, name in {**SUMMARY_ROWS, **present}.items():
         value = metrics.get(key)
-        table.add_row(name, "-" if value is None else METRIC_COLUMNS[key][1].format(value))
+        table.add_row(name, "-" if _absent(value) else METRIC_COLUMNS[key][1].format(value))
     console.print(table)
+
+
+def run_status(metrics: dict[str, Any]) -> str:
+    """``completed``; ``diverged in epoch 3``, and ``: no model kept`` when no epoch before it was finite."""
+    status, epoch = str(metrics.get("status", "-")), metrics.get("diverged_epoch")
+    if status != "diverged" or epoch is None:
+        return status
+    kept = not (_absent(metrics.get("best_epoch")) and _absent(metrics.get("val_accuracy")))
+    return f"diverged in epoch {epoch}" + ("" if kept else ": no model kept")
+
+
+def _absent(value: Any) -> bool:
+    """No number: None in metrics.json, NaN in the metrics a run returns."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def print_job_line(num: int, overrides: list[str], metrics: dict[str, Any], metric: str, seconds: float, console: Console) -> None:
     """The line a sweep's job ends with: ``#3 activation=elu  val_accuracy 0.9120  completed  4.2 s``."""
     value = metrics.get(metric)
-    shown = "-" if value is None else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
-    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {metrics.get('status', '-')}  {seconds:.1f} s",
+    shown = "-" if _absent(value) else METRIC_COLUMNS.get(metric, (metric, "{:.4g}"))[1].format(value)
+    console.print(f"#{num} {' '.join(overrides)}  {metric} {shown}  {run_status(metrics)}  {seconds:.1f} s",
                   highlight=False, soft_wrap=True)

@@ -22,6 +22,8 @@ from dnnexp.run_folder import lock_held
 from dnnexp.results.columns import DEFAULT_METRICS
 
 CLAIMS_KEY = "claims"  # a config's claims (results/claims.py): read apart, not a column
+MARGIN_KEY = "claims_margin"  # the practical margin a sweep gives its claims: read apart too
+CLAIMS_SWEEPER = "ClaimsSweeper"  # the class name ending hydra.sweeper._target_ in a claims sweeper's multirun.yaml
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: 100 runs in well under a second
 
@@ -34,6 +36,8 @@ class Runs:
     params: list[str] = field(default_factory=list)  # override keys, in the order first typed
     metrics: list[str] = field(default_factory=list)  # keys found in the runs' metrics.json
     claims: list[str] = field(default_factory=list)  # the claims their configs state (a preset's ``claims:``)
+    margin: float | None = None  # their configs' claims_margin (the first one set)
+    design: tuple[int, int] | None = None  # (seeds_per_round, max_seeds) when the runs are one claims sweeper's sweep
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per run, every override, then status and all metrics, then the folder."""
@@ -83,10 +87,11 @@ def load_runs(paths: Iterable[Path], finished: bool = False, include_pretrained:
     """
     paths = [Path(p) for p in paths]
     run_dirs = find_run_dirs(paths, include_pretrained)
-    rows, params, metrics, claims = [], {}, {}, {}
+    rows, params, metrics, claims, margins = [], {}, {}, {}, []
     for run_dir in run_dirs:
         row, overrides, result = read_run(run_dir, finished)
         claims.update(dict.fromkeys(row.pop(CLAIMS_KEY, None) or ()))
+        margins.append(row.pop(MARGIN_KEY, None))
         rows.append(row)
         params.update(dict.fromkeys(overrides))
         metrics.update(dict.fromkeys(k for k in result if k not in ("status", "error")))
@@ -97,7 +102,21 @@ def load_runs(paths: Iterable[Path], finished: bool = False, include_pretrained:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     metrics.update(dict.fromkeys(DEFAULT_METRICS))
-    return Runs(frame, [p for p in params if p in frame], list(metrics), list(claims))
+    margin = next((m for m in margins if m is not None), None)
+    sweeps = {d.parent for d in run_dirs if (d.parent / SWEEP_FILE).is_file()}
+    design = read_design(sweeps.pop()) if len(sweeps) == 1 else None
+    return Runs(frame, [p for p in params if p in frame], list(metrics), list(claims), margin, design)
+
+
+def read_design(sweep_dir: Path) -> tuple[int, int] | None:
+    """(seeds_per_round, max_seeds) of a claims sweeper's sweep (from its multirun.yaml), None for any other sweeper."""
+    sweeper = _get(_read_yaml(Path(sweep_dir) / SWEEP_FILE), "hydra", "sweeper")
+    if not isinstance(sweeper, dict) or not str(sweeper.get("_target_", "")).endswith(CLAIMS_SWEEPER):
+        return None
+    try:
+        return int(sweeper["seeds_per_round"]), int(sweeper["max_seeds"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
@@ -107,9 +126,12 @@ def read_run(run_dir: Path, finished: bool = False) -> tuple[dict[str, Any], lis
     overrides = _parse_overrides(_read_yaml(hydra_dir / "overrides.yaml"))
     config = config if isinstance(config, dict) else {}
     claims = config.pop(CLAIMS_KEY, None)
+    margin = config.pop(MARGIN_KEY, None)
     row = flatten(config)
     if isinstance(claims, list):
         row[CLAIMS_KEY] = [str(c) for c in claims]
+    if isinstance(margin, (int, float)) and not isinstance(margin, bool):
+        row[MARGIN_KEY] = float(margin)
     for key, value in overrides.items():  # a group choice (activation=elu) or a key no config shows (+experiment)
         row.setdefault(key, value)
     result = _read_result(run_dir, finished)

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dnnexp.results.columns import DEFAULT_METRICS, OPTIONAL_METRICS, describe_row, format_cell, higher_is_better
+from dnnexp.results.inference import welch_t
 from dnnexp.results.runs import Runs
 
 NOISE_LEVEL = 0.05  # family-wise: a lead with Holm-adjusted p >= 5% is "within the noise"
@@ -224,16 +225,24 @@ def noise_verdicts(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str], me
         else:
             cells.append(f"worse (adj. p={p:.3f})" if p >= 0.001 else "worse (adj. p<0.001)")
             behind += 1
-    head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} (n={len(values[best])})."
+    head = f"Best: {describe_row(table.iloc[best], keys)}, {metric} {format_cell(table.iloc[best], metric)} ({_n_of(values[best], table.iloc[best], metric)})."
     test = f"Welch's t-test against the best, p Holm-adjusted for {len(tested)} comparison{'s' if len(tested) > 1 else ''}"
     if within:
         tail = f" Within the noise of the best ({test}: adj. p >= {NOISE_LEVEL:.0%}), so no clear winner over: {'; '.join(within)}."
     elif behind:
         tail = f" Every other variant with 2+ runs is behind by more than the noise ({test}: adj. p < {NOISE_LEVEL:.0%})."
+    elif sum(len(v) > 0 for v in values) == 1:
+        tail = f" No other variant has a completed run with a value of {metric}: nothing to compare it with."
     else:
         tail = " No two variants have 2+ completed runs each, so the noise is unknown: add seeds (trainer.seed=0,1,2)."
     columns = {"vs_best": cells, "p_value": [raw.get(i) for i in range(len(values))], "p_adjusted": [adjusted.get(i) for i in range(len(values))]}
     return columns, head + tail
+
+
+def _n_of(values: pd.Series, row: pd.Series, metric: str) -> str:
+    """``n=3``; ``n=2 of 3 completed, 1 without a value`` when a completed run has no value of ``metric``."""
+    lacking = row["n"] - len(values)
+    return f"n={len(values)}" + (f" of {row['n']} completed, {lacking} without a value of {metric}" if lacking else "")
 
 
 def holm_adjust(p_values: list[float]) -> list[float]:
@@ -254,34 +263,13 @@ def holm_adjust(p_values: list[float]) -> list[float]:
 
 
 def welch_p_value(a: pd.Series, b: pd.Series) -> float | None:
-    """Two-sided p-value of Welch's t-test (unequal variances), or None with fewer than two values on a side."""
-    test = welch_t(a, b)
-    if test is None:
-        return None
-    t, df = test
-    if math.isinf(t) or t == 0:  # no spread at all (deterministic runs): equal means tie, else the gap is certain
-        return 1.0 if t == 0 else 0.0
-    from scipy.special import stdtr
+    """Two-sided p-value of Welch's t-test (unequal variances), or None with fewer than two values on a side.
 
-    return float(2 * stdtr(df, -abs(t)))
-
-
-def welch_t(a: pd.Series, b: pd.Series) -> tuple[float, float] | None:
-    """Welch's t of mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom; None with fewer than two values on a side.
-
-    Written out from the test's formula (and the p-value with scipy's Student t,
-    ``scipy.special.stdtr``) instead of calling ``scipy.stats.ttest_ind``: importing
-    scipy.stats alone takes longer than the rest of ``dnnexp-report``. The tests
-    check it against ``ttest_ind(a, b, equal_var=False)``.
+    The claims' own test (inference.welch_t); with no spread at all (deterministic runs) equal
+    means tie (p = 1) and any gap is certain (p = 0).
     """
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    gap = a.mean() - b.mean()
-    if va + vb == 0:
-        return (0.0 if gap == 0 else math.copysign(math.inf, gap)), math.inf
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return gap / math.sqrt(va + vb), df
+    test = welch_t(a, b)
+    return None if test is None else test.p
 
 
 def failure_notes(frame: pd.DataFrame, grouped: bool) -> list[str]:

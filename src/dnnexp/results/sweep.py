@@ -8,9 +8,9 @@ from rich.console import Console
 
 from dnnexp.files import write_atomic
 from dnnexp.results.figures import write_figures
-from dnnexp.results.claims import judge
 from dnnexp.results.page import html_page
 from dnnexp.results.render import print_report, render_markdown
+from dnnexp.results.report import judge_runs
 from dnnexp.results.runs import load_runs
 from dnnexp.results.stats import Report, build_report
 
@@ -27,7 +27,7 @@ def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = 
         console.print(f"dnnexp: no runs in {sweep_dir}")
         return None
     report = build_report(runs)
-    report.claims = judge(report, runs.claims)
+    report.claims = judge_runs(report, runs)
     print_report(report, console, title=f"dnnexp sweep: {sweep_dir}")
     write_atomic(sweep_dir / SUMMARY_CSV, runs.summary().to_csv(index=False))
     pngs = write_figures(report, sweep_dir)

@@ -1,0 +1,172 @@
+"""The statistics layer: each number against scipy or statsmodels, each verdict kind, and the sequential rule by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+
+from dnnexp.results.claims import Design, check_claims, parse_claim, seeds_needed
+from dnnexp.results.inference import (
+    ALPHA, CONTRADICTED, EQUIVALENT, NOT_RESOLVED, SUPPORTED, compare, correlation, default_margin, improvement_interval, look_levels,
+    look_seeds, paired_t, pocock_spending, probability_of_improvement, sequential_paired, verdict, welch_t,
+)
+
+A = np.array([0.912, 0.905, 0.921, 0.899, 0.915, 0.908])
+B = np.array([0.903, 0.901, 0.910, 0.897, 0.902, 0.905])
+
+
+def test_paired_t_and_its_interval_match_scipy():
+    test, expected = paired_t(A, B), stats.ttest_rel(A, B)
+    assert test.effect / test.se == pytest.approx(expected.statistic)
+    assert test.p == pytest.approx(expected.pvalue)
+    assert test.interval(0.05) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+    assert test.interval(0.01) == pytest.approx(tuple(expected.confidence_interval(0.99)))
+
+
+def test_welch_t_and_its_interval_match_scipy():
+    b = B[:4]
+    test, expected = welch_t(A, b), stats.ttest_ind(A, b, equal_var=False)
+    assert test.p == pytest.approx(expected.pvalue)
+    assert test.df == pytest.approx(expected.df)
+    assert test.interval(0.05) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+
+
+@pytest.mark.parametrize("margin", [0.002, 0.005, 0.02])
+def test_tost_matches_statsmodels(margin):
+    assert paired_t(A, B).tost_p(margin) == pytest.approx(ttost_paired(A, B, -margin, margin)[0])
+    assert welch_t(A, B[:4]).tost_p(margin) == pytest.approx(ttost_ind(A, B[:4], -margin, margin, usevar="unequal")[0])
+
+
+def test_tost_rejects_exactly_when_the_double_level_interval_lies_inside_the_margin():
+    test = paired_t(A, B)
+    for margin in np.linspace(0.001, 0.02, 40):
+        low, high = test.interval(2 * 0.05)
+        assert (test.tost_p(margin) < 0.05) == (-margin < low and high < margin)
+
+
+def test_correlation_of_the_pairs_is_pearsons():
+    assert correlation(A, B) == pytest.approx(stats.pearsonr(A, B).statistic)
+    assert math.isnan(correlation(A[:2], B[:2]))
+
+
+def test_probability_of_improvement_counts_ties_as_half():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 4.0, 1.0])
+    assert probability_of_improvement(a, b, paired=True) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    # unpaired: the Mann-Whitney U of a over b, divided by the number of (a, b) couples
+    u = stats.mannwhitneyu(a, b).statistic
+    assert probability_of_improvement(a, b, paired=False) == pytest.approx(u / 16)
+
+
+def test_the_improvement_interval_is_a_seeded_bootstrap_around_the_estimate():
+    for paired in (True, False):
+        low, high = improvement_interval(A, B, paired)
+        assert 0 <= low <= probability_of_improvement(A, B, paired) <= high <= 1
+        assert improvement_interval(A, B, paired) == (low, high)  # the same runs, the same numbers
+    assert improvement_interval(A + 1, B, True) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("low, high, margin, expected", [
+    (0.001, 0.004, 0.005, EQUIVALENT),    # significant, but smaller than the margin: never a win
+    (-0.004, 0.004, 0.005, EQUIVALENT),
+    (0.001, 0.009, 0.005, SUPPORTED),      # above 0, may exceed the margin
+    (0.010, 0.030, 0.005, SUPPORTED),
+    (-0.030, -0.001, 0.005, CONTRADICTED),
+    (-0.006, 0.004, 0.005, NOT_RESOLVED),  # holds 0 and reaches past the margin
+    (-0.001, 0.001, 0.0, NOT_RESOLVED),    # no margin: never equivalent
+])
+def test_the_verdict_table(low, high, margin, expected):
+    assert verdict(low, high, margin) == expected
+
+
+def test_default_margins_per_kind_of_metric():
+    assert default_margin("val_accuracy") == default_margin("test_accuracy") == 0.005
+    assert default_margin("val_loss") == 0.01
+    assert default_margin("seconds_per_epoch") == 0.0
+
+
+def test_compare_pairs_and_reports_every_number():
+    result = compare(A, B, 0.05, 0.005, paired=True)
+    assert result.test.test == "paired t" and result.correlation == pytest.approx(stats.pearsonr(A, B).statistic)
+    assert (result.low, result.high) == pytest.approx(tuple(stats.ttest_rel(A, B).confidence_interval(0.95)))
+    assert result.verdict == verdict(result.low, result.high, 0.005)
+    assert compare(A[:1], B[:1], 0.05, 0.005, paired=True) is None
+
+
+# ---------------------------------------------------------------- the sequential design
+
+
+def test_look_levels_spend_the_family_level_over_looks_and_relations():
+    levels = look_levels(3, 30, 4)
+    assert look_seeds(3, 30) == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30] and len(levels) == 10
+    assert sum(levels) * 4 == pytest.approx(ALPHA)
+    assert levels[0] * 4 == pytest.approx(ALPHA * math.log(1 + (math.e - 1) * 0.1))  # Lan-DeMets Pocock-type at t = 0.1
+    assert pocock_spending(np.array([1.0]), ALPHA)[0] == pytest.approx(ALPHA)
+    assert look_seeds(4, 10) == [4, 8, 10]  # the last round fills up to max_seeds
+    assert look_levels(3, 3, 2) == pytest.approx([ALPHA / 2])  # one round: the fixed-sample Bonferroni test
+
+
+def test_the_sequential_rule_on_arrays_is_the_rule_the_claims_judge_applies():
+    rng = np.random.default_rng(3)
+    design = Design(seeds_per_round=3, max_seeds=9)
+    for trial in range(12):
+        shift = [0.0, 0.004, 0.02][trial % 3]
+        shared = rng.normal(0, 0.006, 9)
+        a, b = 0.9 + shift + shared + rng.normal(0, 0.006, 9), 0.9 + shared + rng.normal(0, 0.006, 9)
+        frame = pd.DataFrame([{"activation": name, "trainer.seed": s, "val_accuracy": v, "status": "completed"}
+                              for name, values in (("elu", a), ("relu", b)) for s, v in enumerate(values)])
+        [relation] = check_claims([parse_claim("activation=elu > activation=relu")], frame, "val_accuracy", design=design)
+        verdicts, rounds = sequential_paired(a - b, 3, 9, 1, default_margin("val_accuracy"))
+        assert (relation.verdict, relation.round or 0) == (verdicts[()], rounds[()])
+
+
+SIGMA = 0.008  # a realistic seed spread of val_accuracy on mnist_5k (README: 0.008 to 0.02)
+RHO = 0.3  # the correlation of runs that share a seed, about the median of the activations preset's pairs (issue 33)
+
+
+def simulate(effects: list[float], experiments: int, seed: int) -> np.ndarray:
+    """Seed-wise differences of adjacent variants of an ordering, shape (experiments, relations, 30 seeds).
+
+    Each variant's run at seed s is its mean + a part the seed shares across variants (correlation RHO) + its own noise.
+    """
+    rng = np.random.default_rng(seed)
+    variants = len(effects) + 1
+    means = np.concatenate([[0.0], -np.cumsum(effects)])  # effects[i]: variant i beats variant i + 1 by that much
+    shared = rng.normal(0, SIGMA * math.sqrt(RHO), size=(experiments, 1, 30))
+    runs = means[None, :, None] + shared + rng.normal(0, SIGMA * math.sqrt(1 - RHO), size=(experiments, variants, 30))
+    return runs[:, :-1, :] - runs[:, 1:, :]
+
+
+@pytest.mark.parametrize("relations", [1, 3])
+def test_aa_sweeps_give_a_false_verdict_at_most_five_percent_of_the_time(relations):
+    """Identical variants, rounds of 3 seeds up to 30, stopping as the sweeper stops: any supported or contradicted is false."""
+    diffs = simulate([0.0] * relations, experiments=4000, seed=relations)
+    verdicts, _ = sequential_paired(diffs, 3, 30, relations, margin=0.0)  # no margin: no experiment ends early as equivalent
+    false = np.isin(verdicts, [SUPPORTED, CONTRADICTED]).any(axis=1).mean()
+    assert false <= ALPHA
+
+
+def test_a_fixed_sample_test_repeated_after_every_round_exceeds_five_percent():
+    from scipy.special import stdtrit
+
+    diffs = simulate([0.0], experiments=4000, seed=7)[:, 0, :]
+    rejected = np.zeros(len(diffs), dtype=bool)
+    for n in look_seeds(3, 30):  # the naive way: the usual 5% t-test after each round, stop at the first "significant"
+        x = diffs[:, :n]
+        t = x.mean(axis=1) / (x.std(axis=1, ddof=1) / math.sqrt(n))
+        rejected |= np.abs(t) > stdtrit(n - 1, 1 - ALPHA / 2)
+    assert rejected.mean() > 2 * ALPHA
+
+
+def test_a_one_sd_effect_is_decided_with_fewer_seeds_than_the_fixed_sample_calculation_asks():
+    diffs = simulate([SIGMA], experiments=4000, seed=11)
+    verdicts, rounds = sequential_paired(diffs, 3, 30, 1, margin=default_margin("val_accuracy"))
+    seeds = np.where(rounds > 0, np.minimum(rounds * 3, 30), 30)[:, 0]
+    fixed = seeds_needed(SIGMA, SIGMA, SIGMA, ALPHA)  # the fixed-n calculation the report gave: Welch, 80% power
+    assert fixed == 17
+    assert seeds.mean() < fixed
+    assert (verdicts == SUPPORTED).mean() > 0.9 and (verdicts == CONTRADICTED).sum() == 0
