@@ -23,7 +23,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.en
 
 def dnnexp(*args: str) -> list[str]:
     """The command line of `dnnexp ARGS`, run from this checkout."""
-    return [sys.executable, "-m", "dnnexp", *args]  # as the dnnexp command (dnnexp.server.command)
+    return [sys.executable, "-m", "dnnexp", *args]  # as the dnnexp command (dnnexp.cli:main)
 
 
 @dataclass
@@ -42,8 +42,8 @@ def run_timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, tree
     """Run ``cmd`` (with ``env`` added to the environment), with its wall time and peak resident memory.
 
     The peak is os.wait4's ru_maxrss (KiB on Linux), which covers the process and the children
-    it waited for. A process it did not wait for, such as a worker forked by a multiprocessing
-    fork server, is not in it; ``tree=True`` also samples the process tree (see TreeUsage).
+    it waited for. A process it did not wait for, such as a worker of joblib's reusable pool,
+    is not in it; ``tree=True`` also samples the process tree (see TreeUsage).
     """
     out, err = cwd / ".stdout", cwd / ".stderr"
     with open(out, "w") as fo, open(err, "w") as fe:
@@ -65,8 +65,8 @@ class TreeUsage:
 
     Written by hand: psutil is not one of dnnexp's dependencies, and what is needed is two
     files of /proc per process. ``peak_pss_mb`` is the largest sum of the processes'
-    proportional set sizes (a page shared by n processes counts 1/n in each, so forked
-    workers that share their server's pages are not counted n times); ``peak_rss_mb`` the
+    proportional set sizes (a page shared by n processes counts 1/n in each, so the
+    pages processes share are not counted n times); ``peak_rss_mb`` the
     largest resident set of one process. Sampling misses peaks shorter than the interval.
     ``cpu_seconds`` is each process's CPU time (user + system) at its last sample, keyed by
     (pid, parent pid), so a process's last interval before it ends is missed.

@@ -188,7 +188,7 @@ def dnnexp_loop(data_dir: str, batch_size: int, epochs: int, backend: str, extra
     import pandas as pd
     from hydra import compose, initialize_config_dir
 
-    from dnnexp.backends import choose
+    from dnnexp.backend_setup import choose
     from dnnexp.cli import config_dir
     from dnnexp.config import validate
 

@@ -9,7 +9,7 @@ run folders (written by ``report_speed.py``: 5 activations x 4 learning rates x 
 rendering of the same help (the app's ``--help`` through Hydra, ``dnnexp.cli.execute``), which
 first lists every config group of every installed plugin: what ``dnnexp --help`` cost before
 the command printed dnnexp's written list itself (dnnexp.usage). Then, for what a run pays before it trains, the import of Keras on
-each backend as a run imports it (``dnnexp.backend``), with NumPy's and ml_dtypes' share of it. The commands run as ``python -m dnnexp.cli`` and
+each backend as a run imports it (``dnnexp.keras_import``), with NumPy's and ml_dtypes' share of it. The commands run as ``python -m dnnexp.cli`` and
 ``python -m dnnexp.results.cli`` from this checkout, which is what the ``dnnexp`` and
 ``dnnexp-report`` scripts call.
 """
@@ -105,7 +105,7 @@ def hydra_group_count() -> int:
 
 KERAS_IMPORT = (
     "import time\nstart = time.perf_counter()\nimport numpy, ml_dtypes\nmid = time.perf_counter()\n"
-    "import dnnexp.backend\nprint(time.perf_counter() - start, mid - start, ml_dtypes.__version__)"
+    "import dnnexp.keras_import\nprint(time.perf_counter() - start, mid - start, ml_dtypes.__version__)"
 )
 
 

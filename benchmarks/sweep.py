@@ -13,9 +13,9 @@ other, and the median first epoch of the jobs after the first.
 Memory and CPU are measured in an untimed sweep of each kind, run first (so they also bring
 the files every sweep reads into the page cache, which the first timed sweep would pay for
 alone otherwise): the peak resident memory of the largest process and the peak of all its processes together (proportional set sizes,
-sampled from /proc every 0.25 s, so the pages that the joblib workers share with the fork
-server they came from count once), and the CPU seconds of the main process and of all the
-others (the workers' server, the workers, joblib's resource tracker) as last sampled. Reading a process's /proc/<pid>/smaps_rollup walks its
+sampled from /proc every 0.25 s, so the pages that processes share count once), and the CPU
+seconds of the main process and of all the others (the workers, joblib's resource tracker)
+as last sampled. Reading a process's /proc/<pid>/smaps_rollup walks its
 page tables: 9 ms for each of a sweep's processes on this project's 2-core machine, which
 would take a tenth of a core from the parallel sweep's four processes (and hold up their
 memory mappings) while it is timed.

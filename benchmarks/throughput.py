@@ -116,7 +116,7 @@ def dnnexp_config(data_dir: str, batch_size: int, epochs: int, extra: list[str])
 
 def plain_fit(cfg, data, n_samples: int | None = None) -> float:
     """Seconds for model.fit(X, y, batch_size=B): Keras' defaults, a fresh model of the same shape."""
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.model import build_model
 
     model = build_model(cfg, data.input_shape, data.n_classes)

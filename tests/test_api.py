@@ -157,7 +157,7 @@ def test_import_dnnexp_loads_neither_tensorflow_nor_hydra():
 
 def test_tensorflows_retracing_warning_is_dropped_and_other_warnings_kept():
     """Every new Keras model traces functions made from the same code, which TensorFlow counts as retracing."""
-    from dnnexp.backend import tf
+    from dnnexp.keras_import import tf
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler()

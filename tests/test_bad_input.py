@@ -134,6 +134,15 @@ CONFIG_CASES = [
      "transfer.source={d}/nothere.keras does not exist (expected a .keras file or a dnnexp run folder)", 2),
     ("source folder without model", [*TRANSFER, "transfer.source={d}/fashion_ok"],
      "transfer.source={d}/fashion_ok is a folder without model.keras (not a finished dnnexp run)", 2),
+    # folders a run cannot have: named by the path and the reason, nothing written anywhere
+    ("run folder is a file", ["hydra.run.dir={d}/a_file"], "cannot use {d}/a_file as a run folder: {d}/a_file is a file", 2),
+    ("run folder name too long", [f"hydra.run.dir={{d}}/{'y' * 300}"], f"cannot write into {{d}}/{'y' * 300}: File name too long", 2),
+    ("task name that climbs out", ["task_name=../../../escaped"],
+     "task_name must be one folder name (no '/', not '.' or '..'), got '../../../escaped'", 2),
+    ("task name too long", [f"task_name={'t' * 300}"], "task_name must be one folder name of at most 255 bytes, got 300 bytes", 2),
+    ("task name of a sweep that climbs out", ["-m", "activation=relu,elu", "task_name=a/b"],
+     "task_name must be one folder name (no '/', not '.' or '..'), got 'a/b'", 2),
+    ("claim a sweep cannot read", ["-m", "activation=relu,elu", 'claims=["garbage"]'], "claim 'garbage' is neither an ordering", 2),
 ]
 
 # Cases that read data files: missing, unreadable or malformed dataset files, and split sizes
@@ -288,6 +297,12 @@ def test_a_refused_command_leaves_no_folder(outcomes, name):
     assert results[name]["left"] == []  # nothing in the folder it ran in: no outputs/, no .hydra/, no log
     assert sorted(p.name for p in (data / "earlier_folder").rglob("*")) == ["notes.txt"]
     assert (data / "earlier_folder" / "notes.txt").read_text() == "kept\n"
+
+
+def test_a_task_name_never_writes_outside_its_outputs_folder(outcomes):
+    data, results = outcomes
+    assert results["task name that climbs out"]["code"] == 2
+    assert not list(data.parent.rglob("escaped"))
 
 
 @pytest.mark.parametrize("name", [name for name, *_ in DATA_FILE_CASES])

@@ -87,7 +87,7 @@ def test_user_config_dir_adds_any_keras_activation_optimizer_and_initializer(tmp
     assert result.returncode == 0, result.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
 
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.get_layer("activation_1").get_config()["activation"] == "hard_silu"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import compose_config, sweep_params, tiny_config
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import validate
 from dnnexp.data import load
 from dnnexp.diagnostics import gradient_summary, measure

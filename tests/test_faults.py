@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -18,9 +19,10 @@ from rich.console import Console
 from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, compose_config, run_cli
 
-from dnnexp import hydra_callbacks, lr_tools
+from dnnexp import lr_tools, run_folder
 from dnnexp.results import sweep as sweep_files
-from dnnexp.files import lock_run_folder, write_history, write_metrics
+from dnnexp.files import write_history, write_metrics
+from dnnexp.run_folder import lock as lock_run_folder
 from dnnexp.results.runs import load_runs
 
 
@@ -193,7 +195,7 @@ def boom(*args, **kwargs):
 
 
 @pytest.mark.parametrize("module, name, what", [(sweep_files, "write_sweep_report", "the sweep report"),
-                                                (hydra_callbacks, "_failed", "the failed-jobs check")])
+                                                (run_folder, "job_failed", "the failed-jobs check")])
 def test_a_failing_end_of_sweep_callback_fails_the_command(tmp_path, monkeypatch, module, name, what):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(module, name, boom)
@@ -252,7 +254,7 @@ def test_a_new_sweep_composes_none_of_its_jobs_before_they_start(tmp_path, monke
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     from dnnexp.cli import config_dir
-    from dnnexp.hydra_callbacks import _check_grid
+    from dnnexp.run_folder import check_grid
 
     composed = []
     load_sweep_config = ConfigLoaderImpl.load_sweep_config
@@ -263,9 +265,97 @@ def test_a_new_sweep_composes_none_of_its_jobs_before_they_start(tmp_path, monke
     (sweep_dir / "multirun.yaml").write_text("")
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         config = compose("config", overrides=[f"hydra.sweep.dir={sweep_dir}", "+experiment=activations"], return_hydra_config=True)
-        _check_grid(config)
+        check_grid(config)
         assert composed == []
         (sweep_dir / "0").mkdir()  # the folder of a job an earlier start of the sweep ran
-        _check_grid(config)
+        check_grid(config)
     grid = [str(values).split(",") for values in config.hydra.sweeper.params.values()]
     assert len(composed) == math.prod(len(values) for values in grid)  # 6 activations x 3 seeds
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written into: a read-only mount for root (whom permissions do not stop), else mode 0555."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only file system here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("mode, key", [([], "hydra.run.dir"), (["-m", "trainer.epochs=1,2"], "hydra.sweep.dir")])
+def test_a_run_folder_on_a_read_only_file_system_is_refused_in_one_line(tmp_path, read_only_folder, mode, key):
+    run = read_only_folder / "run"
+    result = run_case([*mode, *IN_PROCESS, *TINY, f"{key}={run}"], tmp_path / "cwd")
+    assert result["code"] == 2
+    reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    assert result["stderr"].strip() == f"dnnexp: error: cannot write into {run}: {reason}"
+    assert result["left"] == []
+
+
+def no_space_for(name: str, after: int):
+    """An os.fsync that fails as a full disk does (ENOSPC) for the file ``name`` once ``after`` of its writes went through."""
+    real, done = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        if f".{name}." in os.readlink(f"/proc/self/fd/{fd}"):  # write_atomic's temporary file for it
+            if len(done) == after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done.append(fd)
+        real(fd)
+
+    return fsync
+
+
+def test_a_full_disk_mid_run_names_the_file_keeps_the_backup_and_says_how_to_resume(tmp_path, monkeypatch):
+    from dnnexp.files import read_backup_meta
+
+    run = tmp_path / "run"
+    args = [*IN_PROCESS, *TINY, "trainer.epochs=3", f"hydra.run.dir={run}"]
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", no_space_for("backup.npz", after=1))  # epoch 1's backup is written, epoch 2's is not
+        result = run_case(args, tmp_path / "first")
+    assert result["code"] == 1
+    assert result["stderr"].strip().splitlines() == [
+        f"dnnexp: error: cannot write {run / 'backup.npz'}: No space left on device; {run / 'backup.npz'} keeps the "
+        f"finished epochs: free some space, then run the same command with hydra.run.dir={run} to continue"]
+    assert "Traceback" not in result["stdout"]
+    assert read_backup_meta(run / "backup.npz")["epoch"] == 1
+    again = run_case(args, tmp_path / "again")
+    assert again["code"] == 0, again["stderr"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 3
+
+
+def test_a_finished_run_keeps_no_empty_lock_or_log_and_its_damaged_record_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli(*TINY, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)  # Hydra's logging as a user gets it
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in run.iterdir()}
+    assert ".dnnexp.lock" not in names and "dnnexp.log" not in names  # the log said nothing
+    sweep = tmp_path / "sweep"
+    result = run_case(["-m", *IN_PROCESS, *TINY, "trainer.epochs=1", f"hydra.sweep.dir={sweep}"], tmp_path / "cwd")
+    assert result["code"] == 0, result["stderr"]
+    assert not list(sweep.rglob(".dnnexp.lock"))
+
+    kept = {name: (run / name).read_bytes() for name in ("model.keras", "history.csv", "metrics.json")}
+    (run / "metrics.json").write_bytes(kept["metrics.json"][:40])  # truncated
+    other = run_case([*IN_PROCESS, *TINY, "trainer.epochs=1", "activation=elu", f"hydra.run.dir={run}"], tmp_path / "other")
+    assert other["code"] == 2
+    assert f"dnnexp: error: {run} holds a run of another config (activation.name: " in other["stderr"]
+    (run / ".hydra" / "config.yaml").write_text("{{{")  # no readable record of the run's config left
+    other = run_case([*IN_PROCESS, *TINY, "trainer.epochs=1", f"hydra.run.dir={run}"], tmp_path / "again")
+    assert other["code"] == 2
+    assert other["stderr"].strip() == (
+        f"dnnexp: error: {run} holds .hydra, history.csv, metrics.json, model.keras but no readable record of its config "
+        f"(metrics.json and .hydra/config.yaml cannot be read); give this run its own folder, or delete {run} to start over")
+    assert all((run / name).read_bytes() == data for name, data in kept.items() if name != "metrics.json")

@@ -23,7 +23,7 @@ from conftest import TINY, run_cli, run_in_process, tiny_config
 from test_optim import one_cycle_formula
 from test_resume import COMPARED, RESUMABLE, saved_epoch, start_and_kill_mid_run
 
-from dnnexp import backends
+from dnnexp import backend_setup
 
 pytest.importorskip("jax")
 
@@ -77,7 +77,7 @@ def test_jax_run_records_its_backend_and_never_imports_tensorflow(jax_runs):
         assert result["tensorflow_imported"] is False, name
     metrics = metrics_of(jax_runs["four"][0])
     assert metrics["backend"] == "jax" and metrics["status"] == "completed" and metrics["steps_per_execution"] == 4
-    assert metrics["threads"] == backends.thread_count("auto", backends.cores())  # XLA's, set before JAX started
+    assert metrics["threads"] == backend_setup.thread_count("auto", backend_setup.cores())  # XLA's, set before JAX started
 
 
 def test_same_seed_gives_identical_metrics_on_jax(jax_runs):
@@ -107,7 +107,7 @@ def test_schedule_plot_on_jax_gives_the_formulas_rate_at_every_step(jax_runs):
 
 
 def test_jax_diagnostics_measure_what_tensorflow_measures_on_the_same_weights(jax_runs):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
     from dnnexp.diagnostics import measure
 

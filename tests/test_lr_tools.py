@@ -30,7 +30,7 @@ def test_lr_find_does_not_change_the_models_weights():
 
 def test_lr_find_trains_the_standardizing_model_a_run_trains(tmp_path):
     # The data stay pixels / 255; with dataset.standardize the finder's model standardizes them, as a run's does.
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     cfg = tiny_config("mode=lr_find", "dataset.standardize=true", "activation=selu")
     lr_find(cfg, tmp_path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.model import build_model, hidden_blocks
 
 

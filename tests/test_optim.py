@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_config
 
 from dnnexp import config as schema
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.optim import build_optimizer, build_schedule, schedule_callbacks
 
 STEPS = np.array([0, 1, 2, 10, 99, 100, 101, 1000, 12345], dtype=np.float64)

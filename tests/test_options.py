@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 from formats import write_cifar10, write_fashion_mnist
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.data import DataError, load_raw
 from dnnexp.model import build_model
 from dnnexp.train import train

@@ -66,7 +66,7 @@ def dnnexp_run(cfg: Config) -> dict:
 
 def keras_fit(cfg: Config, shuffle: bool) -> dict:
     """The reference: dnnexp's model and split, trained by Keras' own fit and scored by its evaluate."""
-    from dnnexp.backend import keras  # Keras itself, loaded on this process's backend
+    from dnnexp.keras_import import keras  # Keras itself, loaded on this process's backend
 
     from dnnexp.data import load
     from dnnexp.model import build_model
@@ -84,7 +84,7 @@ def keras_fit(cfg: Config, shuffle: bool) -> dict:
 
 def fit_orders(epochs: int = 3) -> list[list[int]]:
     """The order in which Keras' seeded fit feeds 64 samples (batch 16), epoch by epoch."""
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     seen: list[np.ndarray] = []
 

@@ -16,9 +16,10 @@ from cli_driver import IN_PROCESS, run_case
 from conftest import TINY, run_in_process, tiny_config
 
 from dnnexp import train as train_module
-from dnnexp.backend import keras, tf
+from dnnexp.keras_import import keras, tf
 from dnnexp.config import UNHASHED_KEYS, config_hash
-from dnnexp.files import BACKUP, RunFolderError
+from dnnexp.errors import RunFolderError
+from dnnexp.files import BACKUP
 from dnnexp.engines.tensorflow import EpochShuffle
 from dnnexp.train import train
 from dnnexp.transfer import source_config

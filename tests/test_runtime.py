@@ -12,9 +12,9 @@ import pytest
 from conftest import TINY, compose_config, run_cli, tiny_config
 
 from dnnexp import config as schema
-from dnnexp import backends, runtime, server
+from dnnexp import backend_setup, speed
 from dnnexp.engines import tensorflow as tf_engine
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import ConfigError, TrainerConfig, validate
 from dnnexp.train import train
 
@@ -34,12 +34,12 @@ from dnnexp.train import train
 )
 def test_steps_per_execution_follows_batch_size_up_to_an_epoch(batch_size, n_train, setting, expected):
     trainer = TrainerConfig(batch_size=batch_size, steps_per_execution=setting)
-    assert runtime.steps_per_execution(trainer, n_train) == expected
+    assert speed.steps_per_execution(trainer, n_train) == expected
 
 
 @pytest.mark.parametrize("setting, job_cores, expected", [("auto", 1, 1), ("auto", 2, 1), ("auto", 8, 7), ("auto", 3, 2), (3, 8, 3)])
 def test_threads_are_the_jobs_cores_less_one_to_feed_data(setting, job_cores, expected):
-    assert backends.thread_count(setting, job_cores) == expected
+    assert backend_setup.thread_count(setting, job_cores) == expected
 
 
 @pytest.mark.parametrize(
@@ -58,22 +58,12 @@ def test_threads_are_the_jobs_cores_less_one_to_feed_data(setting, job_cores, ex
 def test_job_cores_are_what_the_launcher_gives_each_job(overrides, expected, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
 
-    monkeypatch.setattr(backends, "cores", lambda: 8)
+    monkeypatch.setattr(backend_setup, "cores", lambda: 8)
     HydraConfig.instance().set_config(compose_config(*overrides, return_hydra_config=True))
     try:
-        assert backends.job_cores() == expected
+        assert backend_setup.job_cores() == expected
     finally:
         HydraConfig.instance().cfg = None
-
-
-def test_variables_are_set_for_the_block_then_restored_or_unset_even_after_an_error(monkeypatch):
-    monkeypatch.setenv("DNNEXP_TEST_SET", "before")
-    monkeypatch.delenv("DNNEXP_TEST_UNSET", raising=False)
-    with pytest.raises(KeyError), server.variables_set({"DNNEXP_TEST_SET": "inside", "DNNEXP_TEST_UNSET": "inside"}):
-        assert os.environ["DNNEXP_TEST_SET"] == os.environ["DNNEXP_TEST_UNSET"] == "inside"
-        raise KeyError("the block fails")
-    assert os.environ["DNNEXP_TEST_SET"] == "before"
-    assert "DNNEXP_TEST_UNSET" not in os.environ
 
 
 def test_registry_of_strategies_matches_the_config_names():
@@ -116,7 +106,7 @@ def test_several_steps_per_call_keep_schedule_exact_and_results_unchanged(traine
 
 
 def test_model_is_built_and_compiled_in_the_strategys_scope_with_the_speed_settings():
-    from dnnexp.backend import tf
+    from dnnexp.keras_import import tf
     from dnnexp.data import load
     from dnnexp.model import build_model
     from dnnexp.train import compile_phase
@@ -157,7 +147,7 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
         metrics = train(tiny_config("trainer.mixed_precision=true", "trainer.epochs=1", "dataset.standardize=true"), tmp_path)
         model = keras.models.load_model(tmp_path / "model.keras")
     finally:
-        runtime.set_precision(False)
+        speed.set_precision(False)
     dense, output = model.get_layer("dense_1"), model.get_layer("output")
     assert (dense.compute_dtype, dense.kernel.dtype) == ("float16", "float32")
     assert output.compute_dtype == "float32"
@@ -172,7 +162,7 @@ def test_joblib_sweep_gives_each_job_its_share_of_the_cores(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     threads = [json.loads((tmp_path / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]
-    assert threads == [max(1, backends.cores() // 2 - 1)] * 2
+    assert threads == [max(1, backend_setup.cores() // 2 - 1)] * 2
 
 
 def test_pipeline_gives_every_sample_once_per_epoch_in_a_new_seeded_order():
@@ -215,7 +205,7 @@ def test_tensorflow_import_leaves_the_garbage_collector_on_with_its_objects_froz
     import gc
     import importlib
 
-    importlib.import_module("dnnexp.backend")  # imported by now in any case
+    importlib.import_module("dnnexp.keras_import")  # imported by now in any case
     assert gc.isenabled()  # paused only during the import
     assert gc.get_freeze_count() > 100_000  # TensorFlow's and Keras' objects, out of every later collection's way
 
@@ -232,14 +222,14 @@ def test_input_pipelines_run_on_one_thread_of_their_own_without_the_autotuner():
 
 
 def test_jax_gets_its_backend_and_xla_threads_before_keras_loads(monkeypatch):
-    monkeypatch.setattr(backends, "loaded", lambda: None)  # as in a process that has not imported Keras yet
+    monkeypatch.setattr(backend_setup, "loaded", lambda: None)  # as in a process that has not imported Keras yet
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
-    monkeypatch.setenv(backends.JOB_CORES_VARIABLE, "4")  # a job given 4 cores, as a parent process says
-    monkeypatch.setattr(backends, "cores", lambda: 8)
-    backends.choose(TrainerConfig(backend="jax"))
+    monkeypatch.setenv(backend_setup.JOB_CORES_VARIABLE, "4")  # a job given 4 cores, as a parent process says
+    monkeypatch.setattr(backend_setup, "cores", lambda: 8)
+    backend_setup.choose(TrainerConfig(backend="jax"))
     assert os.environ["KERAS_BACKEND"] == "jax"
     # auto with 4 cores for the job: 3 threads, one core left for the input and the loop; the user's
     # own flags stay, after dnnexp's, so they win.
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=3 --xla_dump_to=/tmp/dump"
-    backends.choose(TrainerConfig(backend="tensorflow", threads=1))
+    backend_setup.choose(TrainerConfig(backend="tensorflow", threads=1))
     assert os.environ["KERAS_BACKEND"] == "tensorflow"

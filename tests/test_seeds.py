@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.engines import engine
 from dnnexp.train import train
 

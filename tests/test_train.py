@@ -33,7 +33,7 @@ def test_run_writes_history_metrics_and_model(trained_run):
 
 
 def test_saved_model_reproduces_test_accuracy(trained_run):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     run_dir, metrics = trained_run
@@ -46,7 +46,7 @@ def test_saved_model_reproduces_test_accuracy(trained_run):
 def test_saved_model_of_a_standardized_run_takes_pixels_in_0_1(tmp_path):
     import dataclasses
 
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     cfg = tiny_config("dataset.standardize=true")
@@ -101,7 +101,7 @@ BOUNCING = ("optimizer.lr=0.5", "trainer.epochs=4")
 
 def evaluated(run_dir, cfg) -> dict[str, float]:
     """Accuracy and loss of the saved model.keras, loaded alone, on the run's validation and test splits."""
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     model = keras.models.load_model(run_dir / "model.keras")
@@ -129,7 +129,7 @@ def test_saved_model_and_its_numbers_are_the_kept_epochs(tmp_path, keep):
 
 
 def test_kept_epoch_follows_the_monitor_and_skips_non_finite_values():
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.train import BestEpoch
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
@@ -200,7 +200,7 @@ def test_mc_dropout_reports_accuracy_and_entropy_next_to_test_accuracy(mc_run):
 
 
 def test_mc_dropout_averages_passes_with_dropout_on_and_batchnorm_off(mc_run):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
     from dnnexp.train import mc_dropout
 
@@ -239,7 +239,7 @@ def test_mc_dropout_class_std_is_hmls_std_over_the_passes(monkeypatch):
 
 
 def test_mc_dropout_on_both_splits_and_training_accuracy_with_dropout_off(mc_run):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     run_dir, metrics = mc_run
@@ -298,7 +298,7 @@ def test_prelu_he_avg_init_and_adamax_train_together(tmp_path):
 
 
 def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monkeypatch):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     class RateAtEveryCall(keras.callbacks.Callback):
         """The optimizer's step count and rate after each call into TensorFlow (3 steps, or what is left of the epoch)."""
@@ -331,7 +331,7 @@ def test_per_epoch_schedule_changes_the_rate_only_between_epochs(tmp_path, monke
 def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
     from formats import write_fashion_mnist
 
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     folder = write_fashion_mnist(tmp_path / "fm", n_train=150, n_test=30)
@@ -347,7 +347,7 @@ def test_ordered_split_run_validates_on_the_last_images_of_the_file(tmp_path):
 
 
 def test_penalized_output_run_reports_the_penalty_in_its_loss(tmp_path):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     cfg = tiny_config("regularization=l2", "regularization.l2=0.05", "regularization.penalize_output=true", "trainer.epochs=1")
@@ -362,7 +362,7 @@ def test_penalized_output_run_reports_the_penalty_in_its_loss(tmp_path):
 
 
 def test_raw_pixel_run_saves_a_model_that_takes_the_usual_input(tmp_path):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.data import load
 
     cfg = tiny_config("dataset.raw_pixels=true", "optimizer.lr=1e-4", "trainer.epochs=1")

@@ -69,7 +69,7 @@ def test_task_split_keeps_classes_relabels_and_never_shares_a_sample():
 
 
 def test_frozen_layers_unchanged_unfrozen_layer_changed_new_head(source_run, finetune_run):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     source = keras.models.load_model(source_run[0] / "model.keras")
     model = keras.models.load_model(finetune_run[0] / "model.keras")
@@ -87,7 +87,7 @@ def test_frozen_layers_unchanged_unfrozen_layer_changed_new_head(source_run, fin
 
 
 def test_phase_one_leaves_every_reused_weight_as_the_source(source_run, tmp_path):
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.train import train
 
     cfg = tiny_config(*TASK_B, "transfer=frozen", f"transfer.source={source_run[0]}", "transfer.new_units=[8]")
@@ -136,7 +136,7 @@ def test_history_marks_phases_and_phase_two_rate_is_the_fraction(finetune_run):
 
 def test_all_reused_layers_fine_tuned_at_the_same_rate_as_hml(source_run, tmp_path):
     # HML ch. 11: frozen first, then every reused layer unfrozen and training goes on at the same rate.
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.train import train
 
     cfg = tiny_config(*TASK_B, "transfer=finetune", f"transfer.source={source_run[0]}", "trainer.epochs=3",
@@ -254,7 +254,7 @@ def test_reused_source_keeps_its_own_standardization_after_the_adapters(tmp_path
     # the digits' shape, then standardized with A's statistics, the inputs the reused layers know.
     from formats import write_cifar10
 
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
     from dnnexp.model import build_model
     from dnnexp.transfer import build
 

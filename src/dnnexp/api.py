@@ -24,6 +24,7 @@ from dnnexp.errors import DnnexpError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dnnexp.hydra_callbacks import CommandResult
     from dnnexp.results.figures import Figures
     from dnnexp.results.stats import Report
 
@@ -38,15 +39,13 @@ def run(*overrides: str, output_dir: PathLike | None = None) -> dict[str, Any]:
     (``hydra.run.dir``). Bad input raises :class:`DnnexpError` with the command's message.
     """
     from dnnexp.files import read_metrics
-    from dnnexp.hydra_callbacks import Outcome
 
     # hydra.mode=RUN: one run even of a preset that is a sweep (+experiment=...); dnnexp.sweep runs the sweep.
     args = [*overrides, "hydra.mode=RUN", *([f"hydra.run.dir={output_dir}"] if output_dir is not None else [])]
     with _in_process():
-        _execute(args)
-        run_dir = Outcome.run_dir
+        result = _execute(args)
     try:
-        return read_metrics(run_dir)
+        return read_metrics(result.run_dir)
     except FileNotFoundError:  # mode=plot_schedule writes its plot and no metrics
         return {}
 
@@ -61,15 +60,12 @@ def sweep(*overrides: str, sweep_dir: PathLike | None = None) -> pd.DataFrame:
     files as from the command; ``dnnexp.plots(table)`` draws its figures. Failed jobs are rows
     whose ``status`` says so; bad input raises :class:`DnnexpError`.
     """
-    from dnnexp.hydra_callbacks import Outcome
-
     args = ["-m", *overrides, *([f"hydra.sweep.dir={sweep_dir}"] if sweep_dir is not None else [])]
     with _in_process():
-        _execute(args)
-        report, folder = Outcome.report, Outcome.sweep_dir
-    if report is None:
-        raise DnnexpError(f"the sweep left no runs to compare in {folder}")
-    return _table(report, {"paths": [str(folder)]})
+        result = _execute(args)
+    if result.report is None:
+        raise DnnexpError(f"the sweep left no runs to compare in {result.sweep_dir}")
+    return _table(result.report, {"paths": [str(result.sweep_dir)]})
 
 
 def compare(*paths: PathLike, where: Iterable[str] | Mapping[str, Any] = (), group_by: str | list[str] | None = None,
@@ -123,10 +119,10 @@ def plots(source: PathLike | pd.DataFrame, where: Iterable[str] | Mapping[str, A
                             "metrics": _names(metrics)}))
 
 
-def _execute(args: list[str]) -> None:
+def _execute(args: list[str]) -> CommandResult:
     from dnnexp.cli import execute
 
-    execute(args, prog="dnnexp")
+    return execute(args, prog="dnnexp")
 
 
 def _report(query: dict[str, Any]) -> Report:
@@ -192,12 +188,12 @@ def _in_process() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     existing = logging._handlerList[:]  # weak references to every handler made so far
     del logging._handlerList[:]
+    from unittest import mock
+
     from hydra.errors import CompactHydraException
 
-    from dnnexp.server import variables_set
-
     try:
-        with variables_set({"HYDRA_FULL_ERROR": "1"}):
+        with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):  # put back as it was, or unset, afterwards
             yield
     except CompactHydraException as err:  # what Hydra would print in place of a traceback
         raise DnnexpError(_hydra_message(err), exit_code=1) from None  # the command exits 1 after it

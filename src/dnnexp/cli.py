@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import importlib
 import sys
 import time
 import traceback
@@ -25,13 +24,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from dnnexp import backends, usage
+from dnnexp import backend_setup, run_folder, usage
 from dnnexp.config import Config
-from dnnexp.errors import DnnexpError, Refusal, refuse
-from dnnexp.files import FolderTaken, RunFolderError, lock_run_folder, read_metrics, write_metrics
-from dnnexp.hydra_callbacks import FAILURES, ClaimOutputFolder, FailedJobs, Outcome, check_folder, print_error
+from dnnexp.errors import DnnexpError, FolderTaken, Refusal, RunFolderError, print_error, refuse
+from dnnexp.files import write_metrics
+from dnnexp.hydra_callbacks import CommandResult, current, recording, roll_back
+from dnnexp.layout import BACKUP
+from dnnexp.modes import run_here
 from dnnexp.typos import composition_error
-from dnnexp.warm import WarmWorkers
 
 
 def config_dir() -> str:
@@ -43,24 +43,15 @@ def config_dir() -> str:
     raise FileNotFoundError(f"dnnexp's conf/ folder is missing (looked in {here / 'conf'} and {here.parents[1] / 'conf'})")
 
 
-# What each `mode` runs, as "module:function(config, run_dir)"; imported only when chosen,
-# since each loads TensorFlow.
-RUNNERS = {
-    "train": "dnnexp.train:train",
-    "lr_find": "dnnexp.lr_tools:lr_find",
-    "plot_schedule": "dnnexp.lr_tools:plot_schedule",
-}
-
-
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        Outcome.run_dir = run_dir
+        current().run_dir = run_dir
         return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
     try:  # each job's folder, held by the process that runs the job (a joblib worker too)
-        lock = lock_run_folder(run_dir)
+        lock = run_folder.lock(run_dir)
     except FolderTaken as err:
         print_error(str(err))
         return float("nan")
@@ -69,20 +60,20 @@ def _app(cfg: DictConfig) -> float | None:
 
 
 def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
-    from dnnexp.config import ConfigError, config_hash, validate
+    from dnnexp.config import ConfigError, validate
     from dnnexp.data import DataError  # numpy only, no TensorFlow
 
     start = time.perf_counter()
     try:
         config = validate(cfg)
         if multirun:  # a run's folder was checked before Hydra wrote into it; Optuna's trials are known only now
-            check_folder(run_dir, config)
-        metrics = _finished_run(run_dir, config_hash(config)) if config.mode == "train" else None
+            run_folder.check(run_dir, config)
+        metrics = run_folder.finished_run(run_dir, config) if config.mode == "train" else None
         if metrics is None:
             metrics = _run_mode(config, run_dir)
     except (ConfigError, DataError, RunFolderError) as err:
         if not multirun:
-            ClaimOutputFolder.roll_back()  # refused after Hydra wrote into the folder: leave it as it was
+            roll_back()  # refused after Hydra wrote into the folder: leave it as it was
             refuse(str(err))
         print_error(str(err))
         # In a sweep, one bad job is recorded and the others go on; another run's folder is left alone.
@@ -90,17 +81,19 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
             write_metrics(run_dir, {"status": "failed", "error": str(err)})
         return float("nan")
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training (train.Terminated)
-        folder = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
         what = getattr(err, "what", "interrupted")
-        print_error(f"{what}; to continue after the last finished epoch, run the same command with {folder}")
+        print_error(f"{what}; to continue after the last finished epoch, run the same command with {_folder_key(run_dir, multirun)}")
         sys.exit(getattr(err, "exit_code", 130))  # 130: the shell's code for Ctrl-C; in a sweep it stops the remaining jobs too
-    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
-        message = f"{type(err).__name__}: {err}"
-        print_error(message)
-        write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    except OSError as err:
+        if err.errno not in run_folder.NO_SPACE:
+            return _crashed(err, run_dir, multirun)
+        message = _no_space(err, run_dir, multirun)  # no record written: the disk is full, and the backup says enough
         if not multirun:
-            raise  # Hydra prints the traceback
+            refuse(message, exit_code=1)
+        print_error(message)
         return float("nan")
+    except Exception as err:  # a bug, or a fault no check foresaw: still leave a record of it
+        return _crashed(err, run_dir, multirun)
     if config.mode != "train":
         return None  # the tools print their own one-line result
     from dnnexp.results.render import print_job_line, print_run_summary
@@ -115,80 +108,74 @@ def _run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     return metrics.get(config.optimized_metric)
 
 
+def _crashed(err: Exception, run_dir: Path, multirun: bool) -> float:
+    """Record a fault no check foresaw in the run's metrics.json; a single run re-raises it, so Hydra prints the traceback."""
+    message = f"{type(err).__name__}: {err}"
+    print_error(message)
+    write_metrics(run_dir, {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    if not multirun:
+        raise err
+    return float("nan")
+
+
+def _no_space(err: OSError, run_dir: Path, multirun: bool) -> str:
+    """What a run cut off by a full disk says: the file, the reason, and how to go on once there is room."""
+    backup = run_dir / BACKUP
+    kept = f"; {backup} keeps the finished epochs: " if backup.is_file() else ": "
+    again = "continue" if backup.is_file() else "run it again"
+    return (f"cannot write {err.filename or run_dir}: {err.strerror}{kept}free some space, then run the same command "
+            f"with {_folder_key(run_dir, multirun)} to {again}")
+
+
+def _folder_key(run_dir: Path, multirun: bool) -> str:
+    """The override that points the same command at this run's folder again."""
+    return f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if multirun else f"hydra.run.dir={run_dir}"
+
+
 def _run_mode(config: Config, run_dir: Path) -> dict[str, Any]:
     """Run the config's mode on its backend: here, or in a child process if this one's Keras runs on another."""
     from dnnexp.data import check_files
 
     check_files(config.dataset)  # a broken data file is answered before TensorFlow loads
-    if backends.loaded() not in (None, config.trainer.backend):
-        from dnnexp.isolated import run_in_child
+    if backend_setup.loaded() not in (None, config.trainer.backend):
+        from dnnexp.child_process import run_in_child
 
         return run_in_child(config, run_dir)
-    backends.choose(config.trainer)
-    module, function = RUNNERS[config.mode].split(":")
-    run = getattr(importlib.import_module(module), function)  # Keras and its backend load here
-    from dnnexp import loggers
-
-    with loggers.tracking(config, run_dir):
-        return run(config, run_dir)
+    return run_here(config, run_dir)
 
 
-def _finished_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
-    """The metrics of the run with this config that ``run_dir`` already holds, finished; else None.
-
-    So a sweep started again in its folder to resume its killed job does not train the
-    jobs that had finished.
-    """
-    try:
-        metrics = read_metrics(run_dir)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict) or metrics.get("status") not in ("completed", "diverged") or metrics.get("config_hash") != config_hash:
-        return None
-    Console(stderr=True).print(f"{run_dir} already holds this run, finished: not training it again", highlight=False, soft_wrap=True)
-    return metrics
-
-
-def execute(args: Sequence[str], prog: str = "dnnexp") -> list[str]:
-    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what failed (jobs' folders, callbacks).
+def execute(args: Sequence[str], prog: str = "dnnexp") -> CommandResult:
+    """Run ``dnnexp ARGS`` in this process, as the shell runs it; return what it made and what failed.
 
     The command (main) and the Python API (dnnexp.run, dnnexp.sweep) both come through
     here, so both get Hydra's own parsing, composition, callbacks, launchers and sweepers,
-    and the same checks. Raises DnnexpError for what the user must fix. What the command
-    made is left in Outcome (the run's folder, the sweep's report).
+    and the same checks. Raises DnnexpError for what the user must fix.
     """
-    FailedJobs.failed = []
-    FAILURES.clear()
-    Outcome.reset()
     saved_argv = sys.argv
     sys.argv = [prog, *args]  # Hydra's entry point takes no argument list: it parses sys.argv
     try:
-        with _typos_answered():
+        with recording() as result, _typos_answered():
             _app()
     except Refusal as refusal:
         raise DnnexpError(refusal.message, refusal.code) from None
     finally:
         sys.argv = saved_argv
-        WarmWorkers.stop()  # a sweep that ended early leaves no worker warming
-    return [*FailedJobs.failed, *FAILURES]  # recorded at the end of a multirun
+    return result
 
 
 def main() -> None:
     if usage.asked(sys.argv[1:]):  # Hydra's --help would list every plugin's config groups first (dnnexp.usage)
         print(usage.text(config_dir()))
         return
-    # As in a process that trains (backend.py): skip the shutdown's full garbage collections,
+    # As in a process that trains (keras_import.py): skip the shutdown's full garbage collections,
     # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
     atexit.register(gc.freeze)
-    WarmWorkers.fork_from_server = True  # this process ends with its sweep (dnnexp.warm)
     try:
-        failed = execute(sys.argv[1:], prog=sys.argv[0])
+        result = execute(sys.argv[1:], prog=sys.argv[0])
     except DnnexpError as err:
         print_error(str(err))
         sys.exit(err.exit_code)
-    finally:
-        WarmWorkers.fork_from_server = False  # main() called in a Python process: the rest of it is the user's
-    if failed:
+    if result.failed:
         sys.exit(1)
 
 
@@ -227,7 +214,7 @@ def _refusing_typos(func: Callable[[], Any]) -> Any:
         message = composition_error(err)
         if message is None:
             raise  # not a typo (e.g. "+key=" for a key that exists): Hydra's own message
-        ClaimOutputFolder.roll_back()  # a sweep's typo is found once its folder exists
+        roll_back()  # a sweep's typo is found once its folder exists
         refuse(message)
 
 

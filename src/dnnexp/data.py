@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dnnexp.backend_setup import ALIGNMENT
 from dnnexp.config import DATASETS, ConfigError, DatasetConfig, registry
 from dnnexp.config.constraints import OneOf
 
@@ -117,11 +118,6 @@ def keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.n
     relabel = np.full(int(max(y.max(), *classes)) + 1, -1, dtype=np.int64)
     relabel[list(classes)] = np.arange(len(classes))
     return x[keep], relabel[y[keep]]
-
-
-# TensorFlow aligns its buffers to 64 bytes and takes over a NumPy array without a copy
-# only if it is aligned the same way (train.as_tensor); NumPy aligns to 16.
-ALIGNMENT = 64
 
 
 def scale(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -367,7 +363,7 @@ def _require_files(folder: Path, names: list[str], title: str) -> None:
 
 
 def _keras_download(name: str) -> RawData:
-    from dnnexp.backend import keras
+    from dnnexp.keras_import import keras
 
     loader = {"fashion_mnist": keras.datasets.fashion_mnist, "cifar10": keras.datasets.cifar10}[name]
     try:

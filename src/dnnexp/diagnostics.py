@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import DiagnosticsConfig
 from dnnexp.engines import engine
 from dnnexp.files import DIAGNOSTICS, DIAGNOSTICS_COLUMNS, save_figure, write_csv

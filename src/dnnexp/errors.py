@@ -1,6 +1,6 @@
 """What a user must fix, said in one line: ``dnnexp: error: <message>`` in a shell, ``DnnexpError`` in Python.
 
-No imports beyond the standard library, so ``import dnnexp`` stays fast.
+No imports beyond the standard library at import time, so ``import dnnexp`` stays fast.
 """
 
 from __future__ import annotations
@@ -27,6 +27,21 @@ class Refusal(SystemExit):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(exit_code)
         self.message = message
+
+
+class RunFolderError(RuntimeError):
+    """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
+
+
+class FolderTaken(RunFolderError):
+    """The folder belongs to another run (live, or of another config): a command must write nothing into it."""
+
+
+def print_error(message: str) -> None:
+    """``dnnexp: error: <message>`` in red on stderr, the way dnnexp reports everything a user must fix."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]dnnexp: error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def refuse(message: str, exit_code: int = 2) -> NoReturn:

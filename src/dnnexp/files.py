@@ -5,42 +5,19 @@ Shared by train.py (which writes them) and report.py (which reads them); no Tens
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import math
 import os
 import secrets
-import shutil
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-MODEL = "model.keras"
-BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
-LOCK = ".dnnexp.lock"
-DIAGNOSTICS = "diagnostics.csv"
-MC_DROPOUT = "mc_dropout.csv"  # evaluation.mc_samples: each class's spread over the passes
-TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (logger=tensorboard)
-SOURCE_CONFIG = "config.yaml"  # a pretrained task-A folder's config; Hydra's runs keep theirs in .hydra/
-# `phase` is train for a run from scratch, frozen / finetune for the two phases of transfer learning.
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "phase"]
-DIAGNOSTICS_COLUMNS = ["epoch", "layer", "metric", "value"]
-MC_DROPOUT_COLUMNS = ["class", "val_std", "test_std"]
-
-
-class RunFolderError(RuntimeError):
-    """A run folder is in use by another run, or holds a file this run cannot read; the message says which."""
-
-
-class FolderTaken(RunFolderError):
-    """The folder belongs to another run (live, or of another config): a command must write nothing into it."""
-
-
-def another_config(folder: Path, difference: str) -> FolderTaken:
-    """The refusal of a folder that holds a run of another config; ``difference`` names the first key that differs."""
-    return FolderTaken(f"{folder} holds a run of another config ({difference}); give this run its own folder, or delete {folder} to start over")
+from dnnexp.errors import RunFolderError
+from dnnexp.layout import (  # noqa: F401  (the names, for the modules that write and read the files)
+    BACKUP, DIAGNOSTICS, DIAGNOSTICS_COLUMNS, HISTORY, HISTORY_COLUMNS, LOCK, MC_DROPOUT, MC_DROPOUT_COLUMNS, METRICS,
+    MODEL, SOURCE_CONFIG, TENSORBOARD,
+)
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -61,8 +38,10 @@ def write_atomic(path: Path, text: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a write or fsync failed (a full disk): name the file
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
@@ -133,67 +112,3 @@ def read_backup_meta(path: Path) -> dict[str, Any]:
 
     with np.load(path, allow_pickle=False) as saved:
         return json.loads(str(saved["meta"]))
-
-
-class FolderSnapshot:
-    """What a folder held before a command started writing into it, so a refused command can leave it as it was.
-
-    Before a run's task starts, Hydra creates its folder, writes ``.hydra/`` and opens its
-    log; a refusal found after that (a split larger than the data, a transfer source of
-    another shape) removes the folder if it is new, else deletes what was added and puts
-    back the bytes of the files named in ``rewritten``, the ones Hydra writes over.
-    """
-
-    def __init__(self, folder: Path, rewritten: list[str]):
-        self.folder = Path(folder).absolute()
-        self.existed = self.folder.exists()
-        self.new_root = self.folder  # the outermost folder that a restore deletes (outputs/, if it is new too)
-        while not self.new_root.parent.exists():
-            self.new_root = self.new_root.parent
-        self.paths = set(self.folder.rglob("*")) if self.existed else set()
-        self.saved = {path: path.read_bytes() for path in (self.folder / name for name in rewritten) if path.is_file()}
-
-    def restore(self) -> None:
-        if not self.existed:
-            shutil.rmtree(self.new_root, ignore_errors=True)
-            return
-        for path in sorted(set(self.folder.rglob("*")) - self.paths, reverse=True):  # files before their folders
-            if path.is_dir():
-                path.rmdir()
-            else:
-                path.unlink()
-        for path, data in self.saved.items():
-            if not path.is_file() or path.read_bytes() != data:
-                write_atomic(path, data)
-
-
-def lock_run_folder(run_dir: Path) -> IO:
-    """Claim ``run_dir`` for this process; raise RunFolderError if another process holds it.
-
-    An flock, not a marker file: the kernel releases it when the process dies, even by
-    SIGKILL, so a killed run can be resumed in its folder at once. Keep the returned file
-    open for as long as the run writes.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise FolderTaken(f"{run_dir} is in use by another dnnexp run; give this one its own folder") from None
-    return handle
-
-
-def lock_held(folder: Path) -> bool | None:
-    """Whether a live process holds ``folder``'s lock: None if the folder never had one."""
-    try:
-        handle = open(Path(folder) / LOCK)
-    except FileNotFoundError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False

@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from rich.console import Console
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config
 from dnnexp.files import HISTORY, METRICS, MODEL, TENSORBOARD, read_metrics, read_rows, write_atomic
 from dnnexp.flat_config import flatten, shown

@@ -19,13 +19,13 @@ import numpy as np
 from rich.console import Console
 
 from dnnexp import data as datasets
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, SchedulerConfig
 from dnnexp.engines import engine
 from dnnexp.files import save_figure, write_csv, write_metrics
+from dnnexp.keras_checks import check_keras_arguments
 from dnnexp.model import build_model, loss_for
 from dnnexp.optim import build_optimizer, build_schedule, planned_steps, steps_per_epoch
-from dnnexp.train import check_keras_arguments
 
 LR_FIND = "lr_find.csv"
 LR_FIND_PLOT = "lr_find.png"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 
 from dnnexp.config import ActivationConfig, Config, RegularizationConfig, choices, hidden_units, keras_arguments, registry
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 
 from dnnexp.config import CLIPPINGS, SCHEDULERS, ClippingConfig, Config, ConfigError, SchedulerConfig, keras_arguments, registry
 

@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, config_hash, first_difference, hashed_config
-from dnnexp.files import RunFolderError, another_config, write_atomic
+from dnnexp.errors import RunFolderError
+from dnnexp.files import write_atomic
+from dnnexp.run_folder import another_config
 
 # What each stateful Keras callback carries from one epoch to the next: the attributes
 # its on_train_begin resets (best_weights is saved separately, as arrays). dnnexp's own

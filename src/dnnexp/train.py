@@ -22,16 +22,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import loggers, runtime, transfer
-from dnnexp.backend import BACKEND, keras
-from dnnexp.config import Config, ConfigError, config_hash, keep_monitor, keras_arguments
+from dnnexp import loggers, speed, transfer
+from dnnexp.keras_import import BACKEND, keras
+from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
 from dnnexp.engines import engine
 from dnnexp.files import (
     BACKUP, DIAGNOSTICS, HISTORY, MC_DROPOUT, MC_DROPOUT_COLUMNS, MODEL, read_rows, write_csv, write_history,
     write_metrics,
 )
-from dnnexp.model import DROPOUTS, activation_layer, build_initializer, forward, loss_for
+from dnnexp.keras_checks import check_keras_arguments
+from dnnexp.model import DROPOUTS, forward, loss_for
 from dnnexp.optim import build_optimizer, planned_steps, schedule_callbacks, steps_per_epoch
 from dnnexp.resume import TrainingBackup
 
@@ -78,14 +79,14 @@ def _train(cfg: Config, run_dir: Path, console: Console | None) -> dict[str, Any
     console = console or Console(quiet=not cfg.trainer.verbose)
     if cfg.trainer.backend != BACKEND:
         raise RuntimeError(f"trainer.backend={cfg.trainer.backend} in a process whose Keras runs on {BACKEND} "
-                           "(the backend is chosen before Keras loads: dnnexp.backends.choose)")
+                           "(the backend is chosen before Keras loads: dnnexp.backend_setup.choose)")
     threads = engine.configure(cfg.trainer)  # before the backend's runtime starts
     strategy = engine.build_strategy(cfg.trainer.strategy)
     check_keras_arguments(cfg)
     data = datasets.load(cfg.dataset)
     # Task A is pretrained (or found in its cache) before seeding, so this run's seed alone fixes its weights.
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
-    runtime.set_precision(cfg.trainer.mixed_precision)
+    speed.set_precision(cfg.trainer.mixed_precision)
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
@@ -182,24 +183,6 @@ def evaluations(cfg: Config, data: datasets.Data, final: bool) -> list[tuple[int
     return [(len(x), batch_size) for x, _, batch_size in (sets if final else sets[:1])]
 
 
-def check_keras_arguments(cfg: Config) -> None:
-    """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
-    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
-    checks = {
-        "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
-        "initializer": lambda: keras.Variable(build_initializer(cfg), shape=(4, 4)),
-        "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
-    }
-    with engine.quick_initializers():  # the initializer's 4x4 draw, as the model's weights are drawn
-        for group, build in checks.items():
-            try:
-                build()
-            except (TypeError, ValueError) as err:
-                given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
-                first = (str(err).splitlines() or [""])[0]
-                raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
-
-
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds,
               recorder: HistoryRecorder, watchers: list[keras.callbacks.Callback], backup: TrainingBackup,
               final: bool) -> list[keras.callbacks.Callback]:
@@ -232,7 +215,7 @@ def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: data
 def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data,
                   evaluations: list[tuple[int, int]] = ()) -> None:
     """Compile with a fresh optimizer, in the scope of the strategy the model was built in,
-    running several training steps per call into the backend (runtime.steps_per_execution).
+    running several training steps per call into the backend (speed.steps_per_execution).
 
     ``evaluations``: (samples, batch size) of each evaluation the fit and the run make, which
     the JAX engine compiles ahead while the first epoch trains."""
@@ -241,7 +224,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
         optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
         model.compile(
             optimizer=optimizer, loss=loss_for(data.n_classes), metrics=["accuracy"],
-            steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
+            steps_per_execution=speed.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
     engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import Config, ConfigError, TransferConfig, config_hash, phase_epochs
 from dnnexp.data import Data, DataError
 from dnnexp.files import METRICS, MODEL, SOURCE_CONFIG, read_metrics, write_atomic

@@ -20,7 +20,7 @@ from dnnexp.config import choices
 from dnnexp.config.constraints import (
     FRACTION, POSITIVE, SEED, ConfigError, Each, Interval, KerasName, OneOf, Satisfies, is_count, setting,
 )
-from dnnexp.files import MODEL
+from dnnexp.layout import MODEL
 
 COUNT = Interval(1)
 NON_NEGATIVE = Interval(0)

@@ -4,7 +4,7 @@ Keras on JAX is fastest fed NumPy batches: a tf.data pipeline feeding the same l
 it 1.6-2x slower, and would load TensorFlow (3 s) into a process that needs none of it. So
 the batches here are a ``keras.utils.PyDataset`` gathering rows from the in-memory arrays in
 the same (seed, epoch) order scheme as the TensorFlow pipeline. XLA's CPU threads are set
-through ``XLA_FLAGS`` before JAX starts (backends.choose); JAX's CPU computations are
+through ``XLA_FLAGS`` before JAX starts (backend_setup.choose); JAX's CPU computations are
 deterministic, so there is no determinism switch to turn on.
 """
 
@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnnexp.backend import keras
-from dnnexp.backends import cores
+from dnnexp.backend_setup import cores
+from dnnexp.keras_import import keras
 from dnnexp.config import TrainerConfig
 
 # Compiled programs are kept here across processes (JAX's persistent compilation cache), so
@@ -39,7 +39,7 @@ CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dn
 def configure(trainer: TrainerConfig) -> int:
     """Turn on the persistent compilation cache; return XLA's thread count in force.
 
-    The threads were set in ``XLA_FLAGS`` before JAX started (backends.choose); a process
+    The threads were set in ``XLA_FLAGS`` before JAX started (backend_setup.choose); a process
     whose JAX started without them runs on all its cores.
     """
     jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", str(CACHE_DIR)))

@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from dnnexp import data as datasets
-from dnnexp.backend import keras, tf
-from dnnexp.backends import cores, job_cores, thread_count
+from dnnexp.backend_setup import ALIGNMENT, cores, job_cores, thread_count
+from dnnexp.keras_import import keras, tf
 from dnnexp.config import TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -199,6 +198,6 @@ def as_tensor(array: np.ndarray) -> tf.Tensor:
     aborts the process on any other), which data.scale makes the images. The arrays of
     a loaded dataset are never written after loading, so sharing them is safe.
     """
-    if array.flags.c_contiguous and array.ctypes.data % datasets.ALIGNMENT == 0 and array.dtype in (np.float32, np.int64):
+    if array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0 and array.dtype in (np.float32, np.int64):
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     return tf.constant(array)

@@ -38,13 +38,6 @@ def write_sweep_report(sweep_dir: Path, console: Console, command: str | None = 
     return report
 
 
-def preload() -> None:
-    """Import the modules writing a report loads only when it runs, so that a process with time to spare
-    (a sweep's main process while its workers train) writes the report sooner."""
-    import matplotlib.backends.backend_agg  # noqa: F401  (figure_png draws on it)
-    import scipy.special  # noqa: F401  (stats and claims)
-
-
 def markdown_report(report: Report, command: str | None, figures: list[str]) -> str:
     lines = ["# dnnexp sweep", ""]
     if command:

@@ -2,7 +2,7 @@
 
 Keras reads its backend (``KERAS_BACKEND``) when it is first imported and cannot change it
 afterwards, and XLA sizes its CPU thread pool when JAX's runtime starts. So the entry point
-calls :func:`choose` once the config is valid and before ``dnnexp.backend`` is imported.
+calls :func:`choose` once the config is valid and before ``dnnexp.keras_import`` is imported.
 Neither TensorFlow nor JAX is imported here.
 """
 
@@ -17,9 +17,13 @@ from hydra.core.hydra_config import HydraConfig
 
 from dnnexp.config import TrainerConfig
 
-# Set by a dnnexp process for the child it trains a job in (isolated.py): the cores the parent's
+# Set by a dnnexp process for the child it trains a job in (child_process.py): the cores the parent's
 # launcher gives the job, which the child's own Hydra-free run cannot see.
 JOB_CORES_VARIABLE = "DNNEXP_JOB_CORES"
+# TensorFlow aligns its buffers to 64 bytes and takes over a NumPy array without a copy
+# only if it is aligned the same way (engines.tensorflow.as_tensor); NumPy aligns to 16,
+# so data.py allocates its arrays on this boundary.
+ALIGNMENT = 64
 
 
 def cores() -> int:

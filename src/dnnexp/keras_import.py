@@ -1,7 +1,7 @@
 """Keras on the backend chosen for this process (TensorFlow unless told), imported once, quietly.
 
 The backend is ``KERAS_BACKEND``, which the entry point sets from ``trainer.backend``
-(backends.py) before this module loads; without it dnnexp takes TensorFlow, whatever
+(backend_setup.py) before this module loads; without it dnnexp takes TensorFlow, whatever
 Keras' own ``keras.json`` says. ``tf`` is TensorFlow on the TensorFlow backend and None on
 JAX, where dnnexp keeps TensorFlow out of the process (see ``_import_keras_without_tensorflow``).
 

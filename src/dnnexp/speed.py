@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from dnnexp.backend import keras
+from dnnexp.keras_import import keras
 from dnnexp.config import TrainerConfig
 
 # steps_per_execution=auto: enough steps per call that the fixed cost of a call into
