@@ -53,7 +53,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
     keras.utils.set_random_seed(cfg.trainer.seed)
 
-    with strategy.scope(), engine.quick_initializers():  # the model's variables live on the strategy's devices
+    with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
     model = network.model
     backup = TrainingBackup(run_dir / BACKUP, cfg)
@@ -147,14 +147,13 @@ def check_keras_arguments(cfg: Config) -> None:
         "initializer": lambda: keras.Variable(build_initializer(cfg), shape=(4, 4)),
         "optimizer": lambda: build_optimizer(cfg, total_steps=1, per_epoch=1),
     }
-    with engine.quick_initializers():  # the initializer's 4x4 draw, as the model's weights are drawn
-        for group, build in checks.items():
-            try:
-                build()
-            except (TypeError, ValueError) as err:
-                given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
-                first = (str(err).splitlines() or [""])[0]
-                raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
+    for group, build in checks.items():
+        try:
+            build()
+        except (TypeError, ValueError) as err:
+            given = ", ".join(f"{k}={v}" for k, v in keras_arguments(getattr(cfg, group)).items()) or "no arguments"
+            first = (str(err).splitlines() or [""])[0]
+            raise ConfigError(f"{group}.name={getattr(cfg, group).name} with {given}: Keras refused it ({first})") from None
 
 
 def fit_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data, val_ds,

@@ -124,12 +124,6 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
 StopOnNonFiniteLoss = keras.callbacks.TerminateOnNaN
 
 
-def quick_initializers() -> contextlib.AbstractContextManager:
-    """Keras' own initialization: TensorFlow draws a variable's first values without compiling them
-    (see the JAX engine)."""
-    return contextlib.nullcontext()
-
-
 class EpochShuffle(keras.callbacks.Callback):
     """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
