@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import loggers, runtime, transfer
+from dnnexp import compiled_models, loggers, runtime, transfer
 from dnnexp.backend import BACKEND, keras
 from dnnexp.config import Config, ConfigError, config_hash, keep_monitor, keras_arguments
 from dnnexp.diagnostics import GradientDiagnostics
@@ -55,7 +55,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
 
     with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
-    model = network.model
+    model = compiled_models.reuse(cfg, network.model)  # the last job's compiled model if only the seed differs
     backup = TrainingBackup(run_dir / BACKUP, cfg)
     done = backup.epochs_done
     if done:
@@ -191,7 +191,14 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
     running several training steps per call into the backend (runtime.steps_per_execution).
 
     ``evaluations``: (samples, batch size) of each evaluation the fit and the run make, which
-    the JAX engine compiles ahead while the first epoch trains."""
+    the JAX engine compiles ahead while the first epoch trains. The kept model of a job that differs only
+    by its seed (compiled_models) is compiled already, with its optimizer reset."""
+    if not compiled_models.is_compiled_for(cfg, model):
+        compile_model(cfg, model, phase, data)
+    engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)
+
+
+def compile_model(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data) -> None:
     with engine.strategy_scope(model):
         n_train = len(data.x_train)
         optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
@@ -200,7 +207,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=runtime.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
-    engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)
+    compiled_models.keep(cfg, model)
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:

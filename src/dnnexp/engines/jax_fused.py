@@ -22,6 +22,7 @@ import itertools
 import math
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -37,6 +38,10 @@ from dnnexp.backend import keras
 # instead of 1.3 ms, measured on the README's 2-core machine (benchmarks/peers.py's workload).
 ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
+
+
+# The programs of each compiled model: model.compile makes a new optimizer, whose programs are new.
+PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def fuse_steps(model: keras.Model, train: tuple[int, int] | None = None, evaluations: Sequence[tuple[int, int]] = ()) -> None:
@@ -60,7 +65,8 @@ def fuse_steps(model: keras.Model, train: tuple[int, int] | None = None, evaluat
     ``train`` (samples, batch size) and ``evaluations`` (the same, for the validation the fit
     runs every epoch, then for each evaluation after it) tell which programs the run needs:
     with them, :class:`AheadOfTime` compiles them on a thread of its own while the first
-    call's program compiles and trains.
+    call's program compiles and trains. A model fused again without being compiled again (the
+    next job of a sweep over seeds, compiled_models.py) runs the programs it has already.
     """
     step = model.train_step
     steps = model.steps_per_execution
@@ -79,9 +85,12 @@ def fuse_steps(model: keras.Model, train: tuple[int, int] | None = None, evaluat
 
         return jax.lax.fori_loop(0, count, body, (logs, state))
 
-    ahead = AheadOfTime({"train": jax.jit(step, donate_argnums=0), "fused": jax.jit(fused, donate_argnums=0),
-                         "test": jax.jit(model.test_step, donate_argnums=0)},
-                        planned_programs(steps, train, evaluations) if train else {}, steps, lambda: test_state_of(model))
+    plan = planned_programs(steps, train, evaluations) if train else {}
+    ahead = PROGRAMS.get(model.optimizer)
+    if ahead is None or ahead.plan != plan or ahead.steps != steps:
+        ahead = AheadOfTime({"train": jax.jit(step, donate_argnums=0), "fused": jax.jit(fused, donate_argnums=0),
+                             "test": jax.jit(model.test_step, donate_argnums=0)}, plan, steps, lambda: test_state_of(model))
+        PROGRAMS[model.optimizer] = ahead
     full_rows = train[1] if train else None
 
     def run(state, batches):
