@@ -51,7 +51,7 @@ def train(cfg: Config, run_dir: Path, console: Console | None = None) -> dict[st
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     runtime.set_precision(cfg.trainer.mixed_precision)
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
-    keras.utils.set_random_seed(cfg.trainer.seed)
+    engine.set_seed(cfg.trainer.seed)
 
     with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)

@@ -36,6 +36,9 @@ class Engine(Protocol):
     def set_determinism(self, jit_compile: bool) -> None:
         """Make the same seed give the same metrics, as far as XLA's use (``jit_compile``) allows."""
 
+    def set_seed(self, seed: int) -> None:
+        """Seed what a run draws from (its initial weights, dropout's masks), as ``keras.utils.set_random_seed`` does."""
+
     # Devices.
     def build_strategy(self, name: str) -> Any:
         """The distribution strategy ``trainer.strategy`` names: ``.scope()`` and ``.num_replicas_in_sync``."""

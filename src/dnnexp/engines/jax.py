@@ -74,6 +74,12 @@ def set_determinism(jit_compile: bool) -> None:
     """Nothing to switch on: XLA on a CPU gives the same results for the same program and inputs."""
 
 
+def set_seed(seed: int) -> None:
+    """Seed what a run draws from: Python's, NumPy's and Keras' generators (``keras.utils.set_random_seed``;
+    Keras on JAX leaves TensorFlow out, engines/tensorflow.py says why that matters)."""
+    keras.utils.set_random_seed(seed)
+
+
 def gradients(loss_of: Callable[[], tuple], variables: list) -> tuple[list, object]:
     """(d loss / d each of ``variables``, aux) where ``loss_of()`` returns (loss, aux) from the variables' values.
 
