@@ -10,9 +10,10 @@ For each backend it runs, each as one `dnnexp -m ...` command in a process of it
 - ``joblib``: the ``activations`` sweep with ``hydra/launcher=joblib hydra.launcher.n_jobs=2``.
 
 and prints, for each job of the sequential sweeps, where its time went: Hydra's job set-up
-(the gap between one job's training function and the next's, where Hydra composes and
-validates the job's config and writes its .hydra folder; for the first job, the start-up:
-Python, Hydra and the backend's import), data, model build, compile (``model.compile`` and
+(the gap between one job's training function and the next's, where Hydra composes the
+job's config and writes its .hydra folder, and dnnexp prints the last job's line; for the
+first job, the start-up: Python, Hydra and the backend's import), dnnexp's validation of
+the job's config, data, model build, compile (``model.compile`` and
 the engine's preparation), trace/compile in the first epoch (the first epoch less the
 sweep's median steady epoch), the epochs (their steady part), the final evaluations, the
 files written (model.keras, metrics.json) and the rest. Then the ratio
@@ -23,9 +24,9 @@ where a steady epoch is any epoch but a job's first (history.csv's ``seconds``, 
 the epoch's validation). Targets: at most 2.0 (goal 1.5) on both backends, and the joblib
 sweep at most 0.6 of the sequential one's wall time.
 
-The breakdown is measured by timing dnnexp's own functions (train.train, data.load,
-transfer.build, train.compile_phase, train.fit_phase, train.keep_weights, train.save_model,
-train.write_metrics) in the sweep's process: a ``sys.meta_path`` finder wraps them as
+The breakdown is measured by timing dnnexp's own functions (config.validate, train.train,
+data.load, transfer.build, train.compile_phase, train.fit_phase, train.keep_weights,
+train.save_model, train.write_metrics) in the sweep's process: a ``sys.meta_path`` finder wraps them as
 dnnexp.train is imported, so nothing of Hydra, Keras or the launcher is touched. The joblib
 sweep's jobs run in worker processes, which the wrappers do not reach: it is only timed.
 Each backend runs on a JAX compilation cache of its own, empty at the start (set
@@ -96,6 +97,9 @@ def probe(events_file: str, argv: list[str]) -> None:
                     owner, _, attribute = path_.rpartition(".")
                     target_ = getattr(module, owner) if owner else module
                     setattr(target_, attribute, timed(getattr(target_, attribute), name))
+                import dnnexp.config  # the entry point imports validate from it as each job starts
+
+                dnnexp.config.validate = timed(dnnexp.config.validate, "validate")
 
             spec.loader.exec_module = exec_module
             return spec
@@ -141,13 +145,15 @@ def breakdown(sweep: dict) -> tuple[list[dict], float]:
     rows, previous_end = [], sweep["start"]
     for i, job in enumerate(jobs):
         inside = {name: sum(e["end"] - e["start"] for e in events if job["start"] <= e["start"] <= job["end"])
-                  for name, events in by_name.items() if name != "job"}
+                  for name, events in by_name.items() if name not in ("job", "validate")}
         kept_end = max(e["end"] for e in by_name["kept"] if job["start"] <= e["start"] <= job["end"])
         save_start = min(e["start"] for e in by_name["save_model"] if job["start"] <= e["start"] <= job["end"])
         epochs = sweep["epochs"][i]
         first_extra = max(epochs[0] - steady, 0.0)
+        validated = sum(e["end"] - e["start"] for e in by_name.get("validate", []) if previous_end <= e["start"] <= job["start"])
         row = {
-            "hydra_setup": job["start"] - previous_end,
+            "hydra_setup": job["start"] - previous_end - validated,
+            "validate": validated,
             "data": inside["data"],
             "build": inside["build"],
             "compile": inside["compile"],
@@ -157,7 +163,7 @@ def breakdown(sweep: dict) -> tuple[list[dict], float]:
             "evaluations": save_start - kept_end,
             "files": inside["save_model"] + inside["write_metrics"],
         }
-        row["other"] = (job["end"] - job["start"]) - sum(v for k, v in row.items() if k != "hydra_setup")
+        row["other"] = (job["end"] - job["start"]) - sum(v for k, v in row.items() if k not in ("hydra_setup", "validate"))
         row["total"] = job["end"] - previous_end
         rows.append(row)
         previous_end = job["end"]

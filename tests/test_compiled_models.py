@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from conftest import TINY, run_cli, run_in_process
 
-# Differ from run to run however the run goes (wall-clock figures).
-TIMINGS = {"train_seconds", "seconds_per_epoch"}
+# Differ from run to run however the run goes: wall-clock figures, and the thread pools TensorFlow took in
+# this test process, sized by whichever earlier test started TensorFlow here (engines.tensorflow.configure).
+TIMINGS = {"train_seconds", "seconds_per_epoch", "threads"}
 # Dropout (its seed states), a schedule read from the step count, momentum's slots: what a reset must get right.
 ARGS = [*TINY, "trainer.epochs=3", "regularization=dropout", "regularization.rate=0.2", "scheduler=exponential",
         "scheduler.s=25", "optimizer.momentum=0.9"]
