@@ -29,8 +29,10 @@ data.load, transfer.build, train.compile_phase, train.fit_phase, train.keep_weig
 train.save_model, train.write_metrics) in the sweep's process: a ``sys.meta_path`` finder wraps them as
 dnnexp.train is imported, so nothing of Hydra, Keras or the launcher is touched. The joblib
 sweep's jobs run in worker processes, which the wrappers do not reach: it is only timed.
-Each backend runs on a JAX compilation cache of its own, empty at the start (set
-``--cache DIR`` to keep one).
+Each backend runs on a JAX compilation cache of its own, filled first by one untimed job of
+each sweep (a user's cache holds a config's programs after its first run, and the untimed
+job also brings the files every sweep reads into the page cache); ``--cold`` leaves it
+empty, so the first job compiles everything (the initial weights' random draws too).
 """
 
 from __future__ import annotations
@@ -198,7 +200,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--default-seeds", type=int, default=6)
     parser.add_argument("--no-joblib", action="store_true")
-    parser.add_argument("--cache", help="the JAX compilation cache folder (default: a new, empty one per backend)")
+    parser.add_argument("--cache", help="the JAX compilation cache folder (default: a new one per backend)")
+    parser.add_argument("--cold", action="store_true", help="no untimed job first: the JAX cache starts empty")
     options = parser.parse_args()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,6 +211,12 @@ def main() -> None:
                     ("default", SWEEPS["default"](",".join(map(str, range(options.default_seeds)))), True)]
             if not options.no_joblib:
                 runs.append(("joblib", [*SWEEPS["activations"](",".join(map(str, range(options.seeds)))), *JOBLIB], False))
+            if not options.cold:
+                for name, make in SWEEPS.items():
+                    folder = Path(tmp) / backend / f"warm_{name}"
+                    folder.mkdir(parents=True)
+                    subprocess.run([sys.executable, "-m", "dnnexp", "-m", *make("0"), f"trainer.backend={backend}",
+                                    f"hydra.sweep.dir={folder / 'sweep'}"], cwd=folder, env=env, capture_output=True, check=True)
             results = {}
             for name, args, probed in runs:
                 folder = Path(tmp) / backend / name
