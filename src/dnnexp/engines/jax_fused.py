@@ -22,7 +22,6 @@ import itertools
 import math
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -40,8 +39,10 @@ ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitter
 
 
 
-# The programs of each compiled model: model.compile makes a new optimizer, whose programs are new.
-PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The programs of the model fused last, by its optimizer (model.compile makes a new one, whose programs
+# are new): its next fit without a compile (compiled_models.py) runs them. One only, as the programs
+# hold their model.
+PROGRAMS: dict[int, tuple[keras.optimizers.Optimizer, AheadOfTime]] = {}
 
 
 def fuse_steps(model: keras.Model, train: tuple[int, int] | None = None, evaluations: Sequence[tuple[int, int]] = ()) -> None:
@@ -86,11 +87,12 @@ def fuse_steps(model: keras.Model, train: tuple[int, int] | None = None, evaluat
         return jax.lax.fori_loop(0, count, body, (logs, state))
 
     plan = planned_programs(steps, train, evaluations) if train else {}
-    ahead = PROGRAMS.get(model.optimizer)
+    _, ahead = PROGRAMS.get(id(model.optimizer), (None, None))
     if ahead is None or ahead.plan != plan or ahead.steps != steps:
         ahead = AheadOfTime({"train": jax.jit(step, donate_argnums=0), "fused": jax.jit(fused, donate_argnums=0),
                              "test": jax.jit(model.test_step, donate_argnums=0)}, plan, steps, lambda: test_state_of(model))
-        PROGRAMS[model.optimizer] = ahead
+        PROGRAMS.clear()
+        PROGRAMS[id(model.optimizer)] = (model.optimizer, ahead)  # holding the optimizer keeps its id its own
     full_rows = train[1] if train else None
 
     def run(state, batches):
