@@ -26,7 +26,8 @@ LAYERS = [
     ["dnnexp.backend_setup"],  # the backend and threads of a job, settled before Keras loads
     ["dnnexp.keras_import"],  # Keras, imported once on the chosen backend
     ["dnnexp.engines"],  # what differs between TensorFlow and JAX
-    ["dnnexp.data", "dnnexp.model", "dnnexp.optim", "dnnexp.speed", "dnnexp.keras_checks"],
+    ["dnnexp.data", "dnnexp.model", "dnnexp.optim", "dnnexp.speed", "dnnexp.compiled_models"],
+    ["dnnexp.keras_checks"],  # builds the model's and the optimizer's Keras objects once
     ["dnnexp.resume", "dnnexp.diagnostics", "dnnexp.loggers", "dnnexp.transfer"],
     ["dnnexp.train", "dnnexp.lr_tools"],  # the modes a run can run
     ["dnnexp.modes"],  # which mode runs which function

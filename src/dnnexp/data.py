@@ -11,8 +11,10 @@ download path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +83,23 @@ class RawData:
     class_names: list[str]
 
 
+# The data of the last two dataset configs this process loaded (a transfer run's task A and B): the next job
+# of a sweep gets the same arrays, and the input pipelines made of them (engines/tensorflow.py). No one
+# writes a loaded array.
+LOADED: dict[str, Data] = {}
+
+
 def load(cfg: DatasetConfig) -> Data:
     """Load, split (seeded and stratified, or in file order) and scale to [0, 1] the dataset that ``cfg`` names."""
+    key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    if key not in LOADED:
+        if len(LOADED) >= 2:
+            LOADED.clear()
+        LOADED[key] = _load(cfg)
+    return LOADED[key]
+
+
+def _load(cfg: DatasetConfig) -> Data:
     raw = load_raw(cfg.name, cfg.data_dir)
     _check_split_sizes(cfg, raw)
     x, y = raw.x, raw.y

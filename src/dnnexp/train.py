@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dnnexp import data as datasets
-from dnnexp import loggers, speed, transfer
+from dnnexp import compiled_models, loggers, speed, transfer
 from dnnexp.keras_import import BACKEND, keras
 from dnnexp.config import Config, config_hash, keep_monitor
 from dnnexp.diagnostics import GradientDiagnostics
@@ -88,11 +88,11 @@ def _train(cfg: Config, run_dir: Path, console: Console | None) -> dict[str, Any
     source = transfer.prepare_source(cfg, functools.partial(train, console=console), console)
     speed.set_precision(cfg.trainer.mixed_precision)
     engine.set_determinism(engine.jit_compile(cfg.trainer))  # same seed, same metrics
-    keras.utils.set_random_seed(cfg.trainer.seed)
+    engine.set_seed(cfg.trainer.seed)
 
-    with strategy.scope(), engine.quick_initializers():  # the model's variables live on the strategy's devices
+    with strategy.scope():  # the model's variables live on the strategy's devices
         network = transfer.build(cfg, data, source)
-    model = network.model
+    model = compiled_models.reuse(cfg, network.model)  # the last job's compiled model if only the seed differs
     backup = TrainingBackup(run_dir / BACKUP, cfg)
     done = backup.epochs_done
     if done:
@@ -218,7 +218,14 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
     running several training steps per call into the backend (speed.steps_per_execution).
 
     ``evaluations``: (samples, batch size) of each evaluation the fit and the run make, which
-    the JAX engine compiles ahead while the first epoch trains."""
+    the JAX engine compiles ahead while the first epoch trains. The kept model of a job that differs only
+    by its seed (compiled_models) is compiled already, with its optimizer reset."""
+    if not compiled_models.is_compiled_for(cfg, model):
+        compile_model(cfg, model, phase, data)
+    engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)
+
+
+def compile_model(cfg: Config, model: keras.Model, phase: transfer.Phase, data: datasets.Data) -> None:
     with engine.strategy_scope(model):
         n_train = len(data.x_train)
         optimizer = build_optimizer(cfg, planned_steps(cfg, n_train, phase.epochs), phase.lr_factor, steps_per_epoch(cfg, n_train))
@@ -227,7 +234,7 @@ def compile_phase(cfg: Config, model: keras.Model, phase: transfer.Phase, data: 
             steps_per_execution=speed.steps_per_execution(cfg.trainer, len(data.x_train)),
             jit_compile=engine.jit_compile(cfg.trainer),
         )
-    engine.prepare_fit(model, (len(data.x_train), cfg.trainer.batch_size), evaluations)
+    compiled_models.keep(cfg, model)
 
 
 def diverged_epoch(rows: list[dict[str, Any]]) -> int | None:

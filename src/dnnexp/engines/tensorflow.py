@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -101,6 +102,29 @@ def set_determinism(jit_compile: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def set_seed(seed: int) -> None:
+    """Seed what a run draws from: Python's and NumPy's generators, from which Keras draws the seeds of
+    its initializers and dropout layers.
+
+    ``keras.utils.set_random_seed`` also sets TensorFlow's global seed, and TensorFlow then
+    clears its caches of instantiated functions (``context._set_global_seed``), so every job of
+    a sweep would instantiate its compiled model's training and evaluation functions again, for
+    about as long as two epochs of the lecture's 10-layer net. A run draws nothing from
+    TensorFlow's global generator (Keras' random ops take their own seeds, the training order
+    is a stateless shuffle), so Keras' function runs once per process, at its first job, and
+    later jobs seed Python and NumPy as it does: a job gives the same numbers as the same job
+    run alone (tests/test_compiled_models.py).
+    """
+    if not SEEDED:
+        keras.utils.set_random_seed(seed)
+        SEEDED.append(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+SEEDED: list[int] = []  # the seed keras.utils.set_random_seed was given in this process
+
+
 def gradients(loss_of: Callable[[], tuple], variables: list) -> tuple[list, object]:
     """(d loss / d each of ``variables``, aux) where ``loss_of()`` returns (loss, aux) from the variables' values."""
     with tf.GradientTape() as tape:
@@ -123,12 +147,6 @@ def prepare_fit(model: keras.Model, train: tuple[int, int] | None = None, evalua
 StopOnNonFiniteLoss = keras.callbacks.TerminateOnNaN
 
 
-def quick_initializers() -> contextlib.AbstractContextManager:
-    """Keras' own initialization: TensorFlow draws a variable's first values without compiling them
-    (see the JAX engine)."""
-    return contextlib.nullcontext()
-
-
 class EpochShuffle(keras.callbacks.Callback):
     """The training batches, one epoch per pass, in an order set by (seed, epoch) alone.
 
@@ -145,21 +163,46 @@ class EpochShuffle(keras.callbacks.Callback):
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: str = "epoch"):
         super().__init__()
         self.seed, self.shuffle = seed, shuffle
-        self.order = tf.Variable(tf.range(len(x), dtype=tf.int64), trainable=False)
-        n, images, labels = len(x), as_tensor(x), as_tensor(y)
-        rows = _rows_of(images, labels)
-
-        @tf.autograph.experimental.do_not_convert
-        def batch(step):
-            return rows(self.order[step * batch_size : tf.minimum((step + 1) * batch_size, n)])
-
-        steps = tf.data.Dataset.range(math.ceil(n / batch_size))
-        self.dataset = steps.map(batch).prefetch(PREFETCH_BATCHES).with_options(pipeline_options())
+        self.order, self.dataset = kept(("shuffled", batch_size), x, y, lambda: _ordered_batches(x, y, batch_size))
 
     def on_epoch_begin(self, epoch, logs=None):
+        order = tf.range(self.order.shape[0], dtype=tf.int64)
         if self.shuffle != "none":
             seed = tf.constant([self.seed, epoch if self.shuffle == "epoch" else 0], tf.int64)
-            self.order.assign(tf.random.experimental.stateless_shuffle(tf.range(self.order.shape[0], dtype=tf.int64), seed=seed))
+            order = tf.random.experimental.stateless_shuffle(order, seed=seed)
+        self.order.assign(order)  # always: a kept pipeline's order variable holds the last job's order
+
+
+def _ordered_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[tf.Variable, tf.data.Dataset]:
+    """(the order variable, the batches of x and y in that order); EpochShuffle sets the order each epoch."""
+    order = tf.Variable(tf.range(len(x), dtype=tf.int64), trainable=False)
+    n, images, labels = len(x), as_tensor(x), as_tensor(y)
+    rows = _rows_of(images, labels)
+
+    @tf.autograph.experimental.do_not_convert
+    def batch(step):
+        return rows(order[step * batch_size : tf.minimum((step + 1) * batch_size, n)])
+
+    steps = tf.data.Dataset.range(math.ceil(n / batch_size))
+    return order, steps.map(batch).prefetch(PREFETCH_BATCHES).with_options(pipeline_options())
+
+
+# The pipelines of this process's arrays, kept for its next job over the same arrays (a sweep's jobs share
+# them: data.load): the first iterator of a new tf.data pipeline waits for TensorFlow to instantiate its
+# functions, once per pipeline, which the jobs after the first would otherwise pay at every epoch's start.
+KEPT_PIPELINES: dict[tuple, tuple] = {}
+KEPT_AT_MOST = 8  # a run makes 4: the shuffled training batches, and the validation, test and training sets in order
+
+
+def kept(key: tuple, x: np.ndarray, y: np.ndarray, make: Callable[[], object]):
+    """``make()``'s pipeline of x and y, made once per arrays and ``key`` (the arrays are never written after loading)."""
+    key = (*key, id(x), id(y))
+    found = KEPT_PIPELINES.get(key)
+    if found is None:
+        if len(KEPT_PIPELINES) >= KEPT_AT_MOST:
+            KEPT_PIPELINES.clear()  # another dataset's, most likely: let them go
+        found = KEPT_PIPELINES[key] = (x, y, make())  # holding the arrays keeps their ids theirs
+    return found[2]
 
 
 def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -169,12 +212,15 @@ def pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | 
     gathers its rows, which costs a fraction of shuffling and batching sample by sample.
     One thread does it (pipeline_options).
     """
-    images, labels = as_tensor(x), as_tensor(y)
-    indices = tf.data.Dataset.range(len(x))
-    if shuffle_seed is not None:
-        indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    gathered = indices.batch(batch_size).map(_rows_of(images, labels))
-    return gathered.prefetch(PREFETCH_BATCHES).with_options(pipeline_options())
+    def make() -> tf.data.Dataset:
+        indices = tf.data.Dataset.range(len(x))
+        if shuffle_seed is not None:
+            indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+        gathered = indices.batch(batch_size).map(_rows_of(as_tensor(x), as_tensor(y)))
+        return gathered.prefetch(PREFETCH_BATCHES).with_options(pipeline_options())
+
+    # A shuffled pipeline's next iterator draws another order: only one in order is kept for the next job.
+    return make() if shuffle_seed is not None else kept(("ordered", batch_size), x, y, make)
 
 
 def _rows_of(images: tf.Tensor, labels: tf.Tensor):
