@@ -1,7 +1,8 @@
 """A config's Keras arguments, checked by Keras itself before anything trains.
 
-config.py checks the names without TensorFlow; the arguments a user adds to a Keras
-object (``+optimizer.epsilon=...``) only Keras can judge. Both modes that train
+dnnexp.config checks the names, and the arguments' names and types against a table of Keras'
+signatures (config/keras_args.py), without TensorFlow; whether Keras accepts the values a user
+adds to a Keras object (``+optimizer.epsilon=...``) only Keras can judge. Both modes that train
 (train.py, lr_tools.py) call this first.
 """
 
@@ -16,7 +17,7 @@ from dnnexp.optim import build_optimizer
 
 def check_keras_arguments(cfg: Config) -> None:
     """Build the activation, initializer and optimizer once, so that arguments Keras refuses stop the
-    run before data loads or anything is written. (config.py checked the names, without TensorFlow.)"""
+    run before data loads or anything is written. (dnnexp.config checked the names, without TensorFlow.)"""
     checks = {
         "activation": lambda: activation_layer(cfg.activation, "check")(keras.ops.ones((1, 4))),
         "initializer": lambda: keras.Variable(build_initializer(cfg), shape=(4, 4)),
