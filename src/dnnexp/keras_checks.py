@@ -1,7 +1,8 @@
 """A config's Keras arguments, checked by Keras itself before anything trains.
 
-dnnexp.config checks the names without TensorFlow; the arguments a user adds to a Keras
-object (``+optimizer.epsilon=...``) only Keras can judge. Both modes that train
+dnnexp.config checks the names, and the arguments' names and types against a table of Keras'
+signatures (config/keras_args.py), without TensorFlow; whether Keras accepts the values a user
+adds to a Keras object (``+optimizer.epsilon=...``) only Keras can judge. Both modes that train
 (train.py, lr_tools.py) call this first.
 """
 

@@ -13,7 +13,7 @@ Python exceptions are unaffected and print after it is restored.
 
 The import runs with Python's garbage collector paused. TensorFlow and Keras create
 millions of long-lived objects on import, and each full collection the import would
-trigger walks all of them: about 0.7 s of a 3.6 s import on this project's machine,
+trigger walks all of them, a sizable share of the import (benchmarks/README.md),
 paid by every process that trains (each joblib worker too). Afterwards they are
 frozen (``gc.freeze``), so the run's own collections skip them, and a process that has
 loaded TensorFlow also exits faster: see ``_exit_without_final_gc``.
@@ -66,10 +66,10 @@ def _import_keras_without_tensorflow():
     """Keras on JAX, told that TensorFlow is absent even where it is installed.
 
     Keras imports TensorFlow, when it finds it, to seed it (``keras.utils.set_random_seed``)
-    and to check object types while saving a model, though a JAX run uses it for neither:
-    about 3 s of start-up on this project's machine. Keras asks through its lazy module's
-    ``available``; answering no keeps the import out. A feature that does need TensorFlow
-    (the TensorBoard callback) still imports it when it first uses it.
+    and to check object types while saving a model, though a JAX run uses it for neither, and
+    importing it costs seconds (benchmarks/startup.py prints both imports). Keras asks through
+    its lazy module's ``available``; answering no keeps the import out. A feature that does
+    need TensorFlow (the TensorBoard callback) still imports it when it first uses it.
     """
     import keras
     from keras.src.utils import module_utils
@@ -83,8 +83,8 @@ def _import_keras_without_tensorflow():
 def _exit_without_final_gc() -> None:
     """At interpreter exit, move every object out of the garbage collector's sight.
 
-    After a run, Python's shutdown spends over a second here (1.3 s after a default run
-    on this project's machine, a sixth of its wall time) in full garbage collections
+    After a run, Python's shutdown spends a noticeable share of a short run's wall time
+    (benchmarks/README.md) in full garbage collections
     over the millions of objects TensorFlow and Keras create, only to free memory the
     operating system takes back anyway. Frozen objects are skipped by those collections;
     the other exit handlers (logging's flush among them) still run, and every file

@@ -13,8 +13,8 @@ from dnnexp.keras_import import keras
 from dnnexp.config import TrainerConfig
 
 # steps_per_execution=auto: enough steps per call that the fixed cost of a call into
-# the backend (about a millisecond on TensorFlow) disappears, measured best at 50 steps for
-# batch 32 and 20 for batch 128 on a 2-core CPU (README "Performance").
+# the backend disappears: about 2,560 samples per call, at most 50 steps (benchmarks/README.md
+# says how the figures were measured; docs/performance.md, "Settings").
 AUTO_SAMPLES_PER_CALL = 2560
 AUTO_MAX_STEPS = 50
 

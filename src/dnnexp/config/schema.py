@@ -223,7 +223,7 @@ class TrainerConfig:
                            OneOf(choices.SHUFFLES))
     verbose: bool = setting(True, "a progress bar and the run's summary")
     backend: str = setting("tensorflow", "Keras' backend: tensorflow or jax (pip install 'dnnexp[jax]')", OneOf(choices.BACKENDS))
-    # How fast, and where: see README "Performance".
+    # How fast, and where: docs/performance.md.
     steps_per_execution: Any = setting("auto", "training steps per call into the backend", AUTO_OR_COUNT)
     threads: Any = setting("auto", "threads of this process's training step (TensorFlow's pools, XLA's on JAX)", AUTO_OR_COUNT)
     jit_compile: Any = setting("auto", "XLA: auto is off on TensorFlow (slower for small MLPs on CPU), always on on JAX",

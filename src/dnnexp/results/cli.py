@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group-by", type=_comma_list, metavar="KEYS",
                         help="one row per value of these keys, comma-separated, with mean ± std and n")
     parser.add_argument("--claim", action="append", default=[], metavar="CLAIM",
-                        help="check a claim, e.g. 'activation=selu > activation=relu' (see README, Claims); repeat for more")
+                        help="check a claim, e.g. 'activation=selu > activation=relu' (see docs/claims.md); repeat for more")
     parser.add_argument("--margin", type=_margin, metavar="D",
                         help="practical margin of the claims without their own 'within D': a smaller difference is "
                              "'equivalent' (default: the runs' claims_margin, else 0.005 for accuracies, 0.01 for losses)")
