@@ -189,16 +189,16 @@ def chromium() -> str:
     return found
 
 
-def test_the_html_report_renders_offline_in_chromium_with_its_table_and_images(api_sweep, tmp_path):
-    """Headless Chromium loads report.html from disk with no network, decodes every image and shows the table."""
+def rendered_in_chromium(page: str, tmp_path) -> tuple[str, dict[str, tuple[int, int]]]:
+    """Render an HTML page in headless Chromium: (the DOM after load, {each image's alt text: its decoded width, height}).
+
+    A copy of the page gets a probe script that writes the images' sizes into it; the page itself needs none.
+    """
     import re
     import subprocess
 
-    folder = api_sweep[0]
-    page = (folder / "report.html").read_text()
-    # A copy with a probe that writes each decoded image's size into the page; report.html itself has no script.
     probe = ("<script>window.addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'sizes';"
-             " out.textContent = [...document.images].map(i => i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
+             " out.textContent = [...document.images].map((i, k) => (i.alt || k) + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
              " document.body.append(out); });</script>")
     (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
     result = subprocess.run(
@@ -206,9 +206,21 @@ def test_the_html_report_renders_offline_in_chromium_with_its_table_and_images(a
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
          "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").as_uri()],
         capture_output=True, text=True, timeout=120)
-    dom = result.stdout
-    assert "<table" in dom, result.stderr[-2000:]
+    found = re.search(r'<pre id="sizes">([^<]*)</pre>', result.stdout)
+    assert found, result.stderr[-2000:]
+    sizes = {}
+    for item in found.group(1).split():
+        alt, _, size = item.rpartition(":")
+        width, height = map(int, size.split("x"))
+        sizes[alt] = (width, height)
+    return result.stdout, sizes
+
+
+def test_the_html_report_renders_offline_in_chromium_with_its_table_and_images(api_sweep, tmp_path):
+    """Headless Chromium loads report.html from disk with no network, decodes every image and shows the table."""
+    folder = api_sweep[0]
+    dom, sizes = rendered_in_chromium((folder / "report.html").read_text(), tmp_path)
+    assert "<table" in dom
     for cell in display_frame(report_for([folder])).to_numpy().ravel():
         assert f"<td>{cell}</td>" in dom
-    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom).group(1).split()
-    assert len(sizes) == 3 and all(int(w) > 0 and int(h) > 0 for w, h in (s.split("x") for s in sizes))
+    assert len(sizes) == 3 and all(w > 0 and h > 0 for w, h in sizes.values())

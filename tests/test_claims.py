@@ -271,10 +271,7 @@ def test_the_python_api_gives_the_same_verdicts(claimed_sweep):
 
 def test_the_forest_plot_renders_in_chromium_with_each_relation(claimed_sweep, tmp_path):
     """report.html carries the claims' forest plot; headless Chromium decodes it offline, and it has a row per tested relation."""
-    import re
-    import subprocess
-
-    from test_api import chromium
+    from test_api import rendered_in_chromium
 
     from dnnexp.results.figures import figures
     from dnnexp.results.page import html_page
@@ -289,16 +286,7 @@ def test_the_forest_plot_renders_in_chromium_with_each_relation(claimed_sweep, t
     assert forest.axes[0].patches or forest.axes[0].collections  # the margin bands
     page = html_page(report, pngs=drawn.pngs())
     assert 'alt="claims_forest"' in page
-    probe = ("<script>window.addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'sizes';"
-             " out.textContent = [...document.images].map(i => i.alt + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
-             " document.body.append(out); });</script>")
-    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
-    result = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
-    sizes = dict(s.split(":") for s in re.search(r'<pre id="sizes">([^<]*)</pre>', result.stdout).group(1).split())
-    width, height = map(int, sizes["claims_forest"].split("x"))
+    dom, sizes = rendered_in_chromium(page, tmp_path)
+    width, height = sizes["claims_forest"]
     assert width > 500 and height > 200
-    assert "equivalent" in result.stdout or "supported" in result.stdout  # the claims table beside it
+    assert "equivalent" in dom or "supported" in dom  # the claims table beside it
