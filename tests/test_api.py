@@ -133,8 +133,11 @@ def test_plots_of_a_table_are_figures_that_show_inline(api_sweep):
     assert all(isinstance(f, Figure) for f in figures.values())
     html = figures._repr_html_()  # what Jupyter shows
     assert html.count('<img alt="') == 3 and html.count("data:image/png;base64,") == 3
-    # Training and validation curves: two lines per run, four runs.
-    assert len(figures["loss_curves"].axes[0].get_lines()) == 8
+    # Per variant (relu, elu; two seeds each): the validation mean, labelled with its seeds, and the dashed training mean.
+    lines = figures["loss_curves"].axes[0].get_lines()
+    assert sorted(line.get_label() for line in lines if not line.get_label().startswith("_")) == [
+        "activation=elu (n=2)", "activation=relu (n=2)"]
+    assert sum(line.get_linestyle() == "--" for line in lines) == 2
 
 
 def test_the_html_report_holds_the_command_table_and_plots(api_sweep):

@@ -126,7 +126,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     wait_for_epochs(proc, run_dir / "history.csv", 2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, stderr
     assert f"interrupted; to continue after the last finished epoch, run the same command with hydra.run.dir={run_dir}" in stderr
     assert "Traceback" not in stderr
     assert (run_dir / BACKUP).exists() and not (run_dir / "metrics.json").exists()
@@ -333,7 +333,7 @@ def test_sweep_started_again_with_another_grid_is_refused_before_any_job_changes
 # take effect only in a new process, so they go to the command with the two keys it alone reads.
 IN_THIS_PROCESS = ["trainer.verbose=true", "logger=tensorboard", "trainer.steps_per_execution=1", "trainer.strategy=mirrored"]
 BY_THE_COMMAND = ["task_name=elsewhere", "optimized_metric=val_loss",  # plus trainer.threads
-                  'claims=["activation=elu > activation=relu"]']
+                  'claims=["activation=elu > activation=relu"]', "claims_margin=0.01"]
 RESULTS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy", "epochs_run")
 
 
