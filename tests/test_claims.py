@@ -290,3 +290,22 @@ def test_the_forest_plot_renders_in_chromium_with_each_relation(claimed_sweep, t
     width, height = sizes["claims_forest"]
     assert width > 500 and height > 200
     assert "equivalent" in dom or "supported" in dom  # the claims table beside it
+
+
+def test_the_forest_plot_reads_small_effects_beside_a_large_one():
+    """One effect 30 times the others' intervals (tanh > sigmoid beside selu > elu) gets a symlog axis, linear around 0
+    out past the margins, so the small intervals and the margin bands do not shrink to a point; alike effects keep a linear axis."""
+    import pandas as pd
+
+    from dnnexp.results.figures import forest_figure
+
+    def claims(*intervals):
+        return pd.DataFrame([{"relation": f"a{i} > b{i}", "metric": "val_accuracy", "verdict": "supported", "margin": 0.005,
+                              "effect": (low + high) / 2, "ci_low": low, "ci_high": high,
+                              "decision_low": low - 0.005, "decision_high": high + 0.005} for i, (low, high) in enumerate(intervals)])
+
+    spread = forest_figure(claims((0.01, 0.03), (0.02, 0.04), (0.72, 0.82))).axes[0]
+    assert spread.get_xscale() == "symlog" and "logarithmic beyond" in spread.get_xlabel()
+    assert spread.xaxis.get_transform().linthresh >= 2 * 0.005  # the margin band lies in the linear part
+    alike = forest_figure(claims((0.01, 0.03), (0.02, 0.04), (-0.01, 0.02))).axes[0]
+    assert alike.get_xscale() == "linear"

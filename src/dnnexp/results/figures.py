@@ -154,13 +154,20 @@ def forest_figure(claims: pd.DataFrame) -> Figure:
         ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=4, solid_capstyle="butt", zorder=3)
         ax.plot([r["effect"]], [y], marker="o", color="white", markeredgecolor=color, markersize=7, zorder=4)
     ax.axvline(0, color="black", linewidth=0.8)
+    widths = (rows["decision_high"] - rows["decision_low"]).abs()
+    reach = rows[["decision_low", "decision_high"]].abs().max().max()
+    if len(rows) > 1 and reach > 10 * widths.median() > 0:
+        # One large effect (tanh > sigmoid: 0.77) would squeeze the others' intervals and margins into a point at 0:
+        # linear around 0, out to twice the typical interval or margin, logarithmic beyond, so both read.
+        ax.set_xscale("symlog", linthresh=2 * max(widths.median(), rows["margin"].fillna(0).max()), linscale=2)
     ax.set_yticks(range(len(rows)), [f"{r['relation']} ({r['metric']})".replace(" > ", "\n> ") for _, r in rows.iterrows()], fontsize="small")
     ax.invert_yaxis()
     right = ax.secondary_yaxis("right")
     right.set_yticks(range(len(rows)), list(rows["verdict"]), fontsize="small")
     for tick, verdict in zip(right.get_yticklabels(), rows["verdict"]):
         tick.set_color(VERDICT_COLORS.get(verdict, "gray"))
-    ax.set(xlabel="effect: claimed better minus the other (> 0 the claimed way)",
+    scale = "; linear near 0, logarithmic beyond" if ax.get_xscale() == "symlog" else ""
+    ax.set(xlabel=f"effect: claimed better minus the other (> 0 the claimed way{scale})",
            title="Claims: effect, 95% interval (thick), the verdict's interval (thin), margin (grey band)")
     ax.grid(axis="x", alpha=0.3)
     return fig
