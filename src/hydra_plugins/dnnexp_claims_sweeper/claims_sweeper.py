@@ -64,7 +64,9 @@ class ClaimsSweeper(Sweeper):
         active, first_seed, job = list(range(len(variants))), 0, 0
         returns = []
         for number, last_seed in enumerate(look_seeds(self.seeds_per_round, self.max_seeds), start=1):
-            batch = [[*fixed, *variants[v], f"{SEED_KEY}={seed}"] for seed in range(first_seed, last_seed) for v in active]
+            # A variant's seeds one after another: a process's next job then differs from its last only by the
+            # seed and trains the model that job compiled (dnnexp.compiled_models).
+            batch = [[*fixed, *variants[v], f"{SEED_KEY}={seed}"] for v in active for seed in range(first_seed, last_seed)]
             log.info(f"Claims sweeper: round {number} of {design.rounds}, seeds {first_seed}-{last_seed - 1} "
                      f"of {len(active)} variant{'s' if len(active) != 1 else ''}")
             returns += self._launch(batch, job, sweep_dir)
