@@ -77,7 +77,9 @@ class ClaimsSweeper(Sweeper):
             active = [v for v in active if any(self._names(variants[v], relation) for relation in open_relations)]
             if not active:
                 break
-        (sweep_dir / "claims_rounds.json").write_text(json.dumps(self.rounds, indent=1) + "\n", encoding="utf-8")
+        from dnnexp.files import write_atomic
+
+        write_atomic(sweep_dir / "claims_rounds.json", json.dumps(self.rounds, indent=1) + "\n")  # a kill leaves no half file
         return returns
 
     def _grid(self, arguments: List[str]) -> tuple[list[str], list[list[str]]]:
@@ -148,7 +150,9 @@ def _describe(variant) -> str:
 
 def _has_result(job_dir: Path) -> bool:
     """A job folder whose metrics.json is readable: the run finished (completed, diverged or failed) and is not run again."""
+    from dnnexp.files import read_metrics
+
     try:
-        return isinstance(json.loads((job_dir / "metrics.json").read_text(encoding="utf-8")), dict)
+        return isinstance(read_metrics(job_dir), dict)
     except (OSError, ValueError):
         return False
