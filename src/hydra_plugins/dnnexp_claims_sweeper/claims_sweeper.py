@@ -113,7 +113,7 @@ class ClaimsSweeper(Sweeper):
 
     def _undecided(self, sweep_dir: Path, margin: Optional[float], design) -> list:
         """The relations no round has decided yet, judged from the runs in ``sweep_dir`` as the report judges them."""
-        from dnnexp.results.claims import DECIDED, judge
+        from dnnexp.results.claims import DECIDED, describe, judge, parse_claim
         from dnnexp.results.runs import load_runs
         from dnnexp.results.stats import ReportError, build_report
 
@@ -125,14 +125,12 @@ class ClaimsSweeper(Sweeper):
         frame = judge(report, runs.claims, margin=margin if margin is not None else runs.margin, design=design)
         if frame is None:
             return []
-        from dnnexp.results.claims import parse_claim
-
         open_relations = []
         for claim in dict.fromkeys(frame.loc[~frame["verdict"].isin(DECIDED) & (frame["relation"] != "the whole claim"), "claim"]):
             parsed = parse_claim(claim)
             undecided = set(frame.loc[(frame["claim"] == claim) & ~frame["verdict"].isin(DECIDED), "relation"])
             open_relations += [(better, worse) for better, worse in parsed.pairs()
-                               if f"{_describe(better)} > {_describe(worse)}" in undecided]
+                               if f"{describe(better)} > {describe(worse)}" in undecided]
         return open_relations
 
     @staticmethod
@@ -142,10 +140,6 @@ class ClaimsSweeper(Sweeper):
 
         given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in variant}
         return any(all(key in given and matches(given[key], wanted) for key, wanted in side) for side in relation)
-
-
-def _describe(variant) -> str:
-    return ", ".join(f"{k}={v}" for k, v in variant)
 
 
 def _has_result(job_dir: Path) -> bool:
