@@ -93,3 +93,14 @@ def test_a_sweep_of_property_claims_is_judged_after_its_first_round(tmp_path):
     verdicts = dnnexp.verdicts(sweep).set_index("relation")
     assert verdicts.loc["optimizer.lr=0.1: status = completed", ["verdict", "n"]].tolist() == ["supported", "3 of 3"]
     assert verdicts.loc["optimizer.lr=0.00001: status = diverged", ["verdict", "n"]].tolist() == ["contradicted", "0 of 3"]
+
+
+def test_a_claims_sweep_with_a_bad_variant_is_refused_before_any_job_runs(tmp_path):
+    """Each variant's config is checked once, at the start: a bad value is one message, exit 2, and no folder,
+    not a variant that fails in every round while its relations stay open until max_seeds."""
+    sweep = tmp_path / "sweep"
+    result = run_in_process("-m", "hydra/sweeper=claims", "optimizer.lr=0.1,abc", 'claims=["optimizer.lr=0.1 > optimizer.lr=abc"]',
+                            *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "dnnexp: error: optimizer.lr must be a number, got 'abc'"
+    assert not sweep.exists()

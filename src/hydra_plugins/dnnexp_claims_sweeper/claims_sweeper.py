@@ -56,6 +56,7 @@ class ClaimsSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         fixed, variants = self._grid(arguments)
+        self._check_variants([[*fixed, *variant, f"{SEED_KEY}=0"] for variant in variants])
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -98,6 +99,24 @@ class ClaimsSweeper(Sweeper):
                 fixed.append(f"{key}={override.get_value_element_as_str()}")
         return fixed, [list(combination) for combination in itertools.product(*swept.values())] or [[]]
 
+    def _check_variants(self, jobs: list[list[str]]) -> None:
+        """Refuse the sweep before any job runs if a variant's config is bad (dnnexp.config.validate's message).
+
+        Each variant is composed once: its later jobs differ from it only by the seed, an integer
+        the sweeper chooses. A bad variant is refused here, not run and failed round after round
+        (its relations would stay open until max_seeds).
+        """
+        from dnnexp.config import ConfigError, validate
+        from dnnexp.errors import refuse
+        from dnnexp.hydra_callbacks import roll_back
+
+        for overrides in jobs:
+            try:
+                validate(self.hydra_context.config_loader.load_sweep_config(self.config, overrides))
+            except ConfigError as err:
+                roll_back()  # the sweep's folder was claimed before the sweeper started: leave it as it was
+                refuse(str(err))
+
     def _launch(self, batch: list[list[str]], first_job: int, sweep_dir: Path) -> list:
         """Launch the jobs of ``batch`` (numbered from ``first_job``) whose folder holds no result yet, in runs of consecutive numbers."""
         todo = [i for i in range(len(batch)) if not _has_result(sweep_dir / str(first_job + i))]
@@ -106,9 +125,7 @@ class ClaimsSweeper(Sweeper):
         returns = []
         for _, group in itertools.groupby(enumerate(todo), key=lambda pair: pair[1] - pair[0]):
             indices = [i for _, i in group]
-            jobs = [batch[i] for i in indices]
-            self.validate_batch_is_legal(jobs)
-            returns.append(self.launcher.launch(jobs, initial_job_idx=first_job + indices[0]))
+            returns.append(self.launcher.launch([batch[i] for i in indices], initial_job_idx=first_job + indices[0]))
         return returns
 
     def _undecided(self, sweep_dir: Path, margin: Optional[float], design) -> list:
