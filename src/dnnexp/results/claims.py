@@ -16,8 +16,8 @@ Every pair a claim states (adjacent pairs of an ordering, each member of a ``|``
 the other side) is one relation, tested on the completed runs of its two variants by
 :func:`dnnexp.results.inference.compare` (paired t on the seeds both sides ran, else Welch).
 All relations of all claims are one family: each relation's interval is at the family's level
-split among them (Bonferroni), and in a claims sweeper's sweep also among its rounds
-(:func:`~dnnexp.results.inference.look_levels`). The verdict is read off that interval and the
+split among them (Bonferroni), and in a claims sweeper's sweep at the level that keeps each share
+over all its rounds (Pocock's, :func:`~dnnexp.results.inference.look_levels`). The verdict is read off that interval and the
 relation's margin (:func:`~dnnexp.results.inference.verdict`). An ordering is supported only
 when every adjacent pair is, contradicted when any is, equivalent when every pair is. No TensorFlow.
 """

@@ -109,8 +109,8 @@ def _text(value: Any) -> str:
 CLAIMS_CAPTION = ("effect: the claimed better side minus the other (mean of the seed-wise differences when paired; > 0 goes the "
                   "claimed way; losses count lower as better), with its 95% interval. test: paired t on the seeds both sides ran "
                   "(r: the correlation of the pairs), else Welch's t. P(A>B): the probability of improvement, with a bootstrap 95% "
-                  "interval. verdict: from the effect's interval at the family's level (5% split among the relations and, for the "
-                  "claims sweeper, its rounds): inside ± the margin is equivalent, above 0 supported, below 0 contradicted. "
+                  "interval. verdict: from the effect's interval at the family's level (5% split among the relations; for the "
+                  "claims sweeper, kept over all its rounds): inside ± the margin is equivalent, above 0 supported, below 0 contradicted. "
                   "seeds: pairs (or the smaller side's runs) the verdict rests on; round: the claims sweeper's round that decided it.")
 
 
