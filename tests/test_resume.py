@@ -121,11 +121,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, straight):
 
 def test_ctrl_c_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
-    # 40 epochs, not RESUMABLE's 4: on a busy machine the test could see epoch 2 only after the run had ended,
-    # and a Ctrl-C after the end leaves nothing to say (exit 0).
-    longer = [o if not o.startswith("trainer.epochs=") else "trainer.epochs=40" for o in RESUMABLE]
-    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *longer, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # As a terminal starts it: with Ctrl-C's default action. pytest-xdist's workers run with SIGINT ignored, which a
+    # child inherits (Python then installs no KeyboardInterrupt handler), so the run would train to its end.
+    proc = subprocess.Popen([sys.executable, "-m", "dnnexp.cli", *RESUMABLE, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_epochs(proc, run_dir / "history.csv", 2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
