@@ -124,6 +124,20 @@ def test_with_many_seeds_per_look_the_level_is_pococks_published_normal_boundary
     assert look_levels(60, 300, 1)[0] <= pocock
 
 
+def test_pococks_tabled_normal_level_used_for_small_sample_t_tests_errs_above_five_percent():
+    """Why the level is computed for t statistics: Pocock's table (10 looks, |Z| > 2.555) assumes a known variance."""
+    from scipy.special import ndtr, stdtrit
+
+    tabled = 2 * (1 - ndtr(2.555))
+    assert look_levels(3, 30, 1)[0] < tabled
+    diffs = np.random.default_rng(5).normal(size=(50_000, 30))
+    rejected = np.zeros(len(diffs), dtype=bool)
+    for n in look_seeds(3, 30):
+        x = diffs[:, :n]
+        rejected |= np.abs(x.mean(axis=1)) / (x.std(axis=1, ddof=1) / math.sqrt(n)) > stdtrit(n - 1, 1 - tabled / 2)
+    assert rejected.mean() > ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / len(diffs))  # about 5.5%
+
+
 def test_a_fresh_simulation_of_null_sweeps_errs_at_about_the_calibrated_share():
     """Independent draws from the calibration's: the looks' intervals miss a true effect of 0 in about alpha of sweeps."""
     from scipy.special import stdtrit
