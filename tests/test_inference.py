@@ -36,17 +36,16 @@ def test_welch_t_and_its_interval_match_scipy():
     assert test.interval(0.05) == pytest.approx(tuple(expected.confidence_interval(0.95)))
 
 
-@pytest.mark.parametrize("margin", [0.002, 0.005, 0.02])
-def test_tost_matches_statsmodels(margin):
-    assert paired_t(A, B).tost_p(margin) == pytest.approx(ttost_paired(A, B, -margin, margin)[0])
-    assert welch_t(A, B[:4]).tost_p(margin) == pytest.approx(ttost_ind(A, B[:4], -margin, margin, usevar="unequal")[0])
-
-
-def test_tost_rejects_exactly_when_the_double_level_interval_lies_inside_the_margin():
-    test = paired_t(A, B)
+def test_equivalent_is_exactly_when_statsmodels_two_one_sided_tests_reject():
+    """Schuirmann's TOST at level a rejects |effect| >= margin exactly when the 1 - 2a interval lies inside the margin."""
+    seen = set()
     for margin in np.linspace(0.001, 0.02, 40):
-        low, high = test.interval(2 * 0.05)
-        assert (test.tost_p(margin) < 0.05) == (-margin < low and high < margin)
+        for test, tost_p in ((paired_t(A, B), ttost_paired(A, B, -margin, margin)[0]),
+                             (welch_t(A, B[:4]), ttost_ind(A, B[:4], -margin, margin, usevar="unequal")[0])):
+            low, high = test.interval(2 * 0.05)
+            assert (verdict(low, high, margin) == EQUIVALENT) == (tost_p < 0.05)
+            seen.add(tost_p < 0.05)
+    assert seen == {True, False}  # the margins reach both sides of the decision
 
 
 def test_correlation_of_the_pairs_is_pearsons():

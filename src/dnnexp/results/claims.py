@@ -179,6 +179,13 @@ def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = (), margin:
     ``margin`` applies to every relation whose claim has no ``within``; ``design``: the runs
     are a claims sweeper's, judged round by round as it judged them. Returns None when there is no claim.
     """
+    rows = judged_relations(report, stated, typed, margin, design)
+    return None if rows is None else claims_frame(rows)
+
+
+def judged_relations(report, stated: Iterable[str] = (), typed: Iterable[str] = (), margin: float | None = None,
+                     design: Design | None = None) -> list[Relation] | None:
+    """The rows of :func:`judge`'s table as Relations (the claims sweeper reads their ``variants``)."""
     frame, params = report.runs, report.keys
     typed = [parse_claim(t) for t in typed]
     check_variants(typed, frame, params)
@@ -193,7 +200,7 @@ def judge(report, stated: Iterable[str] = (), typed: Iterable[str] = (), margin:
     for claim in claims:
         rows += found.get(claim.text) or [Relation(claim.text, "the whole claim", claim.metric, "", verdict=NOT_CHECKED,
                                                    note=f"this sweep has no runs of {describe(absent[claim.text])}")]
-    return claims_frame(rows)
+    return rows
 
 
 def _existing(frame: pd.DataFrame, variant: Variant, params: list[str]) -> str:
@@ -278,16 +285,28 @@ class Relation:
     metric: str | None
     n: str
     effect: float = math.nan  # mean(better) - mean(worse) (mean of the differences when paired), > 0: the claimed way
-    std: float = math.nan  # the two variants' pooled standard deviation
     verdict: str = NOT_RESOLVED
     note: str = ""
     result: Comparison | None = None  # the test at the look that decided (or the last look)
-    ci95: tuple[float, float] = (math.nan, math.nan)  # the effect's own 95% interval
     margin: float = math.nan
-    seeds: int | None = None  # pairs (paired) or the smaller side's runs (Welch) the verdict rests on
     round: int | None = None  # the claims sweeper's round that decided it
     sds: tuple[float, float] | None = None  # the two variants' standard deviations, when each has 2+ runs
-    variants: tuple = ()  # (better, worse): the claims sweeper adds seeds to undecided relations' variants
+    variants: tuple[Variant, Variant] | tuple[()] = ()  # (better, worse) of a pair: the claims sweeper adds seeds to an undecided pair's
+
+    @property
+    def std(self) -> float:
+        """The two variants' pooled standard deviation."""
+        return math.sqrt((self.sds[0] ** 2 + self.sds[1] ** 2) / 2) if self.sds else math.nan
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        """The effect's own 95% interval (the verdict rests on the wider one at the relation's level)."""
+        return self.result.test.interval(ALPHA) if self.result else (math.nan, math.nan)
+
+    @property
+    def seeds(self) -> int | None:
+        """The pairs (paired) or the smaller side's runs (Welch) the verdict rests on."""
+        return self.result.test.n if self.result else None
 
 
 def check_claims(claims: list[Claim], frame: pd.DataFrame, default_metric: str, margin: float | None = None,
@@ -330,7 +349,6 @@ def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, margin: fl
     if len(a) and len(b):
         relation.effect = a.mean() - b.mean()
     if len(a) > 1 and len(b) > 1:
-        relation.std = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
         relation.sds = (a.std(ddof=1), b.std(ddof=1))
     if design is None:
         looks = [(None, ALPHA / family, a, b)]
@@ -352,8 +370,7 @@ def _pair(claim: Claim, better: Variant, worse: Variant, metric: str, margin: fl
         relation.note = "needs 2+ completed runs per variant (add trainer.seed=0,1,2)"
         relation.round = None
         return relation
-    relation.verdict, relation.effect, relation.seeds = result.verdict, result.test.effect, result.test.n
-    relation.ci95 = result.test.interval(ALPHA)
+    relation.verdict, relation.effect = result.verdict, result.test.effect
     if relation.verdict not in DECIDED:
         relation.round = None
         relation.note = _undecided_note(relation, result, family, design, looks)

@@ -65,22 +65,6 @@ class TTest:
         half = float(stdtrit(self.df, 1 - level / 2)) * self.se
         return self.effect - half, self.effect + half
 
-    def tost_p(self, margin: float) -> float:
-        """Two one-sided tests of |effect| >= margin (Schuirmann 1987): the larger of the two one-sided p-values.
-
-        p_low = P(T_df > (effect + margin) / se), p_upp = P(T_df < (effect - margin) / se);
-        equals statsmodels' ``ttost_paired(a, b, -margin, margin)[0]`` (paired) and
-        ``ttost_ind(a, b, -margin, margin, usevar="unequal")[0]`` (Welch). Rejecting at level
-        a is the same as the 1 - 2a interval lying inside (-margin, margin).
-        """
-        from scipy.special import stdtr
-
-        if self.se == 0:
-            return 0.0 if abs(self.effect) < margin else 1.0
-        p_low = float(stdtr(self.df, -(self.effect + margin) / self.se))
-        p_upp = float(stdtr(self.df, (self.effect - margin) / self.se))
-        return max(p_low, p_upp)
-
 
 def _two_sided_p(effect: float, se: float, df: float) -> float:
     if se == 0:

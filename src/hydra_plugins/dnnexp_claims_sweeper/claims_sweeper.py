@@ -129,8 +129,9 @@ class ClaimsSweeper(Sweeper):
         return returns
 
     def _undecided(self, sweep_dir: Path, margin: Optional[float], design) -> list:
-        """The relations no round has decided yet, judged from the runs in ``sweep_dir`` as the report judges them."""
-        from dnnexp.results.claims import DECIDED, describe, judge, parse_claim
+        """(better, worse) of every relation between two variants that no round has decided yet, judged from the
+        runs in ``sweep_dir`` as the report judges them. A property claim asks for no further round."""
+        from dnnexp.results.claims import DECIDED, judged_relations
         from dnnexp.results.runs import load_runs
         from dnnexp.results.stats import ReportError, build_report
 
@@ -139,16 +140,8 @@ class ClaimsSweeper(Sweeper):
             report = build_report(runs)
         except ReportError:
             return []  # no run completed: nothing to decide more seeds for
-        frame = judge(report, runs.claims, margin=margin if margin is not None else runs.margin, design=design)
-        if frame is None:
-            return []
-        open_relations = []
-        for claim in dict.fromkeys(frame.loc[~frame["verdict"].isin(DECIDED) & (frame["relation"] != "the whole claim"), "claim"]):
-            parsed = parse_claim(claim)
-            undecided = set(frame.loc[(frame["claim"] == claim) & ~frame["verdict"].isin(DECIDED), "relation"])
-            open_relations += [(better, worse) for better, worse in parsed.pairs()
-                               if f"{describe(better)} > {describe(worse)}" in undecided]
-        return open_relations
+        relations = judged_relations(report, runs.claims, margin=margin if margin is not None else runs.margin, design=design)
+        return [r.variants for r in relations or [] if r.variants and r.verdict not in DECIDED]
 
     @staticmethod
     def _names(variant: list[str], relation: tuple) -> bool:
