@@ -71,3 +71,12 @@ def test_a_jax_job_after_others_runs_their_programs_and_gives_the_lone_runs_resu
                 for name in runs}
     assert compiled["sweep"] == compiled["alone"] and compiled["alone"]  # three jobs, the programs of one
     assert_same_run(tmp_path / "sweep" / "2", tmp_path / "alone")
+
+
+def test_a_job_that_differs_by_more_than_its_seed_compiles_its_own_model(tmp_path):
+    """trainer.steps_per_execution changes no result (the config hash leaves it out) but does change the compiled
+    steps: a sweep over it must train each job at its own value."""
+    sweep = tmp_path / "sweep"
+    result = run_in_process("-m", *ARGS, "trainer.steps_per_execution=1,4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads((sweep / str(job) / "metrics.json").read_text())["steps_per_execution"] for job in (0, 1)] == [1, 4]

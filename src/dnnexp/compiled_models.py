@@ -25,11 +25,13 @@ phase from scratch on the default strategy take part: a transfer run recompiles 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
 from dnnexp.keras_import import keras
-from dnnexp.config import Config, config_hash
+from dnnexp.config import Config
+from dnnexp.flat_config import flatten
 
 
 @dataclasses.dataclass
@@ -43,8 +45,9 @@ KEPT: list[Kept] = []  # at most one: the last compiled model that may be reused
 
 
 def key(cfg: Config) -> str:
-    """What the traced steps depend on: the whole config but the seed."""
-    return config_hash(dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, seed=0)))
+    """What the traced steps depend on: the whole config but the seed. Not config_hash, which leaves out keys
+    that change how a run is compiled but not what it computes (trainer.steps_per_execution)."""
+    return json.dumps(flatten(dataclasses.asdict(cfg), {"trainer.seed"}), sort_keys=True, default=str)
 
 
 def takes_part(cfg: Config) -> bool:
