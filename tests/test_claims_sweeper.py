@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from conftest import TINY, run_in_process
 
 # lr=0.1 trains, lr=1e-5 barely moves from the shared initial weights: at every seed the loss gap is about 0.2

@@ -22,7 +22,7 @@ from conftest import TINY, compose_config, run_cli
 from dnnexp import lr_tools, run_folder
 from dnnexp.results import sweep as sweep_files
 from dnnexp.files import write_history, write_metrics
-from dnnexp.run_folder import lock as lock_run_folder
+from dnnexp.folder_lock import FolderLock as lock_run_folder
 from dnnexp.results.runs import load_runs
 
 

@@ -20,7 +20,7 @@ PACKAGE = SRC / "dnnexp"
 LAYERS = [
     ["dnnexp.errors", "dnnexp.typos", "dnnexp.layout", "dnnexp.usage", "dnnexp.flat_config"],  # plain Python: what every layer may use
     ["dnnexp.config"],  # the schema and its checks: no TensorFlow, no files
-    ["dnnexp.files"],  # reading and writing a run folder's files, atomically
+    ["dnnexp.files", "dnnexp.folder_lock"],  # a run folder's files, read and written atomically, and its lock
     ["dnnexp.run_folder"],  # who owns a run or sweep folder, and what it may hold
     ["dnnexp.results"],  # tables, statistics and figures of finished runs: never Keras
     ["dnnexp.backend_setup"],  # the backend and threads of a job, settled before Keras loads

@@ -28,6 +28,7 @@ from dnnexp import backend_setup, run_folder, usage
 from dnnexp.config import Config
 from dnnexp.errors import DnnexpError, FolderTaken, Refusal, RunFolderError, print_error, refuse
 from dnnexp.files import write_metrics
+from dnnexp.folder_lock import FolderLock
 from dnnexp.hydra_callbacks import CommandResult, current, recording, roll_back
 from dnnexp.layout import BACKUP
 from dnnexp.modes import run_here
@@ -51,7 +52,7 @@ def _app(cfg: DictConfig) -> float | None:
         current().run_dir = run_dir
         return _run(cfg, run_dir, multirun=False)  # ClaimOutputFolder holds its folder
     try:  # each job's folder, held by the process that runs the job (a joblib worker too)
-        lock = run_folder.lock(run_dir)
+        lock = FolderLock(run_dir)
     except FolderTaken as err:
         print_error(str(err))
         return float("nan")

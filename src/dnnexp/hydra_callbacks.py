@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from dnnexp import run_folder
 from dnnexp.config import ConfigError, validate, validate_sweep
 from dnnexp.errors import RunFolderError, print_error, refuse
+from dnnexp.layout import SWEEP_RECORD
 
 if TYPE_CHECKING:
     from dnnexp.results.stats import Report
@@ -108,7 +109,7 @@ class ClaimOutputFolder(Callback):
             run_folder.check_task_name(config.task_name)
         except (ConfigError, RunFolderError) as err:
             refuse(str(err))
-        _claim(Path(config.hydra.sweep.dir), [run_folder.SWEEP_RECORD], lambda: run_folder.check_grid(config))
+        _claim(Path(config.hydra.sweep.dir), [SWEEP_RECORD], lambda: run_folder.check_grid(config))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         run_folder.drop_empty_log(Path(config.hydra.runtime.output_dir) / f"{config.hydra.job.name}.log")

@@ -9,6 +9,7 @@ HISTORY = "history.csv"
 MODEL = "model.keras"
 BACKUP = "backup.npz"  # the training state after the last completed epoch; gone once training ends
 LOCK = ".dnnexp.lock"
+SWEEP_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into a sweep's folder as it starts
 DIAGNOSTICS = "diagnostics.csv"
 MC_DROPOUT = "mc_dropout.csv"  # evaluation.mc_samples: each class's spread over the passes
 TENSORBOARD = "tensorboard"  # the folder of TensorBoard logs (logger=tensorboard)

@@ -4,20 +4,19 @@ A command writes into a folder only while it holds the folder's lock, and only i
 folder holds nothing of another config: a killed run of the same config resumes there, a
 finished one is reported finished, anything else is refused before a byte is written
 (:class:`Claim`). A refusal found after Hydra wrote its files hands the folder back as it
-was (:meth:`Claim.roll_back`). No TensorFlow: the report's ``running`` status reads the
-lock too (:func:`lock_held`).
+was (:meth:`Claim.roll_back`). The lock itself is :mod:`dnnexp.folder_lock`, which the report
+reads too.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -27,11 +26,11 @@ from yaml import YAMLError
 from dnnexp.config import Config, ConfigError, config_hash, first_difference, hashed_config, validate
 from dnnexp.errors import FolderTaken, RunFolderError
 from dnnexp.files import read_backup_meta, read_metrics, write_atomic
+from dnnexp.folder_lock import FolderLock, lock_held
 from dnnexp.layout import BACKUP, LOCK, METRICS
 
 FINISHED = ("completed", "diverged")  # a run's metrics.json statuses that hold a result
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-SWEEP_RECORD = "multirun.yaml"  # what Hydra's sweeper writes into a sweep's folder as it starts
 NAME_MAX = 255  # the longest file name, in bytes, that Linux and macOS file systems take
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a full quota on it
 
@@ -58,75 +57,6 @@ def unwritable(folder: Path, err: OSError) -> RunFolderError:
     if isinstance(err, (FileExistsError, NotADirectoryError)) and not os.path.isdir(blocking):
         return RunFolderError(f"cannot use {folder} as a run folder: {blocking} is a file")
     return RunFolderError(f"cannot write into {err.filename or folder}: {err.strerror or err}")
-
-
-class FolderLock:
-    """This process's hold on a folder: an flock on its .dnnexp.lock.
-
-    An flock, not a marker file: the kernel releases it when the process dies, even by
-    SIGKILL, so a killed run can be resumed in its folder at once; the file it leaves tells
-    the report the run was cut off. A run that ends holding a record of its own (metrics.json,
-    or a sweep's multirun.yaml) removes the file as it lets go (:meth:`release`).
-    """
-
-    def __init__(self, folder: Path):
-        """Lock ``folder`` (created if new); raise FolderTaken if another process holds it."""
-        self.folder = Path(folder)
-        self.path = self.folder / LOCK
-        self.folder.mkdir(parents=True, exist_ok=True)
-        while True:
-            handle = open(self.path, "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise FolderTaken(f"{self.folder} is in use by another dnnexp run; give this one its own folder") from None
-            if _same_file(handle, self.path):
-                break
-            handle.close()  # its holder removed the file as it let go: lock the one there now
-        self.handle = handle
-
-    def close(self) -> None:
-        """Let go and leave the file, as a process that dies does."""
-        self.handle.close()
-
-    def release(self) -> None:
-        """Let go: the file is removed if the folder holds a record of what ran there, else left for the report."""
-        if not self.handle.closed and any((self.folder / name).is_file() for name in (METRICS, SWEEP_RECORD)):
-            self.path.unlink(missing_ok=True)  # while still held, so no other process locks the old file meanwhile
-        self.handle.close()
-
-    def __enter__(self) -> FolderLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _same_file(handle: IO, path: Path) -> bool:
-    try:
-        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-    except FileNotFoundError:
-        return False
-
-
-def lock(folder: Path) -> FolderLock:
-    """Claim ``folder`` for this process (see FolderLock); keep it for as long as the run writes."""
-    return FolderLock(folder)
-
-
-def lock_held(folder: Path) -> bool | None:
-    """Whether a live process holds ``folder``'s lock: None if the folder never had one."""
-    try:
-        handle = open(Path(folder) / LOCK)
-    except FileNotFoundError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False
 
 
 class Snapshot:
@@ -172,7 +102,7 @@ class Claim:
         except OSError as err:
             raise unwritable(folder, err) from None
         try:
-            self.handle = lock(folder)
+            self.handle = FolderLock(folder)
             check()
         except RunFolderError:
             self.roll_back()

@@ -19,7 +19,7 @@ import yaml
 
 from dnnexp.files import BACKUP, HISTORY, METRICS, SOURCE_CONFIG
 from dnnexp.flat_config import flatten
-from dnnexp.run_folder import lock_held
+from dnnexp.folder_lock import lock_held
 from dnnexp.results.columns import DEFAULT_METRICS
 
 CLAIMS_KEY = "claims"  # a config's claims (results/claims.py): read apart, not a column
