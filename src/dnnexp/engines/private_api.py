@@ -13,10 +13,11 @@ the tests of each user listed, then change ``checked`` here and the bound in pyp
 | jax <0.11 (checked on 0.10.2) | the logger name ``jax._src.xla_bridge`` | keras_import.py (silences "no TPU found") | JAX logs it under its private module's name; without it every JAX run prints the line (a logger name: if it changes, the line shows again, nothing breaks) |
 | hydra-core <1.4 (checked on 1.3.8) | ``hydra._internal.utils.run_and_report`` | cli.py (the message of a config error) | Hydra prints its errors there and offers no hook; without it a typo prints Hydra's several-line error and exits 1 instead of one line and exit 2 (tests/test_bad_input.py) |
 | hydra-core <1.4 (checked on 1.3.8) | ``hydra._internal.core_plugins.basic_sweeper.BasicSweeper`` (``split_arguments``) | run_folder.py ``check_grid`` (a sweep's jobs, as the basic sweeper splits them) | Hydra has no public parser of a sweep's overrides into jobs; a copy of its order could drift from it and refuse or overwrite the wrong job folders (tests/test_resume.py) |
-| numpy 1.x and 2.x (data.py names both) | ``numpy._core.multiarray._reconstruct`` and the names beside it in data.py | data.py (the allow-list of a pickled dataset) | a NumPy pickle names them; they are only compared, never called |
+| numpy <3 (checked on 2.4.6; data.py names NumPy 1's and 2's) | ``numpy.core.multiarray._reconstruct``, ``numpy._core.multiarray._reconstruct`` and the names beside them in data.py's ``_BatchUnpickler.ALLOWED`` | data.py (the allow-list of a pickled CIFAR-10 batch) | the real files name NumPy 1's; pickle calls what the allow-list lets through, so each must still resolve |
 
-The standard library's ``logging._handlerList`` (api.py, the handlers a run from Python
-leaves behind) is read, never written. Tests also use ``hydra._internal.config_loader_impl.ConfigLoaderImpl`` (tests/conftest.py).
+The standard library's ``logging._handlerList`` (api.py: a run from Python removes the handlers
+it added from that list, and puts back the ones that were there) is read and written; it has been
+in ``logging`` since Python 2. Tests also use ``hydra._internal.config_loader_impl.ConfigLoaderImpl`` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ PRIVATE_NAMES = (
     PrivateName("hydra._internal.utils", "run_and_report", "hydra-core", "1.3.8"),
     PrivateName("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper.split_arguments", "hydra-core", "1.3.8"),
     PrivateName("hydra._internal.config_loader_impl", "ConfigLoaderImpl._apply_overrides_to_config", "hydra-core", "1.3.8"),
+    *(PrivateName(module, name, "numpy", "2.4.6") for module, name in (
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"))),
 )
 
 
