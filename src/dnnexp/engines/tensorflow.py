@@ -113,7 +113,9 @@ def set_seed(seed: int) -> None:
     TensorFlow's global generator (Keras' random ops take their own seeds, the training order
     is a stateless shuffle), so Keras' function runs once per process, at its first job, and
     later jobs seed Python and NumPy as it does: a job gives the same numbers as the same job
-    run alone (tests/test_compiled_models.py).
+    run alone (tests/test_compiled_models.py). What later jobs leave as the first set it:
+    ``keras.utils.get_random_seed()`` and Keras' global ``SeedGenerator``, which only
+    ``keras.random`` calls without a seed draw from; no dnnexp model makes one.
     """
     if not SEEDED:
         keras.utils.set_random_seed(seed)
